@@ -1,0 +1,244 @@
+"""The jobs table: one item per upload, moved between states only by conditional writes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Collection, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from loradrop.models import JobStatus
+
+BY_PREDICTION_INDEX = "by-prediction"
+BY_STATUS_INDEX = "by-status"
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def utc_now() -> str:
+    """ISO 8601 UTC with milliseconds: sortable as text, which the status index relies on."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def job_id_for(bucket: str, key: str, version: str | None, etag: str | None) -> str:
+    """A readable, stable id for one S3 object version (ETag stands in where versioning is off)."""
+    stem = key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:40] or "upload"
+    identity = f"{bucket}\n{key}\n{version or ''}\n{(etag or '').strip(chr(34))}"
+    return f"{slug}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
+
+
+class Job(BaseModel):
+    """A job item as stored; `public()` is what users and events see."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: str
+    status: JobStatus
+    source_bucket: str
+    source_key: str
+    source_version: str | None = None
+    source_etag: str | None = None
+    source_size: int | None = None
+    params: dict[str, Any] | None = None
+    archive: dict[str, Any] | None = None
+    warnings: list[str] = Field(default_factory=list)
+    prediction_id: str | None = None
+    attempts: int = 0
+    error_code: str | None = None
+    error: str | None = None
+    weights_uri: str | None = None
+    weights_size: int | None = None
+    weights_sha256: str | None = None
+    created_at: str
+    updated_at: str
+    history: list[dict[str, Any]] = Field(default_factory=list)
+
+    def public(self) -> dict[str, Any]:
+        """JSON-ready fields for users and events (DynamoDB's Decimals become plain numbers)."""
+        plain: dict[str, Any] = _plain(self.model_dump(mode="python", exclude_none=True))
+        return plain
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, JobStatus):
+        return value.value
+    return value
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _to_dynamo(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _serialize(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(_to_dynamo(v)) for k, v in values.items()}
+
+
+def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+def _is_condition_failure(err: ClientError) -> bool:
+    return err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class JobStore:
+    def __init__(self, client: Any, table: str) -> None:
+        self._db = client
+        self._table = table
+
+    def get(self, job_id: str) -> Job | None:
+        answer = self._db.get_item(TableName=self._table, Key=_serialize({"job_id": job_id}), ConsistentRead=True)
+        item = answer.get("Item")
+        return Job.model_validate(_deserialize(item)) if item else None
+
+    def claim(self, job: Job) -> tuple[Job, bool]:
+        """Create the job unless its id exists; return the stored job and whether this call created it."""
+        item = job.model_dump(mode="python", exclude_none=True)
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=_serialize(item),
+                ConditionExpression="attribute_not_exists(job_id)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as err:
+            if not _is_condition_failure(err):
+                raise
+            old = err.response.get("Item")
+            existing = Job.model_validate(_deserialize(old)) if old else self.get(job.job_id)
+            if existing is None:  # deleted between the two calls: treat as claimed by someone else
+                raise
+            return existing, False
+        return job, True
+
+    def transition(
+        self,
+        job_id: str,
+        expected: Collection[JobStatus],
+        to: JobStatus,
+        *,
+        note: str | None = None,
+        fields: dict[str, Any] | None = None,
+        remove: Collection[str] = (),
+        count_attempt: bool = False,
+    ) -> Job | None:
+        """Move a job to `to` if its status is one of `expected`; None when it was not.
+
+        Every write goes through here, so a late or repeated event that finds the job elsewhere
+        changes nothing. A history entry is added when the status changes or a note is given.
+        """
+        now = utc_now()
+        values: dict[str, Any] = {":to": to.value, ":now": now}
+        names = {"#status": "status"}
+        sets = ["#status = :to", "updated_at = :now"]
+        for i, (name, value) in enumerate((fields or {}).items()):
+            names[f"#f{i}"] = name
+            values[f":f{i}"] = value
+            sets.append(f"#f{i} = :f{i}")
+        expected_names = []
+        for i, status in enumerate(expected):
+            values[f":e{i}"] = status.value
+            expected_names.append(f":e{i}")
+        if count_attempt:
+            sets.append("attempts = if_not_exists(attempts, :zero) + :one")
+            values.update({":zero": 0, ":one": 1})
+        entry = {"status": to.value, "at": now}
+        if note:
+            entry["note"] = note
+        if fields and fields.get("prediction_id"):
+            entry["prediction_id"] = fields["prediction_id"]
+        if note or set(expected) != {to}:  # a pure field update of the same state adds no entry
+            sets.append("history = list_append(if_not_exists(history, :empty), :entry)")
+            values.update({":empty": [], ":entry": [entry]})
+        expression = "SET " + ", ".join(sets)
+        if remove:
+            for i, name in enumerate(remove):
+                names[f"#r{i}"] = name
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
+        try:
+            answer = self._db.update_item(
+                TableName=self._table,
+                Key=_serialize({"job_id": job_id}),
+                UpdateExpression=expression,
+                ConditionExpression=f"#status IN ({', '.join(expected_names)})",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_serialize(values),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as err:
+            if _is_condition_failure(err):
+                return None
+            raise
+        return Job.model_validate(_deserialize(answer["Attributes"]))
+
+    def find_by_prediction(self, prediction_id: str) -> Job | None:
+        answer = self._db.query(
+            TableName=self._table,
+            IndexName=BY_PREDICTION_INDEX,
+            KeyConditionExpression="prediction_id = :p",
+            ExpressionAttributeValues=_serialize({":p": prediction_id}),
+            Limit=1,
+        )
+        items = answer.get("Items", [])
+        return self.get(_deserialize(items[0])["job_id"]) if items else None
+
+    def stale(self, status: JobStatus, updated_before: str, limit: int) -> Iterator[Job]:
+        """Jobs in `status` not updated since `updated_before`, oldest first, via the status index."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": BY_STATUS_INDEX,
+            "KeyConditionExpression": "#status = :s AND updated_at < :t",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": _serialize({":s": status.value, ":t": updated_before}),
+        }
+        seen = 0
+        while seen < limit:
+            answer = self._db.query(**kwargs)
+            for item in answer.get("Items", []):
+                job = self.get(_deserialize(item)["job_id"])
+                if job is not None and job.status == status:
+                    seen += 1
+                    yield job
+                    if seen >= limit:
+                        return
+            if "LastEvaluatedKey" not in answer:
+                return
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def list(self, status: JobStatus | None = None, limit: int = 50) -> list[Job]:
+        """Newest first; by status through the index, otherwise a bounded scan (for the CLI)."""
+        if status is not None:
+            answer = self._db.query(
+                TableName=self._table,
+                IndexName=BY_STATUS_INDEX,
+                KeyConditionExpression="#status = :s",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_serialize({":s": status.value}),
+                ScanIndexForward=False,
+                Limit=limit,
+            )
+            jobs = [self.get(_deserialize(item)["job_id"]) for item in answer.get("Items", [])]
+            return [j for j in jobs if j is not None]
+        answer = self._db.scan(TableName=self._table, Limit=max(limit, 1000))
+        found = [Job.model_validate(_deserialize(item)) for item in answer.get("Items", [])]
+        return sorted(found, key=lambda j: j.created_at, reverse=True)[:limit]

@@ -1,0 +1,149 @@
+"""Data shared by every part: job states, training parameters, WaveSpeed predictions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class JobStatus(StrEnum):
+    RECEIVED = "RECEIVED"
+    SUBMITTING = "SUBMITTING"
+    SUBMITTED = "SUBMITTED"
+    TRAINING = "TRAINING"
+    STORING = "STORING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    REJECTED = "REJECTED"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.REJECTED})
+# States the reconciler asks WaveSpeed about when a job has sat in them too long.
+WAITING_ON_WAVESPEED = (JobStatus.SUBMITTED, JobStatus.TRAINING, JobStatus.STORING)
+
+TRAINER_MODELS = ("wavespeed-ai/flux-dev-lora-trainer", "wavespeed-ai/flux-dev-lora-trainer-turbo")
+TrainerModel = Literal["wavespeed-ai/flux-dev-lora-trainer", "wavespeed-ai/flux-dev-lora-trainer-turbo"]
+
+# S3 user-metadata key (x-amz-meta-<key>) for each training parameter, and its rule in words.
+PARAMETER_METADATA = {
+    "trigger_word": ("trigger-word", "1 to 64 characters, no control characters"),
+    "steps": ("steps", "a whole number from 1000 to 10000"),
+    "learning_rate": ("learning-rate", "a number greater than 0 and at most 1"),
+    "lora_rank": ("lora-rank", "a whole number from 1 to 64"),
+    "model": ("model", "one of " + ", ".join(TRAINER_MODELS)),
+}
+
+
+class InvalidParameters(ValueError):
+    """Training parameters a user supplied break WaveSpeed's documented ranges."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class TrainingParams(BaseModel):
+    """The trainer's parameters, with WaveSpeed's documented defaults and ranges."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    trigger_word: str = Field(default="p3r5on", min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
+    steps: int = Field(default=1000, ge=1000, le=10000, strict=False)
+    learning_rate: Decimal = Field(default=Decimal("0.0004"), gt=0, le=1)
+    lora_rank: int = Field(default=16, ge=1, le=64)
+    model: TrainerModel = "wavespeed-ai/flux-dev-lora-trainer"
+
+    @field_validator("steps", "lora_rank", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        # "1000" and 1000 are fine; "1000.5", "1e3" or True are not what the user meant.
+        if isinstance(value, bool) or (isinstance(value, str) and not value.strip().isdigit()):
+            raise ValueError("not a whole number")
+        return int(value) if isinstance(value, str) else value
+
+    @field_validator("learning_rate", mode="before")
+    @classmethod
+    def _decimal(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("not a number")
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise ValueError("not a number") from None
+        if not number.is_finite():
+            raise ValueError("not a finite number")
+        return number
+
+    @field_validator("trigger_word", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    @classmethod
+    def build(cls, values: Mapping[str, Any]) -> TrainingParams:
+        """Validate values keyed by field name; raise InvalidParameters in a user's words."""
+        try:
+            return cls.model_validate(dict(values))
+        except ValidationError as err:
+            problems = []
+            for error in err.errors():
+                field = str(error["loc"][0]) if error["loc"] else "?"
+                meta_key, rule = PARAMETER_METADATA.get(field, (field, "a known parameter"))
+                problems.append(f"{meta_key}={values.get(field)!r} is invalid: must be {rule}")
+            raise InvalidParameters(problems) from err
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str], defaults: TrainingParams) -> tuple[TrainingParams, list[str]]:
+        """Parameters from S3 user metadata over the stack's defaults, plus warnings for unknown keys."""
+        by_key = {meta_key: field for field, (meta_key, _) in PARAMETER_METADATA.items()}
+        values: dict[str, Any] = defaults.model_dump()
+        unknown = []
+        for key, value in metadata.items():
+            field = by_key.get(key.lower())
+            if field is None:
+                unknown.append(key)
+            else:
+                values[field] = value
+        warnings = [f"ignored unknown metadata: {', '.join(sorted(unknown))}"] if unknown else []
+        return cls.build(values), warnings
+
+    def to_wavespeed(self, data_url: str) -> dict[str, Any]:
+        """The JSON body of WaveSpeed's training request."""
+        return {
+            "data": data_url,
+            "trigger_word": self.trigger_word,
+            "steps": self.steps,
+            "learning_rate": float(self.learning_rate),
+            "lora_rank": self.lora_rank,
+        }
+
+
+class Prediction(BaseModel):
+    """A WaveSpeed task as its API describes it; unknown fields and statuses are tolerated."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1, max_length=200)
+    status: str = "created"
+    model: str | None = None
+    outputs: list[str] = Field(default_factory=list)
+    error: str | None = None
+    code: int | None = None
+    created_at: str | None = None
+
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @property
+    def weights_url(self) -> str | None:
+        """The .safetensors output, else the first one (WaveSpeed's docs name no other rule)."""
+        for url in self.outputs:
+            if url.split("?", 1)[0].lower().endswith(".safetensors"):
+                return url
+        return self.outputs[0] if self.outputs else None

@@ -1,0 +1,34 @@
+"""SQS helpers for handlers that Lambda feeds from a queue."""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Any
+
+_urls: dict[str, str] = {}
+_lock = threading.Lock()
+
+
+def queue_url(sqs: Any, arn: str) -> str:
+    """The queue URL for an event source ARN (arn:aws:sqs:region:account:name), looked up once."""
+    with _lock:
+        if arn not in _urls:
+            _, _, _, _, account, name = arn.split(":", 5)
+            _urls[arn] = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+        return _urls[arn]
+
+
+def backoff_seconds(receive_count: int, *, base: int, cap: int = 900) -> int:
+    """Exponential back-off with jitter, capped below SQS's 12-hour visibility limit."""
+    delay = min(cap, base * 2 ** max(0, receive_count - 1))
+    return int(delay / 2 + random.uniform(0, delay / 2))  # noqa: S311 - jitter, not security
+
+
+def delay_redelivery(sqs: Any, arn: str, receipt_handle: str, seconds: int) -> None:
+    """Keep a failed message invisible for `seconds` before SQS delivers it again."""
+    sqs.change_message_visibility(
+        QueueUrl=queue_url(sqs, arn),
+        ReceiptHandle=receipt_handle,
+        VisibilityTimeout=max(0, min(seconds, 43_200)),
+    )

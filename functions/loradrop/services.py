@@ -1,0 +1,106 @@
+"""Builds each function's collaborators once per container, on first use (not at import)."""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+from typing import Any
+
+import boto3
+import httpx
+from botocore.config import Config
+
+from loradrop.credentials import WebhookSecretSource, load_credentials
+from loradrop.events import EventPublisher
+from loradrop.jobs import JobStore
+from loradrop.settings import (
+    CommonSettings,
+    reconcile_settings,
+    store_settings,
+    submit_settings,
+    webhook_settings,
+)
+from loradrop.storing import Storer
+from loradrop.submission import Submitter
+from loradrop.tracking import Reconciler, Tracker
+from loradrop.wavespeed import WaveSpeedClient
+
+_lock = threading.Lock()
+
+
+@cache
+def aws(service: str) -> Any:
+    """One client per service. S3 presigns with SigV4 (boto3 falls back to SigV2 on custom endpoints)."""
+    config = Config(retries={"mode": "standard"}, signature_version="s3v4" if service == "s3" else None)
+    with _lock:  # boto3's default session is not thread-safe while it creates clients
+        return boto3.client(service, config=config)
+
+
+class WaveSpeedFactory:
+    """A WaveSpeed client for the current API key; a rotated key (after the cache) gets a new client."""
+
+    def __init__(self, settings: CommonSettings) -> None:
+        self._settings = settings
+        self._client: WaveSpeedClient | None = None
+        self._key: str | None = None
+
+    def __call__(self) -> WaveSpeedClient:
+        credentials = load_credentials(self._settings.wavespeed_secret_id, self._settings.secret_max_age_seconds)
+        with _lock:
+            if self._client is None or credentials.api_key != self._key:
+                self._client = WaveSpeedClient(
+                    self._settings.wavespeed_api_base,
+                    credentials.api_key,
+                    submit_timeout=getattr(self._settings, "submit_timeout_seconds", 30.0),
+                    result_tries=self._settings.wavespeed_result_tries,
+                )
+                self._key = credentials.api_key
+            return self._client
+
+
+def _common(settings: CommonSettings) -> tuple[JobStore, EventPublisher, WaveSpeedFactory]:
+    return (
+        JobStore(aws("dynamodb"), settings.jobs_table),
+        EventPublisher(aws("events"), settings.event_bus_name),
+        WaveSpeedFactory(settings),
+    )
+
+
+@cache
+def submitter() -> Submitter:
+    settings = submit_settings()
+    jobs, events, wavespeed = _common(settings)
+    return Submitter(jobs=jobs, s3=aws("s3"), events=events, wavespeed=wavespeed, settings=settings)
+
+
+@cache
+def tracker() -> Tracker:
+    settings = webhook_settings()
+    jobs, events, wavespeed = _common(settings)
+    return Tracker(jobs=jobs, sqs=aws("sqs"), events=events, wavespeed=wavespeed, settings=settings)
+
+
+@cache
+def webhook_secrets() -> WebhookSecretSource:
+    settings = webhook_settings()
+    wavespeed = WaveSpeedFactory(settings)
+    return WebhookSecretSource(
+        lambda force: load_credentials(settings.wavespeed_secret_id, settings.secret_max_age_seconds, force),
+        lambda: wavespeed().get_webhook_secret(),
+    )
+
+
+@cache
+def reconciler() -> Reconciler:
+    settings = reconcile_settings()
+    jobs, events, wavespeed = _common(settings)
+    tracking = Tracker(jobs=jobs, sqs=aws("sqs"), events=events, wavespeed=wavespeed, settings=settings)
+    return Reconciler(tracking, jobs, events, wavespeed, settings)
+
+
+@cache
+def storer() -> Storer:
+    settings = store_settings()
+    jobs, events, wavespeed = _common(settings)
+    http = httpx.Client(timeout=httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0))
+    return Storer(jobs=jobs, s3=aws("s3"), http=http, events=events, wavespeed=wavespeed, settings=settings)

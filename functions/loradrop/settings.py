@@ -1,0 +1,95 @@
+"""Per-function settings, read from the environment on first use and cached.
+
+Each function gets a pydantic model listing exactly the variables it needs; a missing or
+malformed variable fails loudly at the first invocation instead of hiding behind a default.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from functools import cache
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class SettingsError(RuntimeError):
+    """The function's environment is incomplete or invalid (a deployment problem)."""
+
+
+class _EnvModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    @classmethod
+    def from_env(cls) -> _EnvModel:
+        try:
+            return cls.model_validate(dict(os.environ))
+        except ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            raise SettingsError(f"{cls.__name__} cannot be read from the environment: {problems}") from err
+
+
+class CommonSettings(_EnvModel):
+    jobs_table: str = Field(alias="JOBS_TABLE", min_length=1)
+    event_bus_name: str = Field(alias="EVENT_BUS_NAME", min_length=1)
+    wavespeed_api_base: str = Field(alias="WAVESPEED_API_BASE", default="https://api.wavespeed.ai")
+    wavespeed_secret_id: str = Field(alias="WAVESPEED_SECRET_ID", min_length=1)
+    secret_max_age_seconds: int = Field(alias="SECRET_MAX_AGE_SECONDS", default=300, ge=0)
+    wavespeed_result_tries: int = Field(alias="WAVESPEED_RESULT_TRIES", default=3, ge=1, le=10)
+
+
+class SubmitSettings(CommonSettings):
+    webhook_url: str = Field(alias="WEBHOOK_URL", min_length=1)
+    trainer_model: str = Field(alias="TRAINER_MODEL", default="wavespeed-ai/flux-dev-lora-trainer")
+    default_trigger_word: str = Field(alias="DEFAULT_TRIGGER_WORD", default="p3r5on")
+    default_steps: int = Field(alias="DEFAULT_STEPS", default=1000)
+    default_learning_rate: Decimal = Field(alias="DEFAULT_LEARNING_RATE", default=Decimal("0.0004"))
+    default_lora_rank: int = Field(alias="DEFAULT_LORA_RANK", default=16)
+    presign_expiry_seconds: int = Field(alias="PRESIGN_EXPIRY_SECONDS", default=43200, ge=900, le=604800)
+    max_archive_bytes: int = Field(alias="MAX_ARCHIVE_BYTES", default=2 * 1024**3, gt=0)
+    max_entries: int = Field(alias="MAX_ARCHIVE_ENTRIES", default=2000, gt=0)
+    max_uncompressed_bytes: int = Field(alias="MAX_UNCOMPRESSED_BYTES", default=4 * 1024**3, gt=0)
+    max_compression_ratio: int = Field(alias="MAX_COMPRESSION_RATIO", default=100, gt=1)
+    submit_timeout_seconds: float = Field(alias="SUBMIT_TIMEOUT_SECONDS", default=30.0, gt=0)
+
+
+class WebhookSettings(CommonSettings):
+    store_queue_url: str = Field(alias="STORE_QUEUE_URL", min_length=1)
+    intake_queue_url: str = Field(alias="INTAKE_QUEUE_URL", min_length=1)
+    max_attempts: int = Field(alias="MAX_ATTEMPTS", default=2, ge=1, le=10)
+    webhook_tolerance_seconds: int = Field(alias="WEBHOOK_TOLERANCE_SECONDS", default=300, ge=1)
+    webhook_max_body_bytes: int = Field(alias="WEBHOOK_MAX_BODY_BYTES", default=256 * 1024, ge=1024)
+
+
+class StoreSettings(CommonSettings):
+    weights_bucket: str = Field(alias="WEIGHTS_BUCKET", min_length=1)
+    weights_prefix: str = Field(alias="WEIGHTS_PREFIX", default="loras/")
+    output_hosts: str = Field(alias="OUTPUT_HOSTS", default="*.cloudfront.net,*.wavespeed.ai")
+    store_max_receives: int = Field(alias="STORE_MAX_RECEIVES", default=5, ge=1)
+    part_size_mib: int = Field(alias="WEIGHTS_PART_SIZE_MIB", default=16, ge=5, le=512)
+    part_concurrency: int = Field(alias="WEIGHTS_PART_CONCURRENCY", default=4, ge=1, le=32)
+
+
+class ReconcileSettings(WebhookSettings):
+    reconcile_after_seconds: int = Field(alias="RECONCILE_AFTER_SECONDS", default=900, ge=0)
+    reconcile_batch_limit: int = Field(alias="RECONCILE_BATCH_LIMIT", default=200, ge=1)
+
+
+@cache
+def submit_settings() -> SubmitSettings:
+    return SubmitSettings.from_env()  # type: ignore[return-value]
+
+
+@cache
+def webhook_settings() -> WebhookSettings:
+    return WebhookSettings.from_env()  # type: ignore[return-value]
+
+
+@cache
+def store_settings() -> StoreSettings:
+    return StoreSettings.from_env()  # type: ignore[return-value]
+
+
+@cache
+def reconcile_settings() -> ReconcileSettings:
+    return ReconcileSettings.from_env()  # type: ignore[return-value]

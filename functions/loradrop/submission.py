@@ -1,0 +1,224 @@
+"""Upload → WaveSpeed task: claim the job, inspect the ZIP, validate parameters, submit once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import ClientError
+
+from loradrop.archive import ArchiveLimits, ArchiveRejected, S3RangeReader, inspect_archive
+from loradrop.events import EventPublisher, end_job
+from loradrop.jobs import Job, JobStore, job_id_for, utc_now
+from loradrop.models import InvalidParameters, JobStatus, TrainingParams
+from loradrop.settings import SubmitSettings
+from loradrop.wavespeed import OutcomeUncertain, RateLimited, RequestRejected, TransientError, WaveSpeedClient
+
+logger = Logger(child=True)
+metrics = Metrics()
+
+
+class RetryLater(Exception):
+    """Nothing was submitted and the job is back in RECEIVED: let the queue deliver it again."""
+
+    def __init__(self, reason: str, *, rate_limited: bool = False) -> None:
+        super().__init__(reason)
+        self.rate_limited = rate_limited
+
+
+@dataclass(frozen=True)
+class UploadRef:
+    """One S3 object version, as an ObjectCreated notification names it."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str | None
+    size: int | None
+
+    @classmethod
+    def from_s3_record(cls, record: dict[str, Any]) -> UploadRef:
+        s3 = record["s3"]
+        obj = s3["object"]
+        return cls(
+            bucket=s3["bucket"]["name"],
+            key=unquote_plus(obj["key"]),  # notifications encode keys: '+' is a space
+            version_id=obj.get("versionId") or None,
+            etag=(obj.get("eTag") or "").strip('"') or None,
+            size=obj.get("size"),
+        )
+
+    @property
+    def job_id(self) -> str:
+        return job_id_for(self.bucket, self.key, self.version_id, self.etag)
+
+
+class Submitter:
+    def __init__(
+        self,
+        *,
+        jobs: JobStore,
+        s3: Any,
+        events: EventPublisher,
+        wavespeed: Callable[[], WaveSpeedClient],
+        settings: SubmitSettings,
+    ) -> None:
+        self._jobs = jobs
+        self._s3 = s3
+        self._events = events
+        self._wavespeed = wavespeed
+        self._settings = settings
+        self._limits = ArchiveLimits(
+            max_archive_bytes=settings.max_archive_bytes,
+            max_entries=settings.max_entries,
+            max_uncompressed_bytes=settings.max_uncompressed_bytes,
+            max_compression_ratio=settings.max_compression_ratio,
+        )
+        self._defaults = TrainingParams.build(
+            {
+                "trigger_word": settings.default_trigger_word,
+                "steps": settings.default_steps,
+                "learning_rate": settings.default_learning_rate,
+                "lora_rank": settings.default_lora_rank,
+                "model": settings.trainer_model,
+            }
+        )
+
+    def accept_upload(self, upload: UploadRef) -> Job:
+        """Claim the upload's job (once per object version) and submit it if nothing else has."""
+        now = utc_now()
+        job, created = self._jobs.claim(
+            Job(
+                job_id=upload.job_id,
+                status=JobStatus.RECEIVED,
+                source_bucket=upload.bucket,
+                source_key=upload.key,
+                source_version=upload.version_id,
+                source_etag=upload.etag,
+                source_size=upload.size,
+                created_at=now,
+                updated_at=now,
+                history=[{"status": JobStatus.RECEIVED.value, "at": now}],
+            )
+        )
+        logger.append_keys(job_id=job.job_id)
+        if not created and job.status is not JobStatus.RECEIVED:
+            logger.info("repeated delivery ignored", extra={"status": job.status.value})
+            return job
+        return self.submit(job)
+
+    def resubmit(self, job_id: str) -> Job | None:
+        """A job sent back to RECEIVED by a retryable WaveSpeed failure."""
+        logger.append_keys(job_id=job_id)
+        job = self._jobs.get(job_id)
+        if job is None or job.status is not JobStatus.RECEIVED:
+            logger.info("resubmit request ignored", extra={"status": job.status.value if job else None})
+            return job
+        return self.submit(job)
+
+    def submit(self, job: Job) -> Job:
+        target = {"Bucket": job.source_bucket, "Key": job.source_key} | (
+            {"VersionId": job.source_version} if job.source_version else {}
+        )
+        try:
+            head = self._s3.head_object(**target)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NoSuchVersion", "403"):
+                return self._reject(
+                    job, "INVALID_UPLOAD", "the upload was deleted before it could be read: upload it again"
+                )
+            raise
+        if not job.source_version and job.source_etag and head.get("ETag", "").strip('"') != job.source_etag:
+            return self._reject(
+                job, "INVALID_UPLOAD", "the object was overwritten by a newer upload, which is its own job"
+            )
+        reader = S3RangeReader(self._s3, job.source_bucket, job.source_key, head["ContentLength"], job.source_version)
+        try:
+            report = inspect_archive(reader, self._limits)
+        except ArchiveRejected as err:
+            return self._reject(job, "INVALID_UPLOAD", str(err))
+        finally:
+            logger.info("archive inspected", extra={"bytes_read": reader.bytes_read, "range_reads": reader.requests})
+        try:
+            params, unknown_keys = TrainingParams.from_metadata(head.get("Metadata", {}), self._defaults)
+        except InvalidParameters as err:
+            return self._reject(job, "INVALID_PARAMETERS", f"invalid training parameters: {err}")
+        data_url = self._s3.generate_presigned_url(
+            "get_object", Params=target, ExpiresIn=self._settings.presign_expiry_seconds
+        )
+        submitting = self._jobs.transition(
+            job.job_id,
+            {JobStatus.RECEIVED},
+            JobStatus.SUBMITTING,
+            fields={
+                "params": params.model_dump(),
+                "archive": report.as_dict(),
+                "warnings": report.warnings + unknown_keys,
+            },
+        )
+        if submitting is None:  # another delivery got there first
+            current = self._jobs.get(job.job_id)
+            return current if current is not None else job
+        return self._post(submitting, params, data_url)
+
+    def _post(self, job: Job, params: TrainingParams, data_url: str) -> Job:
+        try:
+            prediction = self._wavespeed().submit_training(
+                params.model, params.to_wavespeed(data_url), self._settings.webhook_url
+            )
+        except TransientError as err:
+            self._jobs.transition(
+                job.job_id,
+                {JobStatus.SUBMITTING},
+                JobStatus.RECEIVED,
+                note=f"not submitted, will retry: {err.message}",
+            )
+            metrics.add_metric(name="SubmitDeferred", unit=MetricUnit.Count, value=1)
+            raise RetryLater(err.message, rate_limited=isinstance(err, RateLimited)) from err
+        except RequestRejected as err:
+            return self._fail(
+                job,
+                str(err.code or err.status),
+                f"WaveSpeed refused the task (HTTP {err.status}): {err.message}",
+            )
+        except OutcomeUncertain as err:
+            metrics.add_metric(name="SubmitUncertain", unit=MetricUnit.Count, value=1)
+            logger.error("submission outcome uncertain; not retrying", extra={"reason": err.message})
+            uncertain = self._jobs.transition(
+                job.job_id,
+                {JobStatus.SUBMITTING},
+                JobStatus.SUBMITTING,
+                note="outcome uncertain",
+                count_attempt=True,
+                fields={
+                    "error_code": "SUBMIT_UNCERTAIN",
+                    "error": (
+                        f"{err.message}. WaveSpeed may or may not have created (and billed) a task, so loradrop "
+                        "will not resubmit it. Check your WaveSpeed dashboard, then re-upload if no task exists."
+                    ),
+                },
+            )
+            return uncertain or job
+        submitted = self._jobs.transition(
+            job.job_id,
+            {JobStatus.SUBMITTING},
+            JobStatus.SUBMITTED,
+            fields={"prediction_id": prediction.id},
+            remove=("error", "error_code"),
+            count_attempt=True,
+        )
+        metrics.add_metric(name="TasksSubmitted", unit=MetricUnit.Count, value=1)
+        logger.info("submitted to WaveSpeed", extra={"prediction_id": prediction.id})
+        return submitted or job
+
+    def _reject(self, job: Job, code: str, reason: str) -> Job:
+        ended = end_job(self._jobs, self._events, job.job_id, {JobStatus.RECEIVED}, JobStatus.REJECTED, code, reason)
+        return ended or self._jobs.get(job.job_id) or job
+
+    def _fail(self, job: Job, code: str, reason: str) -> Job:
+        ended = end_job(self._jobs, self._events, job.job_id, {JobStatus.SUBMITTING}, JobStatus.FAILED, code, reason)
+        return ended or self._jobs.get(job.job_id) or job

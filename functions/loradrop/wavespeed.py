@@ -1,0 +1,154 @@
+"""WaveSpeed's REST API: submit a training task, read a result, read the webhook secret.
+
+Errors are typed by what they mean for the caller, because WaveSpeed has no idempotency key:
+- TransientError: nothing was created (429, 5xx, connection refused) — safe to try again later;
+- RequestRejected: 400/401/403 — fix the input or the account, do not retry;
+- OutcomeUncertain: the request may have reached WaveSpeed (timeout, dropped connection) —
+  a submit must never be repeated blindly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from loradrop.models import Prediction
+
+
+class WaveSpeedError(Exception):
+    def __init__(self, message: str, *, status: int | None = None, code: int | str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+class TransientError(WaveSpeedError):
+    """Nothing was created; the same call may succeed later."""
+
+
+class RateLimited(TransientError):
+    """429: over the account's task starts per minute."""
+
+
+class RequestRejected(WaveSpeedError):
+    """WaveSpeed refused the request (bad parameters, bad key, account problem)."""
+
+
+class OutcomeUncertain(WaveSpeedError):
+    """The request may or may not have been acted on."""
+
+
+def _error_from_answer(status: int, payload: Any, text: str) -> WaveSpeedError:
+    message = text[:300] or f"HTTP {status}"
+    code: int | str | None = None
+    if isinstance(payload, dict):
+        message = str(payload.get("message") or message)[:300]
+        code = payload.get("error_code") or payload.get("code")
+    if status == 429:
+        return RateLimited(f"rate limited: {message}", status=status, code=code)
+    if status >= 500:
+        return TransientError(f"WaveSpeed server error {status}: {message}", status=status, code=code)
+    return RequestRejected(message, status=status, code=code)
+
+
+class WaveSpeedClient:
+    """A small synchronous client; one instance per warm Lambda container."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        submit_timeout: float = 30.0,
+        result_tries: int = 3,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}", "User-Agent": "loradrop/0.1"}
+        self._submit_timeout = httpx.Timeout(connect=5.0, read=submit_timeout, write=10.0, pool=5.0)
+        self._result_tries = result_tries
+        self._transport = transport
+        self._sleep = sleep
+        self._http = httpx.Client(
+            base_url=self._base_url,
+            headers=self._headers,
+            timeout=httpx.Timeout(connect=5.0, read=15.0, write=10.0, pool=5.0),
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def submit_training(self, model: str, body: dict[str, Any], webhook_url: str) -> Prediction:
+        """POST one training task. Never retried here: see OutcomeUncertain."""
+        # A fresh connection per submit: a stale pooled keep-alive connection would turn into a
+        # "server disconnected" error that we could not tell apart from a lost answer.
+        with httpx.Client(
+            base_url=self._base_url,
+            headers=self._headers,
+            timeout=self._submit_timeout,
+            transport=self._transport,
+        ) as http:
+            try:
+                answer = http.post(f"/api/v3/{model}", params={"webhook": webhook_url}, json=body)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as err:
+                raise TransientError(f"could not connect to WaveSpeed: {err!r}") from err
+            except httpx.HTTPError as err:
+                raise OutcomeUncertain(f"no answer from WaveSpeed after sending the task: {err!r}") from err
+        try:
+            data = self._data(answer)
+        except (TransientError, RequestRejected):
+            raise
+        except WaveSpeedError as err:  # a 200 we cannot read: the task may exist
+            raise OutcomeUncertain(err.message, status=answer.status_code) from err
+        try:
+            return Prediction.model_validate(data)
+        except ValueError as err:
+            raise OutcomeUncertain(f"WaveSpeed's answer has no task id: {str(data)[:200]}") from err
+
+    def get_result(self, prediction_id: str) -> Prediction:
+        """GET a task's authoritative state, retrying 429/5xx/connection errors a few times."""
+        data = self._get_with_retries(f"/api/v3/predictions/{prediction_id}/result")
+        return Prediction.model_validate(data)
+
+    def get_webhook_secret(self) -> str:
+        data = self._get_with_retries("/api/v3/webhook/secret")
+        secret = data.get("secret") if isinstance(data, dict) else None
+        if not isinstance(secret, str) or not secret:
+            raise WaveSpeedError("WaveSpeed's webhook secret answer has no secret")
+        return secret
+
+    def _get_with_retries(self, path: str) -> Any:
+        for attempt in range(1, self._result_tries + 1):
+            try:
+                try:
+                    answer = self._http.get(path)
+                except httpx.HTTPError as err:
+                    raise TransientError(f"WaveSpeed GET {path} failed: {err!r}") from err
+                return self._data(answer)
+            except TransientError:
+                if attempt == self._result_tries:
+                    raise
+                self._sleep(0.5 * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _data(answer: httpx.Response) -> Any:
+        try:
+            payload = answer.json()
+        except ValueError:
+            payload = None
+        if answer.status_code != 200:
+            raise _error_from_answer(answer.status_code, payload, answer.text)
+        if not isinstance(payload, dict):
+            raise WaveSpeedError(f"WaveSpeed answered 200 without a JSON envelope: {answer.text[:200]!r}")
+        envelope_code = payload.get("code", 200)
+        if envelope_code != 200:
+            status = envelope_code if isinstance(envelope_code, int) and 400 <= envelope_code < 600 else 400
+            raise _error_from_answer(status, payload, answer.text)
+        return payload.get("data")

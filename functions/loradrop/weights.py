@@ -1,0 +1,154 @@
+"""Stream LoRA weights from WaveSpeed's CDN into S3 with bounded memory, hashing on the way."""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
+
+import httpx
+from boto3.s3.transfer import TransferConfig
+
+from loradrop.egress import OutputPolicy
+
+_MAX_REDIRECTS = 3
+_CHUNK = 1024 * 1024
+
+
+class DownloadFailed(Exception):
+    """The download broke off or was refused; SQS will retry the message."""
+
+
+@dataclass(frozen=True)
+class StoredWeights:
+    bucket: str
+    key: str
+    size: int
+    sha256: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def weights_filename(url: str) -> str:
+    """A safe object name from the URL's last path segment."""
+    name = posixpath.basename(unquote(urlsplit(url).path))
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:120]
+    return name or "weights.safetensors"
+
+
+class _HashingReader:
+    """A file-like view of a streamed download that hashes and counts what passes through."""
+
+    def __init__(self, chunks: Iterator[bytes], expected_size: int | None) -> None:
+        self._chunks = chunks
+        self._buffer = bytearray()
+        self._expected = expected_size
+        self._done = False
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def read(self, amount: int = -1) -> bytes:
+        while not self._done and (amount < 0 or len(self._buffer) < amount):
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                self._done = True
+                if self._expected is not None and self.size != self._expected:
+                    raise DownloadFailed(f"download truncated: got {self.size} of {self._expected} bytes") from None
+                break
+            except httpx.HTTPError as err:
+                raise DownloadFailed(f"download broke off after {self.size} bytes: {err!r}") from err
+            self.sha256.update(chunk)
+            self.size += len(chunk)
+            self._buffer += chunk
+        if amount < 0:
+            amount = len(self._buffer)
+        data = bytes(self._buffer[:amount])
+        del self._buffer[:amount]
+        return data
+
+
+def _open(http: httpx.Client, url: str, policy: OutputPolicy) -> httpx.Response:
+    """GET with redirects followed by hand, so every hop is checked against the policy."""
+    for _ in range(_MAX_REDIRECTS + 1):
+        policy.check(url)
+        # identity: Content-Length must count the bytes we hash and store
+        request = http.build_request("GET", url, headers={"Accept-Encoding": "identity"})
+        try:
+            response = http.send(request, stream=True, follow_redirects=False)
+        except httpx.HTTPError as err:
+            raise DownloadFailed(f"could not download the weights: {err!r}") from err
+        if response.status_code in (301, 302, 303, 307, 308) and "location" in response.headers:
+            response.close()
+            url = urljoin(url, response.headers["location"])
+            continue
+        if response.status_code != 200:
+            response.close()
+            raise DownloadFailed(f"weights download answered HTTP {response.status_code}")
+        return response
+    raise DownloadFailed(f"more than {_MAX_REDIRECTS} redirects")
+
+
+def transfer_weights(
+    *,
+    url: str,
+    http: httpx.Client,
+    policy: OutputPolicy,
+    s3: Any,
+    bucket: str,
+    key: str,
+    metadata: dict[str, str],
+    config: TransferConfig,
+) -> StoredWeights:
+    """Stream `url` into s3://bucket/key; the object appears only if every byte arrived.
+
+    The multipart upload is aborted on any failure, so a broken download leaves neither an
+    object nor billable orphan parts. SHA-256 and size are known only at the end, so they are
+    added by a server-side copy of the object onto itself.
+    """
+    response = _open(http, url, policy)
+    try:
+        length = response.headers.get("content-length")
+        reader = _HashingReader(response.iter_raw(_CHUNK), int(length) if length and length.isdigit() else None)
+        s3.upload_fileobj(
+            reader,
+            bucket,
+            key,
+            ExtraArgs={"Metadata": metadata, "ContentType": "application/octet-stream"},
+            Config=config,
+        )
+    except BaseException:
+        abort_unfinished_uploads(s3, bucket, key)
+        raise
+    finally:
+        response.close()
+    digest = reader.sha256.hexdigest()
+    s3.copy(
+        {"Bucket": bucket, "Key": key},
+        bucket,
+        key,
+        ExtraArgs={
+            "Metadata": metadata | {"sha256": digest, "size-bytes": str(reader.size)},
+            "MetadataDirective": "REPLACE",
+            "ContentType": "application/octet-stream",
+        },
+        Config=config,
+    )
+    return StoredWeights(bucket=bucket, key=key, size=reader.size, sha256=digest)
+
+
+def abort_unfinished_uploads(s3: Any, bucket: str, key: str) -> int:
+    """Abort multipart uploads left for `key` (the transfer manager usually does; this makes sure)."""
+    aborted = 0
+    answer = s3.list_multipart_uploads(Bucket=bucket, Prefix=key)
+    for upload in answer.get("Uploads", []):
+        if upload["Key"] == key:
+            s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+            aborted += 1
+    return aborted

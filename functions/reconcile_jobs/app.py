@@ -1,0 +1,19 @@
+"""ReconcileJobs: on a schedule, ask WaveSpeed about jobs that waited too long."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from loradrop.services import reconciler
+
+logger = Logger()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return {"summary": reconciler().run()}

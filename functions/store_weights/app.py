@@ -1,0 +1,35 @@
+"""StoreWeights: store-queue messages → weights streamed into S3 → COMPLETED."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from loradrop.queues import backoff_seconds, delay_redelivery
+from loradrop.services import aws, storer
+
+logger = Logger()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> None:
+    body = json.loads(record.body)
+    count = int(record.attributes.approximate_receive_count or 1)
+    try:
+        storer().store(str(body["job_id"]), str(body["prediction_id"]), count)
+    except Exception:
+        delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, backoff_seconds(count, base=20))
+        raise
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,75 @@
+"""SubmitTraining: S3 upload notifications (via the intake queue, or bare) → WaveSpeed tasks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from loradrop.queues import backoff_seconds, delay_redelivery
+from loradrop.services import aws, submitter
+from loradrop.submission import RetryLater, UploadRef
+
+logger = Logger()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+class _Invocation:
+    """Per-batch state: after a 429 the rest of the batch waits instead of hitting WaveSpeed."""
+
+    rate_limited = False
+
+
+def _uploads(body: dict[str, Any]) -> list[UploadRef]:
+    return [
+        UploadRef.from_s3_record(record)
+        for record in body.get("Records", [])
+        if record.get("eventSource") == "aws:s3" and str(record.get("eventName", "")).startswith("ObjectCreated")
+    ]
+
+
+def _process_message(body: dict[str, Any]) -> None:
+    if body.get("Event") == "s3:TestEvent":
+        logger.info("S3 test event ignored")
+        return
+    if body.get("action") == "resubmit":
+        if _Invocation.rate_limited:
+            raise RetryLater("rate limited earlier in this batch", rate_limited=True)
+        submitter().resubmit(str(body["job_id"]))
+        return
+    uploads = _uploads(body)
+    if not uploads:
+        raise ValueError(f"not an S3 upload notification or resubmit request: {json.dumps(body)[:200]}")
+    for upload in uploads:
+        if _Invocation.rate_limited:
+            raise RetryLater("rate limited earlier in this batch", rate_limited=True)
+        submitter().accept_upload(upload)
+
+
+def record_handler(record: SQSRecord) -> None:
+    try:
+        _process_message(json.loads(record.body))
+    except RetryLater as err:
+        _Invocation.rate_limited = _Invocation.rate_limited or err.rate_limited
+        # WaveSpeed's start limit resets each minute; other transient errors back off exponentially.
+        count = int(record.attributes.approximate_receive_count or 1)
+        delay = 60 + backoff_seconds(1, base=60) if err.rate_limited else backoff_seconds(count, base=30)
+        delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, delay)
+        raise
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, Any]:
+    _Invocation.rate_limited = False
+    records = event.get("Records", [])
+    if records and records[0].get("eventSource") == "aws:s3":  # a bare S3 event (e.g. sam local invoke)
+        jobs = [submitter().accept_upload(upload) for upload in _uploads(event)]
+        return {"jobs": [{"job_id": j.job_id, "status": j.status.value} for j in jobs]}
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
