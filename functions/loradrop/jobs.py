@@ -28,10 +28,12 @@ def utc_now() -> str:
 
 
 def job_id_for(bucket: str, key: str, version: str | None, etag: str | None) -> str:
-    """A readable, stable id for one S3 object version (ETag stands in where versioning is off)."""
+    """A readable, stable id for one S3 object version (its ETag where the notification has no version)."""
     stem = key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:40] or "upload"
-    identity = f"{bucket}\n{key}\n{version or ''}\n{(etag or '').strip(chr(34))}"
+    # The version id names one upload exactly; without versioning the ETag stands in for it.
+    marker = f"v:{version}" if version else f"e:{(etag or '').strip(chr(34))}"
+    identity = f"{bucket}\n{key}\n{marker}"
     return f"{slug}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
 
 

@@ -36,6 +36,8 @@ class CommonSettings(_EnvModel):
     wavespeed_secret_id: str = Field(alias="WAVESPEED_SECRET_ID", min_length=1)
     secret_max_age_seconds: int = Field(alias="SECRET_MAX_AGE_SECONDS", default=300, ge=0)
     wavespeed_result_tries: int = Field(alias="WAVESPEED_RESULT_TRIES", default=3, ge=1, le=10)
+    # Multiplies queue retry delays; the local stack compresses time with it.
+    retry_delay_scale: float = Field(alias="RETRY_DELAY_SCALE", default=1.0, gt=0, le=1)
 
 
 class SubmitSettings(CommonSettings):

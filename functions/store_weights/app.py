@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loradrop.queues import backoff_seconds, delay_redelivery
 from loradrop.services import aws, storer
+from loradrop.settings import store_settings
 
 logger = Logger()
 metrics = Metrics()
@@ -25,7 +26,8 @@ def record_handler(record: SQSRecord) -> None:
     try:
         storer().store(str(body["job_id"]), str(body["prediction_id"]), count)
     except Exception:
-        delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, backoff_seconds(count, base=20))
+        delay = round(backoff_seconds(count, base=20) * store_settings().retry_delay_scale)
+        delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, delay)
         raise
 
 

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loradrop.queues import backoff_seconds, delay_redelivery
 from loradrop.services import aws, submitter
+from loradrop.settings import submit_settings
 from loradrop.submission import RetryLater, UploadRef
 
 logger = Logger()
@@ -60,7 +61,8 @@ def record_handler(record: SQSRecord) -> None:
         # WaveSpeed's start limit resets each minute; other transient errors back off exponentially.
         count = int(record.attributes.approximate_receive_count or 1)
         delay = 60 + backoff_seconds(1, base=60) if err.rate_limited else backoff_seconds(count, base=30)
-        delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, delay)
+        scaled = round(delay * submit_settings().retry_delay_scale)
+        delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, scaled)
         raise
 
 

@@ -1,0 +1,492 @@
+"""A WaveSpeed stand-in: a real HTTP server that follows shared/wavespeed-api.md.
+
+It authenticates with a Bearer key, validates the trainer's parameters against the documented
+ranges, rate-limits task starts, downloads the ZIP from the `data` URL like WaveSpeed would,
+moves tasks created → processing → completed|failed, serves `.safetensors` outputs (streamed,
+never held in memory), and delivers v3-signed webhooks with retries. Faults are injected through
+`Simulator.faults`; every request is recorded in `Simulator.requests` for tests to assert on.
+
+Its signing code is deliberately its own (not loradrop's), so the two check each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import random
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+TRAINER_MODELS = ("wavespeed-ai/flux-dev-lora-trainer", "wavespeed-ai/flux-dev-lora-trainer-turbo")
+_BLOCK = 1024 * 1024
+
+
+@dataclass
+class SimulatorConfig:
+    api_key: str = "sim-api-key"
+    webhook_secret: str = "whsec_simulated-webhook-secret"
+    starts_per_minute: int | None = None  # None: no rate limit
+    minute_seconds: float = 60.0  # shorten "a minute" for tests
+    processing_after: float = 0.05  # created → processing (the ZIP is fetched then)
+    train_seconds: float = 0.2  # processing → completed
+    output_size: int = 1024 * 1024
+    lora_rank: int = 16
+    webhook_retries: int = 3
+    webhook_backoff: float = 0.2  # doubles on each retry
+    webhook_timeout: float = 5.0
+
+
+@dataclass
+class Faults:
+    """Queues of faults, each consumed by the next matching request or task.
+
+    submit: "429", "500", "503", "slow:<seconds>", "drop_before_create", "drop_after_create"
+    result: "500", "429", "drop", "slow:<seconds>"
+    download: "truncate", "vanish", "slow:<seconds>", "reset"
+    webhook: "drop", "duplicate:<n>", "out_of_order", "lie:<url>", "early"
+    task: (code, message) pairs — the next tasks fail with that WaveSpeed code
+    """
+
+    submit: deque[str] = field(default_factory=deque)
+    result: deque[str] = field(default_factory=deque)
+    download: deque[str] = field(default_factory=deque)
+    webhook: deque[str] = field(default_factory=deque)
+    task: deque[tuple[int, str]] = field(default_factory=deque)
+
+    def clear(self) -> None:
+        for queue in (self.submit, self.result, self.download, self.webhook, self.task):
+            queue.clear()
+
+
+def _take(queue: deque[Any]) -> Any:
+    try:
+        return queue.popleft()
+    except IndexError:
+        return None
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: Any
+    status: int
+    at: float
+
+
+@dataclass
+class Task:
+    id: str
+    model: str
+    input: dict[str, Any]
+    webhook: str | None
+    api_key: str
+    status: str = "created"
+    outputs: list[str] = field(default_factory=list)
+    error: str = ""
+    code: int | None = None
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    webhooks_sent: int = 0
+    zip_fetched: bool = False
+
+    def public(self, base_url: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "model": self.model,
+            "input": self.input,
+            "outputs": self.outputs,
+            "urls": {"get": f"{base_url}/api/v3/predictions/{self.id}/result"},
+            "has_nsfw_contents": None,
+            "status": self.status,
+            "created_at": self.created_at,
+            "error": self.error,
+            "timings": {"inference": 0},
+        }
+        if self.code is not None:
+            body["code"] = self.code
+        return body
+
+
+def _validation_error(body: Any) -> str | None:
+    """WaveSpeed's documented parameter rules; the message mimics its 400 answers."""
+    if not isinstance(body, dict):
+        return "request body must be a JSON object"
+    data = body.get("data")
+    if not isinstance(data, str) or not data:
+        return "data is required"
+    rules: dict[str, tuple[type | tuple[type, ...], float, float]] = {
+        "steps": (int, 1000, 10000),
+        "learning_rate": ((int, float), 0, 1),
+        "lora_rank": (int, 1, 64),
+    }
+    for name, (kind, low, high) in rules.items():
+        if name in body:
+            value = body[name]
+            if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+                return f"{name} must be between {low} and {high}"
+    if "trigger_word" in body and not isinstance(body["trigger_word"], str):
+        return "trigger_word must be a string"
+    return None
+
+
+def safetensors_chunks(task_id: str, size: int, rank: int) -> tuple[int, Any]:
+    """A deterministic `.safetensors` file of exactly `size` bytes, as (size, chunk iterator factory)."""
+    names = [
+        f"lora_unet_double_blocks_{block}_img_attn_{part}.lora_{direction}.weight"
+        for block in range(19)
+        for part in ("qkv", "proj")
+        for direction in ("down", "up")
+    ]
+    tensors: dict[str, Any] = {"__metadata__": {"format": "pt", "ss_network_dim": str(rank), "task": task_id}}
+    shapes = [(name, [rank, 3072] if name.endswith("down.weight") else [3072, rank]) for name in names]
+    budget = max(0, size - 8 - 4096)  # leave room for the header
+    offset = 0
+    for name, shape in shapes:
+        length = shape[0] * shape[1] * 2
+        if offset + length > budget:
+            break
+        tensors[name] = {"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + length]}
+        offset += length
+
+    def header_for(padding_tensor: int) -> bytes:
+        full = dict(tensors)
+        full["lora_te_padding"] = {
+            "dtype": "U8",
+            "shape": [padding_tensor],
+            "data_offsets": [offset, offset + padding_tensor],
+        }
+        raw = json.dumps(full, separators=(",", ":")).encode()
+        return raw + b" " * (-len(raw) % 8)
+
+    header = header_for(0)
+    padding = size - 8 - len(header) - offset
+    for _ in range(3):  # the header grows with the padding's digits; settle it
+        header = header_for(max(0, padding))
+        padding = size - 8 - len(header) - offset
+    if padding < 0:
+        raise ValueError(f"output size {size} is too small for a safetensors file")
+    data_size = offset + padding
+    prefix = struct.pack("<Q", len(header)) + header
+    block = random.Random(task_id).randbytes(_BLOCK)  # noqa: S311 - test data, not security
+
+    def chunks() -> Any:
+        yield prefix
+        remaining = data_size
+        while remaining > 0:
+            piece = block if remaining >= _BLOCK else block[:remaining]
+            remaining -= len(piece)
+            yield piece
+
+    return len(prefix) + data_size, chunks
+
+
+class Simulator:
+    def __init__(self, config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.config = config or SimulatorConfig()
+        self.faults = Faults()
+        self.requests: list[RecordedRequest] = []
+        self.tasks: dict[str, Task] = {}
+        self._starts: deque[float] = deque()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server = ThreadingHTTPServer((host, port), _make_handler(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+        self._http = httpx.Client(timeout=self.config.webhook_timeout)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> Simulator:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="wavespeed-sim", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._http.close()
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ----- for tests -----
+    def submissions(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == "POST" and r.path.startswith("/api/v3/wavespeed-ai/")]
+
+    def expected_output(self, task_id: str) -> tuple[int, str]:
+        """Size and SHA-256 of the output this task serves."""
+        size, chunks = safetensors_chunks(task_id, self.config.output_size, self.config.lora_rank)
+        digest = hashlib.sha256()
+        for chunk in chunks():
+            digest.update(chunk)
+        return size, digest.hexdigest()
+
+    def sign(self, webhook_id: str, timestamp: str, body: bytes, secret: str | None = None) -> str:
+        key = (secret or self.config.webhook_secret).removeprefix("whsec_").encode()
+        mac = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256)
+        return f"v3,{mac.hexdigest()}"
+
+    # ----- behaviour -----
+    def _rate_limited(self) -> bool:
+        limit = self.config.starts_per_minute
+        if limit is None:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            while self._starts and now - self._starts[0] >= self.config.minute_seconds:
+                self._starts.popleft()
+            if len(self._starts) >= limit:
+                return True
+            self._starts.append(now)
+            return False
+
+    def create_task(self, model: str, body: dict[str, Any], webhook: str | None, api_key: str) -> Task:
+        task = Task(id=uuid.uuid4().hex, model=f"wavespeed-ai/{model}", input=body, webhook=webhook, api_key=api_key)
+        failure = _take(self.faults.task)
+        webhook_fault = _take(self.faults.webhook)
+        with self._lock:
+            self.tasks[task.id] = task
+        threading.Thread(target=self._run_task, args=(task, failure, webhook_fault), daemon=True).start()
+        return task
+
+    def _run_task(self, task: Task, failure: tuple[int, str] | None, webhook_fault: str | None) -> None:
+        if webhook_fault == "early":  # a webhook for a task that has barely started
+            self._deliver(task, None, snapshot=task.public(self.url) | {"status": "completed"})
+            webhook_fault = None
+        if self._stopping.wait(self.config.processing_after):
+            return
+        task.status = "processing"
+        problem = self._fetch_zip(task.input.get("data", ""))
+        task.zip_fetched = problem is None
+        if self._stopping.wait(self.config.train_seconds):
+            return
+        if problem is not None:
+            task.status, task.code, task.error = "failed", problem[0], problem[1]
+        elif failure is not None:
+            task.status, task.code, task.error = "failed", failure[0], failure[1]
+        else:
+            task.outputs = [f"{self.url}/outputs/{task.id}/lora-{task.id[:8]}.safetensors"]
+            task.status = "completed"
+        self._deliver(task, webhook_fault)
+
+    def _fetch_zip(self, url: str) -> tuple[int, str] | None:
+        """Download the training data as WaveSpeed would; a link that does not work fails with 1402."""
+        query = parse_qs(urlsplit(url).query)
+        if query.get("X-Amz-Algorithm") == ["AWS4-HMAC-SHA256"]:
+            try:
+                signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+                expires = int(query["X-Amz-Expires"][0])
+            except (KeyError, ValueError):
+                return 1402, "media URL is not a valid presigned URL"
+            if time.time() > signed.timestamp() + expires:
+                return 1402, "media URL expired"
+        elif "Signature" in query or "X-Amz-Signature" in query:
+            return 1402, "media URL is not signed with SigV4"
+        try:
+            with self._http.stream("GET", url) as answer:
+                if answer.status_code != 200:
+                    return 1402, f"media URL not reachable (HTTP {answer.status_code})"
+                head = next(answer.iter_bytes(4), b"")
+        except httpx.HTTPError as err:
+            return 1402, f"media URL not reachable: {err}"
+        if not head.startswith(b"PK"):
+            return 1401, "data is not a ZIP archive"
+        return None
+
+    def _deliver(self, task: Task, fault: str | None, snapshot: dict[str, Any] | None = None) -> None:
+        if not task.webhook or fault == "drop" or self._stopping.is_set():
+            return
+        body = snapshot or task.public(self.url)
+        if fault and fault.startswith("lie:"):
+            body = body | {"outputs": [fault[4:]], "status": "completed"}
+        copies = int(fault.split(":", 1)[1]) if fault and fault.startswith("duplicate:") else 1
+        threads = [threading.Thread(target=self._post_webhook, args=(task, body), daemon=True) for _ in range(copies)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if fault == "out_of_order":  # an older state arrives after the final one
+            self._post_webhook(task, body | {"status": "processing", "outputs": []})
+
+    def _post_webhook(self, task: Task, body: dict[str, Any]) -> None:
+        raw = json.dumps(body).encode()
+        delay = self.config.webhook_backoff
+        for _ in range(1 + self.config.webhook_retries):
+            if self._stopping.is_set():
+                return
+            timestamp = str(int(time.time()))
+            headers = {
+                "content-type": "application/json",
+                "webhook-id": task.id,
+                "webhook-timestamp": timestamp,
+                "webhook-signature": self.sign(task.id, timestamp, raw),
+            }
+            try:
+                answer = self._http.post(task.webhook or "", content=raw, headers=headers)
+                task.webhooks_sent += 1
+                if 200 <= answer.status_code < 300:
+                    return
+            except httpx.HTTPError:
+                task.webhooks_sent += 1
+            if self._stopping.wait(delay):
+                return
+            delay *= 2
+
+
+def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "wavespeed-sim"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            return
+
+        # ----- plumbing -----
+        def _body(self) -> Any:
+            length = int(self.headers.get("content-length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            try:
+                return json.loads(raw) if raw else None
+            except ValueError:
+                return raw.decode("utf-8", "replace")
+
+        def _send(self, status: int, payload: Any, body: Any = None) -> None:
+            parts = urlsplit(self.path)
+            sim.requests.append(
+                RecordedRequest(self.command, parts.path, parse_qs(parts.query), body, status, time.time())
+            )
+            raw = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def _ok(self, data: Any, body: Any = None) -> None:
+            self._send(200, {"code": 200, "message": "success", "data": data}, body)
+
+        def _error(self, status: int, message: str, code: int | None = None, body: Any = None) -> None:
+            payload: dict[str, Any] = {"message": message}
+            if code is not None:
+                payload["error_code"] = code
+            self._send(status, payload, body)
+
+        def _drop(self, body: Any = None) -> None:
+            parts = urlsplit(self.path)
+            sim.requests.append(RecordedRequest(self.command, parts.path, parse_qs(parts.query), body, 0, time.time()))
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        def _api_key(self) -> str | None:
+            header = self.headers.get("authorization", "")
+            key = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+            return key if key and hmac.compare_digest(key, sim.config.api_key) else None
+
+        # ----- routes -----
+        def do_POST(self) -> None:
+            body = self._body()
+            path = urlsplit(self.path).path
+            if not path.startswith("/api/v3/wavespeed-ai/"):
+                return self._error(404, "not found", body=body)
+            key = self._api_key()
+            if key is None:
+                return self._error(401, "Unauthorized: invalid API key", body=body)
+            model = path.removeprefix("/api/v3/wavespeed-ai/")
+            if f"wavespeed-ai/{model}" not in TRAINER_MODELS:
+                return self._error(404, f"model wavespeed-ai/{model} not found", body=body)
+            fault = _take(sim.faults.submit) or ""
+            if fault.startswith("slow:"):
+                time.sleep(float(fault[5:]))
+            if fault in ("429", "500", "503"):
+                return self._error(int(fault), "simulated failure", body=body)
+            if fault == "drop_before_create":
+                return self._drop(body)
+            problem = _validation_error(body)
+            if problem is not None:
+                return self._error(400, problem, 1401, body=body)
+            if sim._rate_limited():
+                return self._error(429, "Too many requests: task start rate limit exceeded", body=body)
+            webhook = parse_qs(urlsplit(self.path).query).get("webhook", [None])[0]
+            task = sim.create_task(model, body, webhook, key)
+            if fault == "drop_after_create":
+                return self._drop(body)
+            return self._ok(task.public(sim.url), body)
+
+        def do_GET(self) -> None:
+            path = urlsplit(self.path).path
+            if path.startswith("/outputs/"):
+                return self._output(path)
+            if self._api_key() is None:
+                return self._error(401, "Unauthorized: invalid API key")
+            if path == "/api/v3/webhook/secret":
+                return self._ok({"secret": sim.config.webhook_secret})
+            if path.startswith("/api/v3/predictions/") and path.endswith("/result"):
+                fault = _take(sim.faults.result) or ""
+                if fault.startswith("slow:"):
+                    time.sleep(float(fault[5:]))
+                if fault in ("500", "429"):
+                    return self._error(int(fault), "simulated failure")
+                if fault == "drop":
+                    return self._drop()
+                task_id = path.split("/")[4]
+                task = sim.tasks.get(task_id)
+                if task is None or task.api_key != sim.config.api_key:
+                    return self._error(404, "prediction not found")
+                return self._ok(task.public(sim.url))
+            return self._error(404, "not found")
+
+        def _output(self, path: str) -> None:
+            parts = path.split("/")
+            task = sim.tasks.get(parts[2]) if len(parts) == 4 else None
+            fault = _take(sim.faults.download) or ""
+            if task is None or task.status != "completed" or fault == "vanish":
+                return self._error(404, "output not found")
+            size, chunks = safetensors_chunks(task.id, sim.config.output_size, sim.config.lora_rank)
+            sim.requests.append(RecordedRequest("GET", path, {}, None, 200, time.time()))
+            self.send_response(HTTPStatus.OK)
+            self.send_header("content-type", "application/octet-stream")
+            self.send_header("content-length", str(size))
+            self.end_headers()
+            sent = 0
+            try:
+                for chunk in chunks():
+                    if fault.startswith("slow:"):
+                        time.sleep(float(fault[5:]))
+                    if fault in ("truncate", "reset") and sent + len(chunk) > size // 2:
+                        self.wfile.write(chunk[: size // 2 - sent])
+                        self.wfile.flush()
+                        if fault == "reset":
+                            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+
+    return Handler
