@@ -11,6 +11,7 @@ Its signing code is deliberately its own (not loradrop's), so the two check each
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -128,7 +129,7 @@ def _validation_error(body: Any) -> str | None:
     data = body.get("data")
     if not isinstance(data, str) or not data:
         return "data is required"
-    rules: dict[str, tuple[type | tuple[type, ...], float, float]] = {
+    rules: dict[str, tuple[Any, float, float]] = {
         "steps": (int, 1000, 10000),
         "learning_rate": ((int, float), 0, 1),
         "lora_rank": (int, 1, 64),
@@ -136,7 +137,7 @@ def _validation_error(body: Any) -> str | None:
     for name, (kind, low, high) in rules.items():
         if name in body:
             value = body[name]
-            if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+            if isinstance(value, bool) or not isinstance(value, kind) or not low <= float(value) <= high:
                 return f"{name} must be between {low} and {high}"
     if "trigger_word" in body and not isinstance(body["trigger_word"], str):
         return "trigger_word must be a string"
@@ -181,7 +182,7 @@ def safetensors_chunks(task_id: str, size: int, rank: int) -> tuple[int, Any]:
         raise ValueError(f"output size {size} is too small for a safetensors file")
     data_size = offset + padding
     prefix = struct.pack("<Q", len(header)) + header
-    block = random.Random(task_id).randbytes(_BLOCK)  # noqa: S311 - test data, not security
+    block = random.Random(task_id).randbytes(_BLOCK)  # test data, not security
 
     def chunks() -> Any:
         yield prefix
@@ -211,7 +212,7 @@ class Simulator:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> Simulator:
         self._thread = threading.Thread(target=self._server.serve_forever, name="wavespeed-sim", daemon=True)
@@ -396,10 +397,8 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             sim.requests.append(RecordedRequest(self.command, parts.path, parse_qs(parts.query), body, 0, time.time()))
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
         def _api_key(self) -> str | None:
             header = self.headers.get("authorization", "")

@@ -85,8 +85,8 @@ class StackOptions:
     """How the local stack runs. `time_scale` shortens the template's timeouts and schedules."""
 
     time_scale: float = 0.01
-    reconcile_every: float | None = None  # default: the template's schedule × time_scale
-    reconcile_after: float | None = None  # default: the template's parameter × time_scale
+    reconcile_every: float | None = None  # default: the template's schedule x time_scale
+    reconcile_after: float | None = None  # default: the template's parameter x time_scale
     wavespeed_api: str | None = None  # None: run the simulator
     wavespeed_api_key: str | None = None
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
@@ -452,7 +452,7 @@ class LocalStack:
         self._webhook_server = ThreadingHTTPServer(("127.0.0.1", 0), _api_gateway_handler(self, routes))
         self._webhook_server.daemon_threads = True
         host, port = self._webhook_server.server_address[:2]
-        self.api_url = f"http://{host}:{port}"
+        self.api_url = f"http://{host!s}:{port}"
         (route,) = [path for (_, path) in routes]
         self._webhook_url = f"{self.api_url}{route}"
         self._spawn("api-gateway", self._webhook_server.serve_forever)
