@@ -95,6 +95,7 @@ class StackOptions:
     log_file: Path | None = None
     extra_environment: dict[str, str] = field(default_factory=dict)
     max_attempts: int | None = None
+    run_reconciler: bool = True  # tests may invoke it themselves instead
 
 
 class LocalStack:
@@ -137,11 +138,11 @@ class LocalStack:
 
     def stop(self) -> None:
         self._stopping.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
         if self._webhook_server is not None:
             self._webhook_server.shutdown()
             self._webhook_server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=10)
         if self.simulator is not None:
             self.simulator.stop()
         if self._moto is not None:
@@ -330,7 +331,11 @@ class LocalStack:
             "OUTPUT_HOSTS": output_hosts,
             "STORE_MAX_RECEIVES": str(mappings["StoreMaxReceives"]),
             "RECONCILE_AFTER_SECONDS": str(
-                round(self.options.reconcile_after or self._scaled(float(default("ReconcileAfterSeconds"))))
+                round(
+                    self.options.reconcile_after
+                    if self.options.reconcile_after is not None
+                    else self._scaled(float(default("ReconcileAfterSeconds")))
+                )
             ),
             "RETRY_DELAY_SCALE": str(self.options.time_scale),
             "POWERTOOLS_METRICS_DISABLED": "true",
@@ -385,7 +390,7 @@ class LocalStack:
             if spec.queue:
                 for n in range(spec.max_concurrency):
                     self._spawn(f"poll-{spec.logical_id}-{n}", self._poll, spec.logical_id, spec.queue, spec.batch_size)
-            if spec.schedule:
+            if spec.schedule and self.options.run_reconciler:
                 every = self.options.reconcile_every or self._scaled(schedule_seconds(spec.schedule))
                 self._spawn(f"schedule-{spec.logical_id}", self._every, spec.logical_id, max(0.2, every))
 

@@ -1,0 +1,193 @@
+"""The submit side over real HTTP: S3 notification → intake queue → SubmitTraining → simulator."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from loradrop_local.dataset import training_zip
+from loradrop_local.stack import LocalStack
+from tests.integration.conftest import TERMINAL, posts_for, s3_notification
+from tests.unit.zips import make_zip
+
+pytestmark = pytest.mark.integration
+
+
+def test_upload_becomes_one_task_with_the_right_parameters(stack: LocalStack, key: str) -> None:
+    # Given a ZIP of 6 captioned images with training parameters as metadata
+    job_id = stack.upload(key, training_zip(images=6), {"trigger-word": "zxq", "steps": "1500", "lora-rank": "8"})
+    # When S3 notifies the intake queue
+    job = stack.wait_for(job_id, TERMINAL)
+    # Then WaveSpeed got exactly one POST with those parameters and a working presigned URL
+    (post,) = posts_for(stack, key)
+    assert post.status == 200
+    assert post.query["webhook"] == [stack.webhook_url]
+    assert {k: post.body[k] for k in ("trigger_word", "steps", "learning_rate", "lora_rank")} == {
+        "trigger_word": "zxq",
+        "steps": 1500,
+        "learning_rate": 0.0004,
+        "lora_rank": 8,
+    }
+    presign = parse_qs(urlsplit(post.body["data"]).query)
+    assert presign["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
+    assert presign["X-Amz-Expires"] == ["43200"]
+    assert stack.simulator is not None
+    task = stack.simulator.tasks[job["prediction_id"]]
+    assert task.zip_fetched
+    # And the job records the submission
+    submitted = [h for h in job["history"] if h["status"] == "SUBMITTED"]
+    assert submitted == [submitted[0] | {"prediction_id": task.id}]
+    assert job["attempts"] == 1
+    assert (job["archive"]["images"], job["archive"]["captions"]) == (6, 6)
+    assert job["params"]["trigger_word"] == "zxq"
+    assert job["source_key"] == key
+
+
+def test_space_in_key_is_decoded(stack: LocalStack) -> None:
+    key = f"uploads/my holiday photos {time.time_ns()}.zip"
+    job = stack.wait_for(stack.upload(key, training_zip()), TERMINAL)
+    assert job["source_key"] == key
+    assert job["status"] == "COMPLETED"
+
+
+def test_same_notification_five_times_submits_once(stack: LocalStack, key: str) -> None:
+    body = training_zip()
+    job_id = stack.upload(key, body)
+    stack.wait_for(job_id, TERMINAL)
+    etag = stack.client("s3").head_object(Bucket=stack.uploads_bucket, Key=key)["ETag"].strip('"')
+    sqs = stack.client("sqs")
+    for _ in range(5):
+        sqs.send_message(
+            QueueUrl=stack.queue_urls["IntakeQueue"], MessageBody=s3_notification(stack, key, etag, len(body))
+        )
+    deadline = time.monotonic() + 10
+    while stack.queue_depth("IntakeQueue") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert len(posts_for(stack, key)) == 1
+    assert stack.job(job_id)["status"] == "COMPLETED"  # type: ignore[index]
+
+
+def test_new_upload_of_same_key_is_a_new_job(stack: LocalStack, key: str) -> None:
+    first = stack.upload(key, training_zip(images=5))
+    stack.wait_for(first, TERMINAL)
+    second = stack.upload(key, training_zip(images=7))
+    assert second != first
+    assert stack.wait_for(second, TERMINAL)["archive"]["images"] == 7
+    assert len(posts_for(stack, key)) == 2
+
+
+def _bomb() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("a.png", b"\0" * (8 * 1024 * 1024))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "the file is empty"),
+        (b"PK but not really a zip" * 50, "not a ZIP archive"),
+        (make_zip({}), "contains no files"),
+        (make_zip({"notes.txt": b"hi", "data.csv": b"1,2"}), "no images found"),
+        (make_zip({"__MACOSX/._a.png": b"x"}), "no images found"),
+        (make_zip({"../../evil.png": b"x"}), "climbs out of the archive"),
+        (make_zip({"/abs/evil.png": b"x"}), "absolute path"),
+        (make_zip({"a.png": b"x"}, flags={"a.png": 1}), "encrypted"),
+        (make_zip({"a.png": b"x"}, unix_modes={"a.png": 0o120777}), "symbolic link"),
+        (make_zip({f"img{i}.png": b"" for i in range(2001)}), "over the limit of 2,000"),
+        (_bomb(), "ZIP bomb"),
+    ],
+    ids=[
+        "empty",
+        "not-zip",
+        "no-files",
+        "no-images",
+        "only-macosx",
+        "traversal",
+        "absolute",
+        "encrypted",
+        "symlink",
+        "too-many",
+        "bomb",
+    ],
+)
+def test_bad_archives_are_rejected_without_submission(stack: LocalStack, key: str, body: bytes, reason: str) -> None:
+    job = stack.wait_for(stack.upload(key, body), TERMINAL)
+    assert job["status"] == "REJECTED"
+    assert job["error_code"] == "INVALID_UPLOAD"
+    assert reason in job["error"]
+    assert posts_for(stack, key) == []
+
+
+def test_invalid_metadata_is_rejected_naming_field_value_and_range(stack: LocalStack, key: str) -> None:
+    job = stack.wait_for(stack.upload(key, training_zip(), {"lora-rank": "128", "steps": "50"}), TERMINAL)
+    assert job["status"] == "REJECTED"
+    assert job["error_code"] == "INVALID_PARAMETERS"
+    assert "lora-rank='128' is invalid: must be a whole number from 1 to 64" in job["error"]
+    assert "steps='50' is invalid: must be a whole number from 1000 to 10000" in job["error"]
+    assert posts_for(stack, key) == []
+
+
+def test_few_images_warn_but_train(stack: LocalStack, key: str) -> None:
+    job = stack.wait_for(stack.upload(key, training_zip(images=2), {"colour": "blue"}), TERMINAL)
+    assert job["status"] == "COMPLETED"
+    assert any("only 2 image(s)" in w for w in job["warnings"])
+    assert "ignored unknown metadata: colour" in job["warnings"]
+
+
+@pytest.mark.parametrize("fault", ["429", "500", "503"])
+def test_answers_that_prove_nothing_was_created_are_retried(stack: LocalStack, key: str, fault: str) -> None:
+    assert stack.simulator is not None
+    stack.simulator.faults.submit.append(fault)
+    job = stack.wait_for(stack.upload(key, training_zip()), TERMINAL, timeout=30)
+    assert job["status"] == "COMPLETED"
+    posts = posts_for(stack, key)
+    assert len(posts) == 2
+    assert [p.status for p in posts] == [int(fault), 200]
+    assert any("not submitted, will retry" in h.get("note", "") for h in job["history"])
+    assert job["attempts"] == 1
+
+
+@pytest.mark.parametrize("fault", ["drop_before_create", "drop_after_create", "slow:1.5"])
+def test_uncertain_outcome_is_never_resubmitted(stack: LocalStack, key: str, fault: str) -> None:
+    # A dropped connection looks the same whether or not WaveSpeed created the task first.
+    assert stack.simulator is not None
+    stack.simulator.faults.submit.append(fault)
+    body = training_zip()
+    job_id = stack.upload(key, body)
+    job = stack.wait_for(job_id, {"SUBMITTING"}, timeout=15)
+    deadline = time.monotonic() + 10
+    while job.get("error_code") != "SUBMIT_UNCERTAIN" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        job = stack.job(job_id) or job
+    assert job["error_code"] == "SUBMIT_UNCERTAIN"
+    assert "will not resubmit" in job["error"]
+    # A redelivered notification finds the job SUBMITTING and stops.
+    etag = stack.client("s3").head_object(Bucket=stack.uploads_bucket, Key=key)["ETag"].strip('"')
+    stack.client("sqs").send_message(
+        QueueUrl=stack.queue_urls["IntakeQueue"], MessageBody=s3_notification(stack, key, etag, len(body))
+    )
+    time.sleep(1.0)
+    assert len(posts_for(stack, key)) == 1
+    assert stack.job(job_id)["status"] == "SUBMITTING"  # type: ignore[index]
+
+
+def test_wavespeed_refusal_fails_the_job_with_its_message(stack: LocalStack, key: str) -> None:
+    # Given WaveSpeed no longer accepts our API key
+    assert stack.simulator is not None
+    original = stack.simulator.config.api_key
+    stack.simulator.config.api_key = "rotated-elsewhere"
+    try:
+        job = stack.wait_for(stack.upload(key, training_zip()), TERMINAL)
+    finally:
+        stack.simulator.config.api_key = original
+    assert job["status"] == "FAILED"
+    assert job["error_code"] == "401"
+    assert "WaveSpeed refused the task (HTTP 401)" in job["error"]
+    assert len(posts_for(stack, key)) == 1

@@ -1,0 +1,145 @@
+"""The ZIP inspector: what it accepts, what it rejects and why, and how little it reads."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+
+from loradrop.archive import ArchiveLimits, ArchiveRejected, inspect_archive
+from tests.unit.zips import MemoryReader, make_zip, sparse_zip64
+
+LIMITS = ArchiveLimits()
+GIB = 1024**3
+
+
+def inspect(data: bytes, limits: ArchiveLimits = LIMITS):  # type: ignore[no-untyped-def]
+    return inspect_archive(MemoryReader(data), limits)
+
+
+def rejection(data: bytes, limits: ArchiveLimits = LIMITS) -> str:
+    with pytest.raises(ArchiveRejected) as caught:
+        inspect(data, limits)
+    return str(caught.value)
+
+
+def test_counts_images_and_matching_captions_and_ignores_mac_litter() -> None:
+    data = make_zip(
+        {
+            "set/a.jpg": b"1",
+            "set/a.txt": b"a photo",
+            "set/b.JPEG": b"2",
+            "set/c.png": b"3",
+            "set/d.webp": b"4",
+            "set/orphan.txt": b"no image",
+            "__MACOSX/set/._a.jpg": b"x",
+            "set/.DS_Store": b"x",
+            "set/notes.md": b"x",
+            "set/": b"",
+        }
+    )
+    report = inspect(data)
+    assert (report.images, report.captions, report.ignored, report.entries) == (4, 1, 3, 10)
+    assert report.warnings == []
+
+
+def test_few_images_is_a_warning_not_a_rejection() -> None:
+    report = inspect(make_zip({"a.png": b"1", "b.png": b"2"}))
+    assert report.images == 2
+    assert "only 2 image(s)" in report.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"", "the file is empty"),
+        (b"this is not a zip at all" * 100, "not a ZIP archive"),
+        (make_zip({"readme.txt": b"hello", "doc.pdf": b"%PDF"}), "no images found"),
+        (make_zip({"__MACOSX/._a.jpg": b"x", "__MACOSX/._b.png": b"x"}), "no images found"),
+        (make_zip({"../escape.png": b"x"}), "climbs out of the archive"),
+        (make_zip({"ok/../../etc.png": b"x"}), "climbs out of the archive"),
+        (make_zip({"/etc/passwd.png": b"x"}), "absolute path"),
+        (make_zip({"C:\\photos\\a.png": b"x"}), "absolute path"),
+        (make_zip({"a.png": b"x"}, flags={"a.png": 0x1}), "is encrypted"),
+        (make_zip({"link.png": b"/etc/passwd"}, unix_modes={"link.png": 0o120777}), "symbolic link"),
+    ],
+    ids=[
+        "empty",
+        "not-a-zip",
+        "no-images",
+        "only-macosx",
+        "dotdot",
+        "nested-dotdot",
+        "absolute",
+        "drive",
+        "encrypted",
+        "symlink",
+    ],
+)
+def test_rejections_say_what_is_wrong(data: bytes, expected: str) -> None:
+    assert expected in rejection(data)
+
+
+def test_empty_zip_archive_is_rejected() -> None:
+    assert "contains no files" in rejection(make_zip({}))
+
+
+def test_truncated_archive_is_rejected() -> None:
+    data = make_zip({f"img{i}.png": b"x" * 1000 for i in range(10)})
+    cut = data[:200] + data[-22:]  # directory offset now points past the end
+    assert "truncated or corrupt" in rejection(cut)
+
+
+def test_too_many_entries() -> None:
+    data = make_zip({f"img{i}.png": b"" for i in range(30)})
+    assert "over the limit of 20" in rejection(data, ArchiveLimits(max_entries=20))
+
+
+def test_zip_bomb_by_ratio() -> None:
+    data = make_zip({"bomb.png": b"\0" * (4 * 1024 * 1024)}, compression=zipfile.ZIP_DEFLATED)
+    assert "ZIP bomb" in rejection(data)
+
+
+def test_total_uncompressed_size_limit() -> None:
+    data = make_zip({"a.png": b"x" * 2000, "b.png": b"y" * 2000})
+    assert "more than" in rejection(data, ArchiveLimits(max_uncompressed_bytes=3000))
+
+
+def test_archive_size_limit_is_checked_before_reading() -> None:
+    reader = sparse_zip64(5 * GIB, ["a.png"], 1024)
+    with pytest.raises(ArchiveRejected, match="over the limit"):
+        inspect_archive(reader, ArchiveLimits(max_archive_bytes=2 * GIB))
+    assert reader.bytes_read == 0
+
+
+def test_multi_gigabyte_zip64_archive_is_inspected_with_a_bounded_read() -> None:
+    names = [f"photos/img_{i:03d}.png" for i in range(40)]
+    reader = sparse_zip64(6 * GIB, names, 150 * 1024 * 1024)
+    report = inspect_archive(reader, ArchiveLimits(max_archive_bytes=8 * GIB, max_uncompressed_bytes=8 * GIB))
+    assert report.images == 40
+    assert report.uncompressed_bytes == 40 * 150 * 1024 * 1024
+    # One tail read (end records and, here, the directory): 64 KiB plus a little, never gigabytes.
+    assert reader.bytes_read <= 66 * 1024
+    assert reader.reads <= 2
+
+
+def test_large_directory_is_read_separately_and_still_bounded() -> None:
+    names = [f"photos/a-rather-long-folder-name/and-a-long-file-name-{i:04d}.png" for i in range(1500)]
+    reader = sparse_zip64(3 * GIB, names, 1024 * 1024)
+    report = inspect_archive(reader, ArchiveLimits(max_archive_bytes=4 * GIB))
+    assert report.images == 1500
+    directory_bytes = sum(46 + len(n) + 28 for n in names)
+    assert reader.bytes_read <= 66 * 1024 + directory_bytes + 56
+    assert reader.reads <= 3
+
+
+def test_real_zip64_from_zipfile() -> None:
+    import io
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        with archive.open("big.png", "w", force_zip64=True) as handle:
+            handle.write(b"x" * 100)
+        archive.writestr("cap.txt", "caption")
+    report = inspect(buffer.getvalue())
+    assert report.images == 1
