@@ -166,7 +166,7 @@ def test_webhook_body_lying_about_outputs_is_not_followed(stack: LocalStack, key
     stack.simulator.faults.webhook.append(f"lie:{evil}")
     job = stack.wait_for(stack.upload(key, training_zip()), TERMINAL)
     assert job["status"] == "COMPLETED"
-    expected_size, expected_sha = stack.simulator.expected_output(job["prediction_id"])
+    _, expected_sha = stack.simulator.expected_output(job["prediction_id"])
     assert job["weights_sha256"] == expected_sha
     assert not any(r.path.startswith("/outputs/evil-task/") for r in stack.simulator.requests)
 
@@ -195,7 +195,8 @@ def test_retryable_failure_is_resubmitted_once_then_completes(stack: LocalStack,
     posts = posts_for(stack, key)
     assert len(posts) == 2
     task_ids = [h["prediction_id"] for h in job["history"] if h.get("prediction_id")]
-    assert len(set(task_ids)) == 2 and task_ids[-1] == job["prediction_id"]
+    assert len(set(task_ids)) == 2
+    assert task_ids[-1] == job["prediction_id"]
     assert any("resubmitting (attempt 2 of 2)" in h.get("note", "") for h in job["history"])
 
 
@@ -250,7 +251,8 @@ def test_truncated_download_is_retried_without_partial_object(stack: LocalStack,
     s3 = stack.client("s3")
     prefix = f"loras/{job['job_id']}/"
     versions = s3.list_object_versions(Bucket=stack.weights_bucket, Prefix=prefix).get("Versions", [])
-    assert versions and all(v["Size"] == size for v in versions)
+    assert versions
+    assert all(v["Size"] == size for v in versions)
     assert s3.list_multipart_uploads(Bucket=stack.weights_bucket, Prefix=prefix).get("Uploads", []) == []
 
 

@@ -1,0 +1,76 @@
+"""Every sample in events/ loads and runs against its handler on the local stack."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from loradrop_local.dataset import training_zip
+from loradrop_local.stack import ACCOUNT, LocalStack
+from tests.conftest import load_event
+from tests.integration.conftest import TERMINAL
+
+pytestmark = pytest.mark.integration
+
+
+def _point_at(stack: LocalStack, event: dict, key: str) -> dict:  # type: ignore[type-arg]
+    etag = stack.client("s3").head_object(Bucket=stack.uploads_bucket, Key=key)["ETag"].strip('"')
+    record = event["Records"][0]
+    record["s3"]["bucket"]["name"] = stack.uploads_bucket
+    record["s3"]["object"].update({"key": key.replace(" ", "+"), "eTag": etag})
+    record["s3"]["object"].pop("versionId")  # moto's uploads are named by ETag (see stack.job_id_for_upload)
+    return event
+
+
+def _queue_arn(stack: LocalStack, logical_id: str) -> str:
+    return f"arn:aws:sqs:us-east-1:{ACCOUNT}:{stack.names[logical_id]}"
+
+
+def test_bare_s3_event(stack: LocalStack, key: str) -> None:
+    key = key.replace("uploads/", "manual/")  # outside the notification filter: only this invoke sees it
+    stack.client("s3").put_object(Bucket=stack.uploads_bucket, Key=key, Body=training_zip())
+    result = stack.invoke("SubmitTrainingFunction", _point_at(stack, load_event("s3_put.json"), key))
+    (job,) = result["jobs"]
+    assert job["status"] == "SUBMITTED"
+    assert stack.wait_for(job["job_id"], TERMINAL)["status"] == "COMPLETED"
+
+
+def test_sqs_upload_and_resubmit_events(stack: LocalStack, key: str) -> None:
+    job_id = stack.upload(key, training_zip())
+    stack.wait_for(job_id, TERMINAL)
+    event = load_event("sqs_upload.json")
+    event["Records"][0]["eventSourceARN"] = _queue_arn(stack, "IntakeQueue")
+    event["Records"][0]["body"] = json.dumps(_point_at(stack, json.loads(event["Records"][0]["body"]), key))
+    assert stack.invoke("SubmitTrainingFunction", event) == {"batchItemFailures": []}
+    resubmit = load_event("sqs_resubmit.json")
+    resubmit["Records"][0]["body"] = json.dumps({"job_id": job_id, "action": "resubmit"})
+    assert stack.invoke("SubmitTrainingFunction", resubmit) == {"batchItemFailures": []}
+    assert stack.job(job_id)["status"] == "COMPLETED"  # type: ignore[index]
+
+
+def test_webhook_event_signed_and_unsigned(stack: LocalStack) -> None:
+    assert stack.simulator is not None
+    event = load_event("webhook_completed.json")
+    answer = stack.invoke("ReceiveWebhookFunction", event)
+    assert answer["statusCode"] == 401  # the sample's placeholder signature
+    timestamp = str(int(time.time()))
+    event["headers"]["webhook-timestamp"] = timestamp
+    event["headers"]["webhook-signature"] = stack.simulator.sign(
+        event["headers"]["webhook-id"], timestamp, event["body"].encode()
+    )
+    answer = stack.invoke("ReceiveWebhookFunction", event)
+    assert answer["statusCode"] == 404  # genuine, but for a task no job of ours has
+    assert json.loads(answer["body"])["message"] == "no job has this task id (yet)"
+
+
+def test_store_event_for_unknown_job_is_acknowledged(stack: LocalStack) -> None:
+    event = load_event("sqs_store.json")
+    event["Records"][0]["eventSourceARN"] = _queue_arn(stack, "StoreQueue")
+    assert stack.invoke("StoreWeightsFunction", event) == {"batchItemFailures": []}
+
+
+def test_schedule_event(stack: LocalStack) -> None:
+    result = stack.invoke("ReconcileJobsFunction", load_event("schedule.json"))
+    assert isinstance(result["summary"], dict)
