@@ -133,7 +133,8 @@ class LocalStack:
         reset_function_state()
         self._redirect_logs()
         self._start_pollers()
-        self._write_state()
+        if self.options.state_dir is not None:
+            self.write_state(self.options.state_dir)
         return self
 
     def stop(self) -> None:
@@ -167,7 +168,7 @@ class LocalStack:
             endpoint_url=self.endpoint,
             region_name=REGION,
             aws_access_key_id="local",
-            aws_secret_access_key="local",  # noqa: S106 - moto accepts any credentials
+            aws_secret_access_key="local",
             config=config,
         )
 
@@ -358,10 +359,9 @@ class LocalStack:
             if isinstance(handler, logging.StreamHandler):
                 handler.setStream(stream)
 
-    def _write_state(self) -> None:
-        if self.options.state_dir is None:
-            return
-        self.options.state_dir.mkdir(parents=True, exist_ok=True)
+    def write_state(self, state_dir: Path) -> None:
+        """Where the CLI (in another process) finds this stack."""
+        state_dir.mkdir(parents=True, exist_ok=True)
         state = {
             "endpoint": self.endpoint,
             "region": REGION,
@@ -371,7 +371,7 @@ class LocalStack:
             "wavespeed_api": self.environment["WAVESPEED_API_BASE"],
             "pid": os.getpid(),
         }
-        (self.options.state_dir / "local.json").write_text(json.dumps(state, indent=2))
+        (state_dir / "local.json").write_text(json.dumps(state, indent=2))
 
     # ----- Lambda-like invocation -----
     def handler(self, logical_id: str) -> Handler:
@@ -510,6 +510,7 @@ def job_id_for_upload(bucket: str, key: str, version_id: str | None, etag: str) 
     versionId (AWS's do), so locally the ETag names the upload."""
     from loradrop.jobs import job_id_for
 
+    del version_id  # present in AWS's notifications, absent from moto's
     return job_id_for(bucket, key, None, etag)
 
 

@@ -1,0 +1,423 @@
+"""`loradrop`: run the local stack, submit training data, watch jobs, fetch weights.
+
+Works against the local stack (`--local`, the default when one is running) or a deployed stack
+(`--stack NAME`, resources found from its CloudFormation outputs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from loradrop.jobs import Job, JobStore, job_id_for
+from loradrop.models import PARAMETER_METADATA, TERMINAL_STATUSES, InvalidParameters, JobStatus, TrainingParams
+
+DEFAULT_STATE_DIR = Path(".loradrop")
+EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE = 0, 1, 2  # usage: loradrop could not do what was asked
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+@dataclass
+class Target:
+    """Where a stack's resources are, and clients to reach them."""
+
+    description: str
+    s3: Any
+    dynamodb: Any
+    uploads_bucket: str
+    weights_bucket: str
+    table: str
+    local: bool = False  # moto's S3 notifications carry no versionId, so uploads are named by ETag
+
+    def job_id(self, key: str, version_id: str | None, etag: str) -> str:
+        """The id SubmitTraining gives the job for this upload."""
+        return job_id_for(self.uploads_bucket, key, None if self.local else version_id, etag)
+
+    @property
+    def jobs(self) -> JobStore:
+        return JobStore(self.dynamodb, self.table)
+
+
+def _local_target(state_dir: Path) -> Target:
+    state_file = state_dir / "local.json"
+    if not state_file.exists():
+        raise CliError(
+            f"no local stack is running ({state_file} not found): start one with `loradrop local` in another "
+            "terminal, or use --stack NAME for a deployed stack"
+        )
+    state = json.loads(state_file.read_text())
+    session = boto3.session.Session(
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        region_name=state["region"],
+    )
+    endpoint = state["endpoint"]
+    return Target(
+        description=f"local stack at {endpoint}",
+        s3=session.client("s3", endpoint_url=endpoint, config=Config(signature_version="s3v4")),
+        dynamodb=session.client("dynamodb", endpoint_url=endpoint),
+        uploads_bucket=state["names"]["UploadsBucket"],
+        weights_bucket=state["names"]["WeightsBucket"],
+        table=state["names"]["JobsTable"],
+        local=True,
+    )
+
+
+def _stack_target(name: str, region: str | None) -> Target:
+    session = boto3.session.Session(region_name=region)
+    try:
+        stacks = session.client("cloudformation").describe_stacks(StackName=name)["Stacks"]
+    except (ClientError, BotoCoreError) as err:
+        raise CliError(f"cannot read stack {name!r}: {err}. Check the name, region and AWS credentials.") from None
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    try:
+        return Target(
+            description=f"stack {name} ({session.region_name})",
+            s3=session.client("s3", config=Config(signature_version="s3v4")),
+            dynamodb=session.client("dynamodb"),
+            uploads_bucket=outputs["UploadsBucketName"],
+            weights_bucket=outputs["WeightsBucketName"],
+            table=outputs["JobsTableName"],
+        )
+    except KeyError as missing:
+        raise CliError(f"stack {name!r} has no output {missing}: is it a loradrop stack?") from None
+
+
+def resolve_target(args: argparse.Namespace) -> Target:
+    stack = args.stack or (None if args.local else os.environ.get("LORADROP_STACK"))
+    return _stack_target(stack, args.region) if stack else _local_target(args.state_dir)
+
+
+# ----- presentation -----
+def _elapsed(seconds: float) -> str:
+    return f"{int(seconds // 60):02d}:{int(seconds % 60):02d}"
+
+
+_STATUS_WORDS = {
+    "RECEIVED": "received, waiting to be submitted",
+    "SUBMITTING": "submitting to WaveSpeed",
+    "SUBMITTED": "training on WaveSpeed",
+    "TRAINING": "training on WaveSpeed",
+    "STORING": "copying the weights into S3",
+    "COMPLETED": "completed",
+    "FAILED": "failed",
+    "REJECTED": "rejected",
+}
+
+
+def follow(target: Target, candidates: Sequence[str], timeout: float, out: TextIO) -> Job:
+    """Poll until the job reaches a final state, showing state and elapsed time."""
+    started = time.monotonic()
+    tty = out.isatty()
+    last = ""
+    job: Job | None = None
+    while True:
+        elapsed = time.monotonic() - started
+        for job_id in candidates:
+            job = target.jobs.get(job_id)
+            if job is not None:
+                candidates = [job_id]
+                break
+        status = job.status.value if job else "WAITING"
+        detail = _STATUS_WORDS.get(status, "waiting for S3's notification")
+        if job and job.prediction_id and status in ("SUBMITTED", "TRAINING"):
+            detail += f" (task {job.prediction_id[:12]})"
+        line = f"[{_elapsed(elapsed)}] {status:<10} {detail}"
+        if tty:
+            out.write(f"\r{line:<90}")
+        elif status != last:
+            out.write(line + "\n")
+        out.flush()
+        last = status
+        if job is not None and job.status in TERMINAL_STATUSES:
+            if tty:
+                out.write("\n")
+            return job
+        if elapsed > timeout:
+            if tty:
+                out.write("\n")
+            raise CliError(f"gave up waiting after {timeout:.0f}s; the job goes on: `loradrop status {candidates[0]}`")
+        time.sleep(0.2 if elapsed < 10 else 2.0)
+
+
+def describe(job: Job, out: TextIO) -> None:
+    data = job.public()
+    out.write(f"job       {job.job_id}\n")
+    out.write(f"status    {job.status.value}\n")
+    out.write(f"source    s3://{job.source_bucket}/{job.source_key}\n")
+    if job.params:
+        params = data["params"]
+        out.write("params    " + ", ".join(f"{k}={v}" for k, v in params.items()) + "\n")
+    if job.archive:
+        out.write(f"archive   {job.archive['images']} images, {job.archive['captions']} captions\n")
+    if job.prediction_id:
+        out.write(f"task      {job.prediction_id} (attempts: {job.attempts})\n")
+    for warning in job.warnings:
+        out.write(f"warning   {warning}\n")
+    if job.error:
+        out.write(f"error     [{job.error_code}] {job.error}\n")
+    if job.weights_uri:
+        out.write(f"weights   {job.weights_uri}\n")
+        out.write(f"size      {job.weights_size:,} bytes\n")
+        out.write(f"sha256    {job.weights_sha256}\n")
+    out.write("history\n")
+    for entry in job.history:
+        note = f"  {entry['note']}" if entry.get("note") else ""
+        task = f"  task {entry['prediction_id']}" if entry.get("prediction_id") else ""
+        out.write(f"  {entry['at']}  {entry['status']:<10}{task}{note}".rstrip() + "\n")
+
+
+def download_weights(target: Target, job: Job, destination: Path, out: TextIO) -> str:
+    """Stream the weights to `destination`, verifying the SHA-256 recorded on the job."""
+    if job.status is not JobStatus.COMPLETED or not job.weights_uri:
+        raise CliError(f"job {job.job_id} is {job.status.value}, not COMPLETED: there are no weights to fetch")
+    bucket, key = job.weights_uri.removeprefix("s3://").split("/", 1)
+    partial = destination.with_name(destination.name + ".part")
+    digest = hashlib.sha256()
+    try:
+        body = target.s3.get_object(Bucket=bucket, Key=key)["Body"]
+        with partial.open("wb") as handle:
+            for chunk in iter(lambda: body.read(1024 * 1024), b""):
+                digest.update(chunk)
+                handle.write(chunk)
+    except (ClientError, BotoCoreError) as err:
+        partial.unlink(missing_ok=True)
+        raise CliError(f"could not download {job.weights_uri}: {err}") from None
+    if digest.hexdigest() != job.weights_sha256:
+        partial.unlink(missing_ok=True)
+        raise CliError(f"checksum mismatch for {job.weights_uri}: the download was discarded; try again")
+    partial.replace(destination)
+    out.write(f"saved {destination} ({job.weights_size:,} bytes, sha256 verified)\n")
+    return digest.hexdigest()
+
+
+# ----- commands -----
+def _metadata_from_args(args: argparse.Namespace) -> dict[str, str]:
+    given = {field: getattr(args, field) for field in PARAMETER_METADATA if getattr(args, field, None) is not None}
+    try:
+        TrainingParams.build(given)  # the same rules the Lambda applies, before anything is uploaded
+    except InvalidParameters as err:
+        raise CliError(f"invalid training parameters: {err}") from None
+    return {PARAMETER_METADATA[field][0]: str(value) for field, value in given.items()}
+
+
+def _training_bytes(path: Path) -> bytes:
+    from loradrop_local.dataset import zip_folder
+
+    if path.is_dir():
+        data = zip_folder(path)
+        if len(data) <= 22:
+            raise CliError(f"{path} has no files to upload")
+        return data
+    if path.is_file():
+        if path.suffix.lower() != ".zip":
+            raise CliError(f"{path} is not a .zip file or a folder")
+        return path.read_bytes()
+    raise CliError(f"{path} does not exist")
+
+
+def cmd_submit(args: argparse.Namespace, out: TextIO) -> int:
+    metadata = _metadata_from_args(args)
+    body = _training_bytes(args.path)
+    target = resolve_target(args)
+    name = args.name or args.path.resolve().name.removesuffix(".zip").removesuffix(".ZIP")
+    key = f"uploads/{name}.zip"
+    answer = target.s3.put_object(Bucket=target.uploads_bucket, Key=key, Body=body, Metadata=metadata)
+    candidates = [target.job_id(key, answer.get("VersionId"), answer["ETag"])]
+    out.write(f"uploaded s3://{target.uploads_bucket}/{key} ({len(body):,} bytes) to {target.description}\n")
+    out.write(f"job id   {candidates[0]}  (follow it: loradrop status {candidates[0]})\n")
+    if not args.wait:
+        return EXIT_OK
+    job = follow(target, candidates, args.timeout, out)
+    describe(job, out)
+    if job.status is JobStatus.COMPLETED and args.output:
+        download_weights(target, job, args.output, out)
+    return EXIT_OK if job.status is JobStatus.COMPLETED else EXIT_JOB_FAILED
+
+
+def cmd_jobs(args: argparse.Namespace, out: TextIO) -> int:
+    target = resolve_target(args)
+    jobs = target.jobs.list(JobStatus(args.status) if args.status else None, args.limit)
+    if not jobs:
+        out.write("no jobs\n")
+        return EXIT_OK
+    out.write(f"{'JOB':<40} {'STATUS':<10} {'CREATED':<24} {'IMAGES':>6}  NOTE\n")
+    for job in jobs:
+        images = str(job.archive["images"]) if job.archive else "-"
+        note = (job.error or job.weights_uri or "")[:60]
+        out.write(f"{job.job_id:<40} {job.status.value:<10} {job.created_at:<24} {images:>6}  {note}\n")
+    return EXIT_OK
+
+
+def _get_job(target: Target, job_id: str) -> Job:
+    job = target.jobs.get(job_id)
+    if job is None:
+        raise CliError(f"no job {job_id!r} in {target.description}: list them with `loradrop jobs`")
+    return job
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    job = _get_job(resolve_target(args), args.job)
+    if args.json:
+        out.write(json.dumps(job.public(), indent=2) + "\n")
+    else:
+        describe(job, out)
+    return EXIT_OK
+
+
+def cmd_fetch(args: argparse.Namespace, out: TextIO) -> int:
+    target = resolve_target(args)
+    download_weights(target, _get_job(target, args.job), args.output, out)
+    return EXIT_OK
+
+
+def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
+    from loradrop_local.stack import LocalStack, StackOptions
+
+    options = StackOptions(state_dir=args.state_dir, log_file=args.state_dir / "handlers.log")
+    if args.wavespeed_api:
+        key = os.environ.get("WAVESPEED_API_KEY")
+        if not key:
+            raise CliError("--wavespeed-api needs your API key in the WAVESPEED_API_KEY environment variable")
+        # No public webhook URL reaches this machine: the reconciler polls instead, at real-time pace.
+        options = StackOptions(
+            state_dir=args.state_dir,
+            log_file=args.state_dir / "handlers.log",
+            time_scale=1.0,
+            reconcile_every=30,
+            reconcile_after=30,
+            wavespeed_api=args.wavespeed_api,
+            wavespeed_api_key=key,
+        )
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    stack = LocalStack(options).start()
+    stopped = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        out.write(f"loradrop local stack is running (state in {args.state_dir}/, handler logs in handlers.log)\n")
+        out.write(f"  AWS emulator (moto)   {stack.endpoint}\n")
+        out.write(f"  WaveSpeed             {stack.environment['WAVESPEED_API_BASE']}\n")
+        out.write(f"  webhook URL           {stack.webhook_url}\n")
+        out.write(f"  uploads bucket        {stack.uploads_bucket}\n")
+        out.write(f"  weights bucket        {stack.weights_bucket}\n")
+        out.write(f"  jobs table            {stack.table_name}\n\n")
+        out.write("Point the AWS CLI or boto3 at it:\n")
+        out.write(
+            f"  export AWS_ENDPOINT_URL={stack.endpoint} AWS_DEFAULT_REGION=us-east-1 "
+            "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local\n"
+        )
+        out.write(
+            f"  aws s3 cp photos.zip s3://{stack.uploads_bucket}/uploads/photos.zip --metadata trigger-word=zxq\n"
+        )
+        out.write("Or, in another terminal:  loradrop submit ./my-photos --wait -o lora.safetensors\n")
+        out.write("Press Ctrl-C to stop.\n")
+        out.flush()
+        while not stopped.wait(0.5):
+            pass
+    finally:
+        stack.stop()
+        (args.state_dir / "local.json").unlink(missing_ok=True)
+        out.write("stopped\n")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    from loradrop_local.demo import run_demo
+
+    return run_demo(args.state_dir, out, images=args.images, timeout=args.timeout)
+
+
+# ----- parser -----
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loradrop",
+        description="Turn a folder of photos into a trained FLUX LoRA: on the local stack or a deployed one.",
+        epilog="Start with `loradrop demo`, or `loradrop local` and then `loradrop submit FOLDER --wait`.",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--local", action="store_true", help="use the local stack (default unless LORADROP_STACK is set)"
+    )
+    where.add_argument("--stack", metavar="NAME", help="use a deployed stack, found by its CloudFormation outputs")
+    parser.add_argument("--region", help="AWS region of --stack (default: your AWS configuration)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get("LORADROP_STATE_DIR", DEFAULT_STATE_DIR)),
+        help="where the local stack keeps its state (default: .loradrop)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    local = commands.add_parser("local", help="run the local stack in the foreground (no AWS, no Docker)")
+    local.add_argument("--wavespeed-api", metavar="URL", help="use the real WaveSpeed API (key from WAVESPEED_API_KEY)")
+    local.set_defaults(handler=cmd_local)
+
+    demo = commands.add_parser("demo", help="run the whole pipeline once on a fresh local stack")
+    demo.add_argument("--images", type=int, default=8, help="how many images the generated dataset has (default 8)")
+    demo.add_argument("--timeout", type=float, default=60, help="seconds to wait for the job (default 60)")
+    demo.set_defaults(handler=cmd_demo)
+
+    submit = commands.add_parser("submit", help="upload a folder or ZIP of training images")
+    submit.add_argument("path", type=Path, help="a folder of images (zipped on the fly, captions kept) or a .zip")
+    submit.add_argument("--name", help="object name under uploads/ (default: the folder or file name)")
+    for field, (meta_key, rule) in PARAMETER_METADATA.items():
+        kind: Any = str
+        if field in ("steps", "lora_rank"):
+            kind = int
+        submit.add_argument(f"--{meta_key}", dest=field, type=kind, help=f"{rule} (default: the stack's)")
+    submit.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    submit.add_argument("-o", "--output", type=Path, help="with --wait: download the weights to this file")
+    submit.add_argument("--timeout", type=float, default=3 * 3600, help="seconds --wait waits (default 3 hours)")
+    submit.set_defaults(handler=cmd_submit)
+
+    jobs = commands.add_parser("jobs", help="list jobs, newest first")
+    jobs.add_argument("--status", choices=[s.value for s in JobStatus], help="only jobs in this state")
+    jobs.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    jobs.set_defaults(handler=cmd_jobs)
+
+    status = commands.add_parser("status", help="one job: its state, parameters, weights and history")
+    status.add_argument("job", help="the job id (printed by submit, listed by jobs)")
+    status.add_argument("--json", action="store_true", help="print the job item as JSON")
+    status.set_defaults(handler=cmd_status)
+
+    fetch = commands.add_parser("fetch", help="download a completed job's weights, verifying the SHA-256")
+    fetch.add_argument("job", help="the job id")
+    fetch.add_argument("-o", "--output", type=Path, required=True, help="file to write")
+    fetch.set_defaults(handler=cmd_fetch)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    if getattr(args, "output", None) is not None and args.command == "submit" and not args.wait:
+        sys.stderr.write("loradrop: error: -o/--output needs --wait\n")
+        return EXIT_USAGE
+    try:
+        code: int = args.handler(args, out)
+    except CliError as err:
+        sys.stderr.write(f"loradrop: error: {err}\n")
+        return EXIT_USAGE
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""`loradrop` as a user runs it: `local` and `demo` as real processes, the other commands against them."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loradrop_local.cli import main
+from loradrop_local.dataset import png, training_zip
+
+pytestmark = pytest.mark.integration
+
+
+def run(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(list(argv), out)
+    return code, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """`loradrop local` in its own process, as a user would start it."""
+    state = tmp_path_factory.mktemp("state")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loradrop_local.cli", "--state-dir", str(state), "local"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ | {"POWERTOOLS_LOG_LEVEL": "WARNING"},
+    )
+    deadline = time.monotonic() + 30
+    while not (state / "local.json").exists():
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        assert time.monotonic() < deadline, "loradrop local did not start"
+        time.sleep(0.1)
+    yield state
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "AWS_ENDPOINT_URL=http://127.0.0.1:" in output
+    assert "stopped" in output
+    assert not (state / "local.json").exists()
+
+
+def test_submit_folder_wait_and_download(local_stack: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "ana"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"ana_{i}.png").write_bytes(png(32, 32, i))
+        (folder / f"ana_{i}.txt").write_text(f"a photo of zxq {i}")
+    (folder / ".DS_Store").write_bytes(b"junk")
+    weights = tmp_path / "ana.safetensors"
+    code, output = run(
+        "--state-dir",
+        str(local_stack),
+        "submit",
+        str(folder),
+        "--trigger-word",
+        "zxq",
+        "--lora-rank",
+        "8",
+        "--wait",
+        "-o",
+        str(weights),
+    )
+    assert code == 0, output
+    assert "COMPLETED" in output
+    assert "archive   5 images, 5 captions" in output
+    assert "lora_rank=8" in output
+    sha = re.search(r"sha256    ([0-9a-f]{64})", output)
+    assert sha is not None
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == sha.group(1)
+    assert "sha256 verified" in output
+
+
+def test_submit_zip_then_jobs_status_and_fetch(local_stack: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "bob.zip"
+    archive.write_bytes(training_zip(images=4))
+    code, output = run("--state-dir", str(local_stack), "submit", str(archive), "--steps", "1200")
+    assert code == 0, output
+    job_id = re.search(r"job id   (\S+)", output).group(1)  # type: ignore[union-attr]
+    deadline = time.monotonic() + 20
+    while True:
+        code, output = run("--state-dir", str(local_stack), "status", job_id, "--json")
+        if code == 0 and json.loads(output)["status"] == "COMPLETED":
+            break
+        assert time.monotonic() < deadline, output
+        time.sleep(0.2)
+    job = json.loads(output)
+    assert job["params"]["steps"] == 1200
+    code, output = run("--state-dir", str(local_stack), "jobs", "--status", "COMPLETED")
+    assert code == 0
+    assert job_id in output
+    assert output.splitlines()[0].split() == ["JOB", "STATUS", "CREATED", "IMAGES", "NOTE"]
+    code, output = run("--state-dir", str(local_stack), "status", job_id)
+    assert "history" in output
+    assert "STORING" in output
+    target = tmp_path / "bob.safetensors"
+    code, output = run("--state-dir", str(local_stack), "fetch", job_id, "-o", str(target))
+    assert code == 0, output
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == job["weights_sha256"]
+    assert not (tmp_path / "bob.safetensors.part").exists()
+
+
+def test_rejected_upload_is_reported_with_its_reason(local_stack: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "notes.zip"
+    archive.write_bytes(b"not a zip at all")
+    code, output = run("--state-dir", str(local_stack), "submit", str(archive), "--wait", "--timeout", "20")
+    assert code == 1
+    assert "REJECTED" in output
+    assert "not a ZIP archive" in output
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["submit", "/no/such/folder"], "does not exist"),
+        (["submit", "pyproject.toml"], "is not a .zip file or a folder"),
+        (["submit", ".", "--lora-rank", "99"], "lora-rank=99 is invalid: must be a whole number from 1 to 64"),
+        (["submit", ".", "--learning-rate", "2"], "learning-rate='2' is invalid"),
+        (["status", "no-such-job"], "no job 'no-such-job'"),
+        (["fetch", "no-such-job", "-o", "/tmp/x"], "no job 'no-such-job'"),
+    ],
+)
+def test_bad_arguments_say_what_to_do(
+    local_stack: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = run("--state-dir", str(local_stack), *argv)
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_no_local_stack_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = run("--state-dir", str(tmp_path), "jobs")
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "no local stack is running" in error
+    assert "start one with `loradrop local`" in error
+
+
+def test_output_needs_wait(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("submit", ".", "-o", "x.safetensors")[0] == 2
+    assert "-o/--output needs --wait" in capsys.readouterr().err
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    for command in ("local", "demo", "submit", "jobs", "status", "fetch"):
+        assert command in text
+    with pytest.raises(SystemExit):
+        main(["submit", "--help"])
+    assert "--trigger-word" in capsys.readouterr().out
+
+
+def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
+    """What `make demo` runs, as a separate process."""
+    result = subprocess.run(
+        [sys.executable, "-m", "loradrop_local.cli", "--state-dir", str(tmp_path), "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "COMPLETED" in result.stdout
+    assert "Job Completed  source=loradrop" in result.stdout
+    sha = re.search(r"sha256    ([0-9a-f]{64})", result.stdout).group(1)  # type: ignore[union-attr]
+    (weights,) = tmp_path.glob("*.safetensors")
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == sha
+    assert weights.stat().st_size == 24 * 1024 * 1024

@@ -1,0 +1,176 @@
+"""The template's own values: what cfn-lint and `sam validate --lint` do not check."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loradrop_local.template import PROJECT_ROOT, load_template, read_template
+
+TEMPLATE = load_template()
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+SPEC = read_template()
+FUNCTIONS = {
+    "SubmitTrainingFunction": "functions/submit_training/app.py",
+    "ReceiveWebhookFunction": "functions/receive_webhook/app.py",
+    "StoreWeightsFunction": "functions/store_weights/app.py",
+    "ReconcileJobsFunction": "functions/reconcile_jobs/app.py",
+}
+CONTRACT_ENV = {
+    "JOBS_TABLE",
+    "WEIGHTS_BUCKET",
+    "WEIGHTS_PREFIX",
+    "STORE_QUEUE_URL",
+    "EVENT_BUS_NAME",
+    "WAVESPEED_API_BASE",
+    "WAVESPEED_SECRET_ID",
+    "WEBHOOK_URL",
+    "TRAINER_MODEL",
+    "OUTPUT_HOSTS",
+}
+
+
+def of_type(kind: str) -> dict[str, Any]:
+    return {name: r for name, r in RESOURCES.items() if r["Type"] == kind}
+
+
+def statements(function: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for policy in RESOURCES[function]["Properties"].get("Policies", []):
+        found.extend(policy["Statement"])
+    return found
+
+
+def actions(function: str) -> set[str]:
+    result: set[str] = set()
+    for statement in statements(function):
+        value = statement["Action"]
+        result.update([value] if isinstance(value, str) else value)
+    return result
+
+
+def test_functions_match_the_contract() -> None:
+    assert set(of_type("AWS::Serverless::Function")) == set(FUNCTIONS)
+    assert TEMPLATE["Globals"]["Function"]["Runtime"] == "python3.13"
+    for name, path in FUNCTIONS.items():
+        props = RESOURCES[name]["Properties"]
+        module, handler = props["Handler"].rsplit(".", 1)
+        assert (PROJECT_ROOT / "functions" / (module.replace(".", "/") + ".py")) == PROJECT_ROOT / path
+        assert callable(getattr(importlib.import_module(module), handler))
+        assert 1 <= SPEC.functions[name].timeout <= 900
+
+
+def test_contract_environment_is_set() -> None:
+    provided = {name for spec in SPEC.functions.values() for name in spec.environment}
+    assert provided >= CONTRACT_ENV
+
+
+def test_queue_visibility_covers_the_consumer_timeout() -> None:
+    for spec in SPEC.functions.values():
+        if spec.queue:
+            assert SPEC.queues[spec.queue].visibility_timeout >= 6 * spec.timeout
+
+
+def test_every_queue_has_a_dead_letter_queue_with_an_alarm() -> None:
+    alarmed = {
+        alarm["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for alarm in of_type("AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"]["Namespace"] == "AWS/SQS"
+    }
+    sources = [q for q in SPEC.queues.values() if q.dead_letter]
+    assert {q.logical_id for q in sources} == {"IntakeQueue", "StoreQueue"}
+    for queue in sources:
+        assert queue.dead_letter in alarmed
+        assert queue.max_receives is not None
+        assert queue.max_receives >= 3
+
+
+def test_store_function_gives_up_when_the_queue_does() -> None:
+    env = RESOURCES["StoreWeightsFunction"]["Properties"]["Environment"]["Variables"]
+    assert SPEC.resolve(env["STORE_MAX_RECEIVES"]) == SPEC.queues["StoreQueue"].max_receives
+
+
+def test_least_privilege() -> None:
+    for name in FUNCTIONS:
+        for statement in statements(name):
+            assert statement["Effect"] == "Allow"
+            assert "*" not in json.dumps(statement["Action"])
+            assert statement["Resource"] != "*"
+    assert not any(a.startswith("s3:") for a in actions("ReceiveWebhookFunction"))
+    assert not any(a.startswith("s3:") for a in actions("ReconcileJobsFunction"))
+    assert not any(
+        a.startswith("dynamodb:") and a not in ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query")
+        for a in actions("ReceiveWebhookFunction")
+    )
+    assert "s3:PutObject" not in actions("SubmitTrainingFunction")
+    assert "dynamodb:Scan" not in set().union(*(actions(f) for f in FUNCTIONS))
+
+
+@pytest.mark.parametrize("bucket", ["UploadsBucket", "WeightsBucket"])
+def test_buckets_are_private_encrypted_versioned_and_tls_only(bucket: str) -> None:
+    props = RESOURCES[bucket]["Properties"]
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert props["VersioningConfiguration"]["Status"] == "Enabled"
+    rules = props["LifecycleConfiguration"]["Rules"]
+    assert any("AbortIncompleteMultipartUpload" in r for r in rules)
+    (policy,) = [r for r in of_type("AWS::S3::BucketPolicy").values() if r["Properties"]["Bucket"] == {"Ref": bucket}]
+    (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_uploads_notify_the_intake_queue_for_zips_only() -> None:
+    (config,) = SPEC.bucket_notifications("UploadsBucket")
+    assert config["Queue"] == {"Fn::GetAtt": ["IntakeQueue", "Arn"]}
+    assert {r["Name"]: r["Value"] for r in config["Filter"]["S3Key"]["Rules"]} == {
+        "prefix": "uploads/",
+        "suffix": ".zip",
+    }
+
+
+def test_table_has_recovery_and_the_indexes_the_flows_need() -> None:
+    table = SPEC.table
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    indexes = {i["IndexName"]: [k["AttributeName"] for k in i["KeySchema"]] for i in table["GlobalSecondaryIndexes"]}
+    assert indexes == {"by-prediction": ["prediction_id"], "by-status": ["status", "updated_at"]}
+
+
+def test_every_function_has_a_log_group_with_retention() -> None:
+    groups = of_type("AWS::Logs::LogGroup").values()
+    named = {json.dumps(g["Properties"].get("LogGroupName")) for g in groups}
+    for name in FUNCTIONS:
+        assert any(name in n for n in named)
+    assert all("RetentionInDays" in g["Properties"] for g in groups)
+
+
+def test_outputs_for_users_and_tools() -> None:
+    assert set(TEMPLATE["Outputs"]) >= {
+        "UploadsBucketName",
+        "WeightsBucketName",
+        "WebhookUrl",
+        "JobsTableName",
+        "IntakeQueueUrl",
+        "StoreQueueUrl",
+        "EventBusName",
+    }
+
+
+def test_parameters_name_secrets_never_hold_them() -> None:
+    for name, parameter in TEMPLATE["Parameters"].items():
+        assert "Key" not in name or name.endswith("Name"), name
+        assert "whsec_" not in str(parameter.get("Default", ""))
+
+
+def test_layer_pins_every_dependency() -> None:
+    lines = [
+        line.strip()
+        for line in (Path(PROJECT_ROOT) / "layers/deps/requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert {line.split("==")[0] for line in lines} == {"boto3", "httpx", "pydantic", "aws-lambda-powertools"}
+    assert all("==" in line for line in lines)
