@@ -81,8 +81,8 @@ class Tracker:
         if job is None:
             raise JobNotFound(prediction_id)
         logger.append_keys(job_id=job.job_id)
-        if job.status in TERMINAL_STATUSES:
-            return job, "unchanged"
+        if job.status in TERMINAL_STATUSES or job.status is JobStatus.STORING:
+            return job, "unchanged"  # a repeated delivery: answer without asking WaveSpeed again
         return self.apply(job, self._wavespeed().get_result(prediction_id), by="webhook")
 
     def apply(self, job: Job, prediction: Prediction, *, by: str) -> tuple[Job, str]:

@@ -58,9 +58,10 @@ def record_handler(record: SQSRecord) -> None:
         _process_message(json.loads(record.body))
     except RetryLater as err:
         _Invocation.rate_limited = _Invocation.rate_limited or err.rate_limited
-        # WaveSpeed's start limit resets each minute; other transient errors back off exponentially.
+        # WaveSpeed's start limit resets each minute, so a rate-limited upload waits at least about a
+        # minute; a long burst backs off towards 15 minutes so it fits the queue's receive budget.
         count = int(record.attributes.approximate_receive_count or 1)
-        delay = 60 + backoff_seconds(1, base=60) if err.rate_limited else backoff_seconds(count, base=30)
+        delay = backoff_seconds(count, base=120 if err.rate_limited else 30)
         scaled = round(delay * submit_settings().retry_delay_scale)
         delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, scaled)
         raise
