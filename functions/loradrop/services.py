@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import httpx
@@ -20,10 +20,14 @@ from loradrop.settings import (
     submit_settings,
     webhook_settings,
 )
-from loradrop.storing import Storer
-from loradrop.submission import Submitter
-from loradrop.tracking import Reconciler, Tracker
 from loradrop.wavespeed import WaveSpeedClient
+
+# Each factory imports only its own part of the domain: a handler's cold start pays for what it uses
+# (the webhook function never loads the S3 transfer manager, for instance).
+if TYPE_CHECKING:
+    from loradrop.storing import Storer
+    from loradrop.submission import Submitter
+    from loradrop.tracking import Reconciler, Tracker
 
 _lock = threading.Lock()
 
@@ -68,6 +72,8 @@ def _common(settings: CommonSettings) -> tuple[JobStore, EventPublisher, WaveSpe
 
 @cache
 def submitter() -> Submitter:
+    from loradrop.submission import Submitter
+
     settings = submit_settings()
     jobs, events, wavespeed = _common(settings)
     return Submitter(jobs=jobs, s3=aws("s3"), events=events, wavespeed=wavespeed, settings=settings)
@@ -75,6 +81,8 @@ def submitter() -> Submitter:
 
 @cache
 def tracker() -> Tracker:
+    from loradrop.tracking import Tracker
+
     settings = webhook_settings()
     jobs, events, wavespeed = _common(settings)
     return Tracker(jobs=jobs, sqs=aws("sqs"), events=events, wavespeed=wavespeed, settings=settings)
@@ -92,6 +100,8 @@ def webhook_secrets() -> WebhookSecretSource:
 
 @cache
 def reconciler() -> Reconciler:
+    from loradrop.tracking import Reconciler, Tracker
+
     settings = reconcile_settings()
     jobs, events, wavespeed = _common(settings)
     tracking = Tracker(jobs=jobs, sqs=aws("sqs"), events=events, wavespeed=wavespeed, settings=settings)
@@ -100,6 +110,8 @@ def reconciler() -> Reconciler:
 
 @cache
 def storer() -> Storer:
+    from loradrop.storing import Storer
+
     settings = store_settings()
     jobs, events, wavespeed = _common(settings)
     http = httpx.Client(timeout=httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0))

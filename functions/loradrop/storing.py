@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 import httpx
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from loradrop.egress import DisallowedOutput, OutputPolicy
@@ -18,12 +17,10 @@ from loradrop.jobs import Job, JobStore
 from loradrop.models import JobStatus
 from loradrop.settings import StoreSettings
 from loradrop.wavespeed import WaveSpeedClient, WaveSpeedError
-from loradrop.weights import DownloadFailed, transfer_weights, weights_filename
+from loradrop.weights import DownloadFailed, transfer_config, transfer_weights, weights_filename
 
 logger = Logger(child=True)
 metrics = Metrics()
-
-_MIB = 1024 * 1024
 
 
 def _ascii(value: object) -> str:
@@ -49,12 +46,7 @@ class Storer:
         self._wavespeed = wavespeed
         self._settings = settings
         self._policy = OutputPolicy(settings.output_hosts)
-        self._transfer = TransferConfig(
-            multipart_threshold=settings.part_size_mib * _MIB,
-            multipart_chunksize=settings.part_size_mib * _MIB,
-            max_concurrency=settings.part_concurrency,
-            use_threads=True,
-        )
+        self._transfer = transfer_config(settings.part_size_mib, settings.part_concurrency)
 
     def store(self, job_id: str, prediction_id: str, receive_count: int) -> tuple[Job | None, str]:
         """Copy the weights of a STORING job. Raises to have SQS retry; ends the job on the last try."""

@@ -16,7 +16,8 @@ from boto3.s3.transfer import TransferConfig
 from loradrop.egress import OutputPolicy
 
 _MAX_REDIRECTS = 3
-_CHUNK = 1024 * 1024
+_MIB = 1024 * 1024
+_CHUNK = _MIB
 
 
 class DownloadFailed(Exception):
@@ -33,6 +34,22 @@ class StoredWeights:
     @property
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
+
+
+def transfer_config(part_size_mib: int, concurrency: int) -> TransferConfig:
+    """Multipart settings for a streamed upload whose memory stays bounded whatever the size.
+
+    A non-seekable stream is buffered part by part; s3transfer keeps up to
+    `max_in_memory_upload_chunks` parts (10 by default) — cap it at one more than the threads.
+    """
+    config = TransferConfig(
+        multipart_threshold=part_size_mib * _MIB,
+        multipart_chunksize=part_size_mib * _MIB,
+        max_concurrency=concurrency,
+        use_threads=True,
+    )
+    config.max_in_memory_upload_chunks = concurrency + 1
+    return config
 
 
 def weights_filename(url: str) -> str:
@@ -109,8 +126,8 @@ def transfer_weights(
     """Stream `url` into s3://bucket/key; the object appears only if every byte arrived.
 
     The multipart upload is aborted on any failure, so a broken download leaves neither an
-    object nor billable orphan parts. SHA-256 and size are known only at the end, so they are
-    added by a server-side copy of the object onto itself.
+    object nor billable orphan parts. SHA-256 and size are known only at the end, so they become
+    object tags (metadata would need a second, server-side copy of the whole object).
     """
     response = _open(http, url, policy)
     try:
@@ -129,17 +146,8 @@ def transfer_weights(
     finally:
         response.close()
     digest = reader.sha256.hexdigest()
-    s3.copy(
-        {"Bucket": bucket, "Key": key},
-        bucket,
-        key,
-        ExtraArgs={
-            "Metadata": metadata | {"sha256": digest, "size-bytes": str(reader.size)},
-            "MetadataDirective": "REPLACE",
-            "ContentType": "application/octet-stream",
-        },
-        Config=config,
-    )
+    tags = [{"Key": "sha256", "Value": digest}, {"Key": "size-bytes", "Value": str(reader.size)}]
+    s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tags})
     return StoredWeights(bucket=bucket, key=key, size=reader.size, sha256=digest)
 
 

@@ -74,9 +74,9 @@ def test_completed_task_ends_as_checksummed_weights_in_s3(stack: LocalStack, key
     header_length = int.from_bytes(body[:8], "little")
     header = json.loads(body[8 : 8 + header_length])
     assert any(name.startswith("lora_unet_") for name in header)
-    # The checksum and the job's parameters travel with the object
-    assert stored["Metadata"]["sha256"] == sha256
-    assert stored["Metadata"]["size-bytes"] == str(size)
+    # The checksum (tags) and the job's parameters (metadata) travel with the object
+    tags = stack.client("s3").get_object_tagging(Bucket=bucket, Key=object_key)["TagSet"]
+    assert {t["Key"]: t["Value"] for t in tags} == {"sha256": sha256, "size-bytes": str(size)}
     assert stored["Metadata"]["job-id"] == job_id
     assert stored["Metadata"]["trigger-word"] == "zxq"
     assert stored["Metadata"]["lora-rank"] == "32"
@@ -267,10 +267,7 @@ def test_store_that_keeps_failing_ends_failed_and_in_the_dead_letter_queue(stack
     deadline = time.monotonic() + 15
     while stack.queue_depth("StoreDeadLetterQueue") == 0 and time.monotonic() < deadline:
         time.sleep(0.1)
-    sqs = stack.client("sqs")
-    messages = sqs.receive_message(QueueUrl=stack.queue_urls["StoreDeadLetterQueue"]).get("Messages", [])
-    assert [json.loads(m["Body"])["job_id"] for m in messages] == [job["job_id"]]
-    sqs.purge_queue(QueueUrl=stack.queue_urls["StoreDeadLetterQueue"])
+    assert [body["job_id"] for body in stack.drain_queue("StoreDeadLetterQueue")] == [job["job_id"]]
     bucket_listing = stack.client("s3").list_objects_v2(Bucket=stack.weights_bucket, Prefix=f"loras/{job['job_id']}/")
     assert bucket_listing.get("KeyCount", 0) == 0
 
