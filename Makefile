@@ -50,7 +50,7 @@ typecheck: $(VENV)/.installed ## mypy
 template: $(VENV)/.installed $(TOOLS)/.installed ## cfn-lint, sam validate --lint, checkov
 	$(TOOLS)/bin/cfn-lint template.yaml
 	$(SAM) validate --lint --template template.yaml
-	$(TOOLS)/bin/checkov --quiet --compact --framework cloudformation -f template.yaml
+	$(TOOLS)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
 
 build: $(VENV)/.installed $(TOOLS)/.installed ## sam build (functions and the dependencies layer)
 	$(SAM) build --cached --parallel
@@ -60,6 +60,9 @@ unit: $(VENV)/.installed ## unit tests only
 
 integration: $(VENV)/.installed ## integration tests only (moto's server + WaveSpeed simulator over HTTP)
 	$(PY) -m pytest -q tests/integration
+
+reliability: $(VENV)/.installed ## fault and load scenarios at full scale; writes docs/reliability.md
+	$(PY) -m loradrop_local.reliability --scale full
 
 bench: $(VENV)/.installed ## benchmarks; writes docs/benchmarks.md
 	$(PY) -m loradrop_local.bench

@@ -56,9 +56,10 @@ class Faults:
 
     submit: "429", "500", "503", "slow:<seconds>", "drop_before_create", "drop_after_create"
     result: "500", "429", "drop", "slow:<seconds>"
-    download: "truncate", "vanish", "slow:<seconds>", "reset"
+    download: "truncate", "vanish", "slow:<seconds>", "reset", "redirect:<url>"
     webhook: "drop", "duplicate:<n>", "out_of_order", "lie:<url>", "early"
     task: (code, message) pairs — the next tasks fail with that WaveSpeed code
+    output: URLs — the next completed tasks list this URL as their output (hostile WaveSpeed data)
     """
 
     submit: deque[str] = field(default_factory=deque)
@@ -66,9 +67,10 @@ class Faults:
     download: deque[str] = field(default_factory=deque)
     webhook: deque[str] = field(default_factory=deque)
     task: deque[tuple[int, str]] = field(default_factory=deque)
+    output: deque[str] = field(default_factory=deque)
 
     def clear(self) -> None:
-        for queue in (self.submit, self.result, self.download, self.webhook, self.task):
+        for queue in (self.submit, self.result, self.download, self.webhook, self.task, self.output):
             queue.clear()
 
 
@@ -103,6 +105,9 @@ class Task:
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     webhooks_sent: int = 0
     zip_fetched: bool = False
+    hostile_output: str | None = None
+    output_size: int | None = None  # overrides the simulator's output size for this task
+    ended_at: float | None = None  # wall clock when the task ended and its webhook went out
 
     def public(self, base_url: str) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -235,9 +240,28 @@ class Simulator:
     def submissions(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == "POST" and r.path.startswith("/api/v3/wavespeed-ai/")]
 
+    def output_size(self, task_id: str) -> int:
+        task = self.tasks.get(task_id)
+        return task.output_size if task is not None and task.output_size else self.config.output_size
+
+    def add_completed_task(self, task_id: str, output_size: int) -> Task:
+        """A finished task with an output of the given size (benchmarks serve weights this way)."""
+        task = Task(
+            id=task_id,
+            model="wavespeed-ai/flux-dev-lora-trainer",
+            input={},
+            webhook=None,
+            api_key=self.config.api_key,
+            status="completed",
+            output_size=output_size,
+        )
+        task.outputs = [f"{self.url}/outputs/{task.id}/lora-{task.id[:8]}.safetensors"]
+        self.tasks[task.id] = task
+        return task
+
     def expected_output(self, task_id: str) -> tuple[int, str]:
         """Size and SHA-256 of the output this task serves."""
-        size, chunks = safetensors_chunks(task_id, self.config.output_size, self.config.lora_rank)
+        size, chunks = safetensors_chunks(task_id, self.output_size(task_id), self.config.lora_rank)
         digest = hashlib.sha256()
         for chunk in chunks():
             digest.update(chunk)
@@ -266,6 +290,7 @@ class Simulator:
         task = Task(id=uuid.uuid4().hex, model=f"wavespeed-ai/{model}", input=body, webhook=webhook, api_key=api_key)
         failure = _take(self.faults.task)
         webhook_fault = _take(self.faults.webhook)
+        task.hostile_output = _take(self.faults.output)
         with self._lock:
             self.tasks[task.id] = task
         threading.Thread(target=self._run_task, args=(task, failure, webhook_fault), daemon=True).start()
@@ -287,8 +312,9 @@ class Simulator:
         elif failure is not None:
             task.status, task.code, task.error = "failed", failure[0], failure[1]
         else:
-            task.outputs = [f"{self.url}/outputs/{task.id}/lora-{task.id[:8]}.safetensors"]
+            task.outputs = [task.hostile_output or f"{self.url}/outputs/{task.id}/lora-{task.id[:8]}.safetensors"]
             task.status = "completed"
+        task.ended_at = time.time()
         self._deliver(task, webhook_fault)
 
     def _fetch_zip(self, url: str) -> tuple[int, str] | None:
@@ -464,7 +490,14 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             fault = _take(sim.faults.download) or ""
             if task is None or task.status != "completed" or fault == "vanish":
                 return self._error(404, "output not found")
-            size, chunks = safetensors_chunks(task.id, sim.config.output_size, sim.config.lora_rank)
+            if fault.startswith("redirect:"):
+                sim.requests.append(RecordedRequest("GET", path, {}, None, 302, time.time()))
+                self.send_response(302)
+                self.send_header("location", fault[9:])
+                self.send_header("content-length", "0")
+                self.end_headers()
+                return
+            size, chunks = safetensors_chunks(task.id, sim.output_size(task.id), sim.config.lora_rank)
             sim.requests.append(RecordedRequest("GET", path, {}, None, 200, time.time()))
             self.send_response(HTTPStatus.OK)
             self.send_header("content-type", "application/octet-stream")
@@ -489,3 +522,35 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
 
     return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the simulator on its own (benchmarks run it out of process)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m loradrop_local.simulator", description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--completed-task",
+        action="append",
+        default=[],
+        metavar="ID:BYTES",
+        help="a finished task serving an output of BYTES bytes",
+    )
+    args = parser.parse_args(argv)
+    sim = Simulator(port=args.port).start()
+    for spec in args.completed_task:
+        task_id, size = spec.split(":")
+        sim.add_completed_task(task_id, int(size))
+    print(sim.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -486,16 +486,21 @@ class LocalStack:
         raise TimeoutError(f"job {job_id} did not reach {sorted(statuses)} in {timeout}s; last: {job}")
 
     def drain_events(self) -> list[dict[str, Any]]:
+        """Job events published so far (the local subscriber queue's messages), removed from it."""
+        return self.drain_queue("Events")
+
+    def drain_queue(self, logical_id: str) -> list[dict[str, Any]]:
+        """Receive and delete every visible message (SQS allows one purge a minute; this has no limit)."""
         sqs = self.client("sqs")
-        events: list[dict[str, Any]] = []
+        bodies: list[dict[str, Any]] = []
         while True:
-            answer = sqs.receive_message(QueueUrl=self.queue_urls["Events"], MaxNumberOfMessages=10)
+            answer = sqs.receive_message(QueueUrl=self.queue_urls[logical_id], MaxNumberOfMessages=10)
             messages = answer.get("Messages", [])
             if not messages:
-                return events
+                return bodies
             for message in messages:
-                events.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=self.queue_urls["Events"], ReceiptHandle=message["ReceiptHandle"])
+                bodies.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self.queue_urls[logical_id], ReceiptHandle=message["ReceiptHandle"])
 
     def queue_depth(self, logical_id: str) -> int:
         attributes = self.client("sqs").get_queue_attributes(

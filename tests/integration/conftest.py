@@ -23,7 +23,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         run_reconciler=False,  # tests run it explicitly, so nothing moves behind their back
         reconcile_after=0,
         simulator=SimulatorConfig(output_size=3 * 1024 * 1024 + 123, webhook_backoff=0.05),
-        extra_environment={"SUBMIT_TIMEOUT_SECONDS": "1", "WEIGHTS_PART_SIZE_MIB": "5"},
+        extra_environment={
+            "SUBMIT_TIMEOUT_SECONDS": "1",
+            "WEIGHTS_PART_SIZE_MIB": "5",
+            "MAX_ARCHIVE_BYTES": str(64 * 1024 * 1024),
+        },
         log_file=log_file,
     )
     with LocalStack(options) as running:
