@@ -203,6 +203,8 @@ def _check_entries(listing: bytes, count: int, limits: ArchiveLimits) -> Archive
         if name.endswith("/"):
             continue
         parts = [p for p in name.replace("\\", "/").split("/") if p]
+        if not parts:
+            raise ArchiveRejected("the ZIP has an entry without a name: re-create the archive")
         if "__MACOSX" in parts or parts[-1].startswith("."):
             ignored += 1
             continue

@@ -80,6 +80,12 @@ def test_rejections_say_what_is_wrong(data: bytes, expected: str) -> None:
     assert expected in rejection(data)
 
 
+def test_entry_without_a_name_is_rejected() -> None:
+    # Found by the property-based test: a corrupted name length left an empty name behind.
+    data = make_zip({"a.png": b"x", "": b"y"})
+    assert "entry without a name" in rejection(data)
+
+
 def test_empty_zip_archive_is_rejected() -> None:
     assert "contains no files" in rejection(make_zip({}))
 
