@@ -57,6 +57,7 @@ class WaveSpeedFactory:
                     credentials.api_key,
                     submit_timeout=getattr(self._settings, "submit_timeout_seconds", 30.0),
                     result_tries=self._settings.wavespeed_result_tries,
+                    result_timeout=self._settings.wavespeed_result_timeout,
                 )
                 self._key = credentials.api_key
             return self._client

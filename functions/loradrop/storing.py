@@ -50,7 +50,7 @@ class Storer:
 
     def store(self, job_id: str, prediction_id: str, receive_count: int) -> tuple[Job | None, str]:
         """Copy the weights of a STORING job. Raises to have SQS retry; ends the job on the last try."""
-        logger.append_keys(job_id=job_id)
+        logger.thread_safe_append_keys(job_id=job_id)
         job = self._jobs.get(job_id)
         if job is None:
             logger.warning("store request for an unknown job ignored")

@@ -64,6 +64,7 @@ class WaveSpeedClient:
         api_key: str,
         *,
         submit_timeout: float = 30.0,
+        result_timeout: float = 15.0,
         result_tries: int = 3,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -77,7 +78,7 @@ class WaveSpeedClient:
         self._http = httpx.Client(
             base_url=self._base_url,
             headers=self._headers,
-            timeout=httpx.Timeout(connect=5.0, read=15.0, write=10.0, pool=5.0),
+            timeout=httpx.Timeout(connect=5.0, read=result_timeout, write=10.0, pool=5.0),
             transport=transport,
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -60,34 +61,55 @@ def weights_filename(url: str) -> str:
 
 
 class _HashingReader:
-    """A file-like view of a streamed download that hashes and counts what passes through."""
+    """A file-like view of a streamed download that hashes and counts what passes through.
+
+    s3transfer reads one part at a time; chunks are kept as they arrived and joined once per part,
+    so each byte is copied once on its way to S3.
+    """
 
     def __init__(self, chunks: Iterator[bytes], expected_size: int | None) -> None:
         self._chunks = chunks
-        self._buffer = bytearray()
+        self._pending: deque[bytes | memoryview] = deque()
+        self._pending_size = 0
         self._expected = expected_size
         self._done = False
         self.sha256 = hashlib.sha256()
         self.size = 0
 
+    def _pull(self) -> None:
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            self._done = True
+            if self._expected is not None and self.size != self._expected:
+                raise DownloadFailed(f"download truncated: got {self.size} of {self._expected} bytes") from None
+            return
+        except httpx.HTTPError as err:
+            raise DownloadFailed(f"download broke off after {self.size} bytes: {err!r}") from err
+        self.sha256.update(chunk)
+        self.size += len(chunk)
+        self._pending.append(chunk)
+        self._pending_size += len(chunk)
+
     def read(self, amount: int = -1) -> bytes:
-        while not self._done and (amount < 0 or len(self._buffer) < amount):
-            try:
-                chunk = next(self._chunks)
-            except StopIteration:
-                self._done = True
-                if self._expected is not None and self.size != self._expected:
-                    raise DownloadFailed(f"download truncated: got {self.size} of {self._expected} bytes") from None
-                break
-            except httpx.HTTPError as err:
-                raise DownloadFailed(f"download broke off after {self.size} bytes: {err!r}") from err
-            self.sha256.update(chunk)
-            self.size += len(chunk)
-            self._buffer += chunk
-        if amount < 0:
-            amount = len(self._buffer)
-        data = bytes(self._buffer[:amount])
-        del self._buffer[:amount]
+        while not self._done and (amount < 0 or self._pending_size < amount):
+            self._pull()
+        if amount < 0 or amount >= self._pending_size:
+            pieces = list(self._pending)
+            self._pending.clear()
+        else:
+            pieces, taken = [], 0
+            while taken < amount:
+                chunk = self._pending.popleft()
+                if taken + len(chunk) > amount:  # split the chunk that crosses the part boundary
+                    view = memoryview(chunk)
+                    cut = amount - taken
+                    self._pending.appendleft(view[cut:])
+                    chunk = view[:cut]
+                pieces.append(chunk)
+                taken += len(chunk)
+        data = bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
+        self._pending_size -= len(data)
         return data
 
 

@@ -89,6 +89,12 @@ def test_every_queue_has_a_dead_letter_queue_with_an_alarm() -> None:
         assert queue.max_receives >= 3
 
 
+def test_webhook_function_answers_before_its_timeout() -> None:
+    env = RESOURCES["ReceiveWebhookFunction"]["Properties"]["Environment"]["Variables"]
+    budget = int(env["WAVESPEED_RESULT_TRIES"]) * int(env["WAVESPEED_RESULT_TIMEOUT_SECONDS"]) + 5  # + connect, work
+    assert budget < SPEC.functions["ReceiveWebhookFunction"].timeout
+
+
 def test_store_function_gives_up_when_the_queue_does() -> None:
     env = RESOURCES["StoreWeightsFunction"]["Properties"]["Environment"]["Variables"]
     assert SPEC.resolve(env["STORE_MAX_RECEIVES"]) == SPEC.queues["StoreQueue"].max_receives
