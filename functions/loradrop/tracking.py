@@ -80,7 +80,7 @@ class Tracker:
         job = self._jobs.find_by_prediction(prediction_id)
         if job is None:
             raise JobNotFound(prediction_id)
-        logger.append_keys(job_id=job.job_id)
+        logger.thread_safe_append_keys(job_id=job.job_id)
         if job.status in TERMINAL_STATUSES or job.status is JobStatus.STORING:
             return job, "unchanged"  # a repeated delivery: answer without asking WaveSpeed again
         return self.apply(job, self._wavespeed().get_result(prediction_id), by="webhook")
@@ -216,7 +216,7 @@ class Reconciler:
     def _check(self, job: Job) -> str:
         if not job.prediction_id:
             return "unchanged"
-        logger.append_keys(job_id=job.job_id)
+        logger.thread_safe_append_keys(job_id=job.job_id)
         try:
             prediction = self._wavespeed().get_result(job.prediction_id)
         except RequestRejected as err:

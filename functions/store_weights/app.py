@@ -34,4 +34,5 @@ def record_handler(record: SQSRecord) -> None:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, Any]:
+    logger.thread_safe_clear_keys()  # job ids are per-thread keys (one invocation per thread)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

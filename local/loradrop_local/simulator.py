@@ -209,8 +209,7 @@ class Simulator:
         self._starts: deque[float] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer((host, port), _make_handler(self))
-        self._server.daemon_threads = True
+        self._server = LoopbackHTTPServer((host, port), _make_handler(self))
         self._thread: threading.Thread | None = None
         self._http = httpx.Client(timeout=self.config.webhook_timeout)
 
@@ -379,6 +378,13 @@ class Simulator:
             if self._stopping.wait(delay):
                 return
             delay *= 2
+
+
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    """Listens with a real server's backlog (the standard library's 5 drops connections under bursts)."""
+
+    request_queue_size = 128
+    daemon_threads = True
 
 
 def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.config import Config
 
-from loradrop_local.simulator import Simulator, SimulatorConfig
+from loradrop_local.simulator import LoopbackHTTPServer, Simulator, SimulatorConfig
 from loradrop_local.template import TemplateSpec, read_template, schedule_seconds
 
 REGION = "us-east-1"
@@ -64,6 +64,28 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
+
+
+_dynamodb_lock = threading.RLock()
+
+
+def make_dynamodb_writes_atomic() -> None:
+    """DynamoDB applies a conditional write atomically; moto's threaded server checks the condition
+    and writes in two steps, so two concurrent writers can both pass. Serialize moto's writes so the
+    local stack keeps DynamoDB's guarantee (the exactly-once tests depend on it)."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        original = getattr(DynamoDBBackend, name)
+        if getattr(original, "_serialized", False):
+            continue
+
+        def serialized(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with _dynamodb_lock:
+                return _original(self, *args, **kwargs)
+
+        serialized._serialized = True  # type: ignore[attr-defined]
+        setattr(DynamoDBBackend, name, serialized)
 
 
 def reset_function_state() -> None:
@@ -120,6 +142,7 @@ class LocalStack:
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
         warnings.filterwarnings("ignore", message="No application metrics to publish")
+        make_dynamodb_writes_atomic()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
@@ -327,6 +350,7 @@ class LocalStack:
             "INTAKE_QUEUE_URL": self.queue_urls["IntakeQueue"],
             "MAX_ATTEMPTS": str(self.options.max_attempts or default("MaxAttempts")),
             "WAVESPEED_RESULT_TRIES": "2",
+            "WAVESPEED_RESULT_TIMEOUT_SECONDS": "4",
             "WEIGHTS_BUCKET": self.weights_bucket,
             "WEIGHTS_PREFIX": "loras/",
             "OUTPUT_HOSTS": output_hosts,
@@ -454,8 +478,7 @@ class LocalStack:
     # ----- API Gateway (HTTP API, payload 2.0) -----
     def _start_webhook_server(self) -> None:
         routes = {spec.http_route: spec.logical_id for spec in self.template.functions.values() if spec.http_route}
-        self._webhook_server = ThreadingHTTPServer(("127.0.0.1", 0), _api_gateway_handler(self, routes))
-        self._webhook_server.daemon_threads = True
+        self._webhook_server = LoopbackHTTPServer(("127.0.0.1", 0), _api_gateway_handler(self, routes))
         host, port = self._webhook_server.server_address[:2]
         self.api_url = f"http://{host!s}:{port}"
         (route,) = [path for (_, path) in routes]

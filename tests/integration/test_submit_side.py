@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 import zipfile
 from urllib.parse import parse_qs, urlsplit
@@ -100,7 +101,7 @@ def _bomb() -> bytes:
         (make_zip({"/abs/evil.png": b"x"}), "absolute path"),
         (make_zip({"a.png": b"x"}, flags={"a.png": 1}), "encrypted"),
         (make_zip({"a.png": b"x"}, unix_modes={"a.png": 0o120777}), "symbolic link"),
-        (make_zip({f"img{i}.png": b"" for i in range(2001)}), "over the limit of 2,000"),
+        (make_zip({f"img{i:05d}.png": b"" for i in range(10_000)}), "10,000 entries, over the limit of 2,000"),
         (_bomb(), "ZIP bomb"),
     ],
     ids=[
@@ -123,6 +124,11 @@ def test_bad_archives_are_rejected_without_submission(stack: LocalStack, key: st
     assert job["error_code"] == "INVALID_UPLOAD"
     assert reason in job["error"]
     assert posts_for(stack, key) == []
+    # Inspected by range reads: the end records (64 KiB + 42 bytes) and at most a small directory.
+    log = stack.options.log_file.read_text() if stack.options.log_file else ""
+    reads = [json.loads(line) for line in log.splitlines() if '"archive inspected"' in line and job["job_id"] in line]
+    assert reads
+    assert all(r["bytes_read"] <= 128 * 1024 and r["range_reads"] <= 2 for r in reads)
 
 
 def test_invalid_metadata_is_rejected_naming_field_value_and_range(stack: LocalStack, key: str) -> None:
