@@ -11,15 +11,18 @@ import json
 import os
 import platform
 import resource
+import shutil
 import socket
 import statistics
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ from botocore.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "docs" / "benchmarks.md"
+RAW = ROOT / "docs" / "benchmarks.json"  # the measurements behind the report
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 PYTHON = sys.executable
@@ -101,7 +105,7 @@ def _median(values: list[float]) -> float:
 
 
 def _size(n: int) -> str:
-    return f"{n / GIB:g} GiB" if n >= GIB else f"{n / MIB:g} MiB"
+    return f"{n / GIB:.3g} GiB" if n >= GIB - MIB else f"{n / MIB:.3g} MiB"
 
 
 # ----- 1. ZIP inspection -----
@@ -218,7 +222,10 @@ def bench_inspection(endpoint: str, sizes: list[int], repeats: int) -> list[dict
             for _ in range(naive_repeats):
                 started = time.perf_counter()
                 target = Path(scratch) / "download.zip"
-                s3.download_file("inspect", source.name, str(target))
+                # One plain GET, streamed to disk (download_file's ranged GETs are slow on moto, see above).
+                body = s3.get_object(Bucket="inspect", Key=source.name)["Body"]
+                with target.open("wb") as handle:
+                    shutil.copyfileobj(body, handle, 8 * MIB)
                 with zipfile.ZipFile(target) as archive:
                     images = [i for i in archive.infolist() if i.filename.endswith(".png")]
                 target.unlink()
@@ -244,6 +251,16 @@ def bench_inspection(endpoint: str, sizes: list[int], repeats: int) -> list[dict
 
 
 # ----- 2. weights transfer -----
+def _store_default(name: str) -> int:
+    from loradrop.settings import StoreSettings
+
+    value: int = StoreSettings.model_fields[name].default
+    return value
+
+
+PART_MIB, THREADS = _store_default("part_size_mib"), _store_default("part_concurrency")
+
+
 @dataclass
 class TransferResult:
     method: str
@@ -317,7 +334,9 @@ def bench_transfer(
                 handle.truncate(size)
             common = {"endpoint": endpoint, "bucket": "weights", "url": url, "file": local_file, "tmp": scratch}
             for method in ("loradrop", "upload_file", "naive"):
-                run = _run_worker(method=method, key=f"{method}-{size}", part_mib=16, concurrency=4, **common)
+                run = _run_worker(
+                    method=method, key=f"{method}-{size}", part_mib=PART_MIB, concurrency=THREADS, **common
+                )
                 results.append(TransferResult(method, size, run["seconds"], run["peak_rss"], run["detail"]))
                 print(
                     f"  transfer {_size(size)} {method}: {run['seconds']:.2f}s rss {run['peak_rss'] / MIB:.0f} MiB",
@@ -325,7 +344,7 @@ def bench_transfer(
                 )
             local_file.unlink()
         url = f"{sim_url}/outputs/bench{tuning_size}/lora.safetensors"
-        for part, concurrency in ((8, 4), (16, 4), (16, 8), (32, 4)):
+        for part, concurrency in ((5, 4), (8, 4), (8, 8), (16, 4), (32, 4)):
             run = _run_worker(
                 method="loradrop",
                 key=f"tune-{part}-{concurrency}",
@@ -428,9 +447,33 @@ def bench_pipeline(jobs: int, e2e_jobs: int, e2e_size: int) -> dict[str, Any]:
         sim = stack.simulator
         assert sim is not None
         body = training_zip(images=4)
+        calls: Counter[str] = Counter()
+        durations: dict[str, list[float]] = {}
+        invoke = stack.invoke
+
+        def timed_invoke(logical_id: str, event: dict[str, Any]) -> Any:
+            started = time.perf_counter()
+            try:
+                return invoke(logical_id, event)
+            finally:
+                if counting.is_set():
+                    durations.setdefault(logical_id, []).append(time.perf_counter() - started)
+
+        def count_call(model: Any, **_: Any) -> None:
+            if counting.is_set():
+                calls[f"{model.service_model.service_name}:{model.name}"] += 1
+
+        counting = threading.Event()
+        stack.invoke = timed_invoke  # type: ignore[method-assign]
         # End to end, one job at a time: upload → POST at WaveSpeed, webhook sent → COMPLETED.
         to_post, to_done = [], []
         for i in range(e2e_jobs):
+            if i == 1:  # the first job created every client: count what the handlers call from here on
+                from loradrop import services
+
+                for service in ("s3", "dynamodb", "sqs", "events"):
+                    services.aws(service).meta.events.register("before-call", count_call)
+                counting.set()
             key = f"uploads/e2e-{i}.zip"
             sent = time.time()
             job_id = stack.upload(key, body)
@@ -442,6 +485,13 @@ def bench_pipeline(jobs: int, e2e_jobs: int, e2e_size: int) -> dict[str, Any]:
             to_post.append(post.at - sent)
             assert task.ended_at is not None
             to_done.append(done_at - task.ended_at)
+        counting.clear()
+        stack.invoke = invoke  # type: ignore[method-assign]
+        counted = max(1, e2e_jobs - 1)
+        results["calls_per_job"] = {name: count / counted for name, count in sorted(calls.items())}
+        results["seconds_per_job"] = {name: sum(d) / counted for name, d in durations.items()}
+        results["invocations_per_job"] = {name: len(d) / counted for name, d in durations.items()}
+        results["item_bytes"] = len(json.dumps(stack.job(job_id)))
         results["upload_to_post"] = _median(to_post)
         results["webhook_to_completed"] = _median(to_done)
         print(
@@ -494,6 +544,113 @@ def bench_pipeline(jobs: int, e2e_jobs: int, e2e_size: int) -> dict[str, Any]:
     return results
 
 
+# ----- 5. scale on paper -----
+# us-east-1 list prices as published by AWS (checked 2025; verify before quoting): per unit below.
+PRICES = {
+    "lambda_gb_s": 0.0000133334,  # arm64
+    "lambda_request": 0.20 / 1e6,
+    "sqs_request": 0.40 / 1e6,
+    "ddb_write_unit": 0.625 / 1e6,  # on-demand, per 1 KB written (index updates count too)
+    "ddb_read_unit": 0.125 / 1e6,  # on-demand, per 4 KB strongly consistent read
+    "s3_put": 0.005 / 1000,  # PUT, COPY, POST, LIST
+    "s3_get": 0.0004 / 1000,
+    "s3_gb_month": 0.023,
+    "event": 1.00 / 1e6,
+    "http_api_request": 1.00 / 1e6,
+}
+MEMORY_MB = {
+    "SubmitTrainingFunction": 512,
+    "ReceiveWebhookFunction": 512,
+    "StoreWeightsFunction": 1024,
+    "ReconcileJobsFunction": 512,
+}
+TIERS = [("Bronze", 2, 2), ("Silver", 500, 300), ("Gold", 3000, 3000), ("Ultra", 5000, 10000)]
+
+
+def scale_on_paper(pipeline: dict[str, Any], output_size: int) -> list[str]:
+    calls = pipeline["calls_per_job"]
+    seconds = pipeline["seconds_per_job"]
+    invocations = pipeline["invocations_per_job"]
+
+    def total(prefix: str, names: tuple[str, ...] = ()) -> float:
+        return sum(v for k, v in calls.items() if k.startswith(prefix) and (not names or k.split(":")[1] in names))
+
+    item_kb = max(1, -(-pipeline["item_bytes"] // 1024))
+    ddb_writes = total("dynamodb:", ("PutItem", "UpdateItem"))
+    ddb_reads = total("dynamodb:", ("GetItem", "Query"))
+    s3_puts = total(
+        "s3:",
+        (
+            "PutObject",
+            "CreateMultipartUpload",
+            "UploadPart",
+            "CompleteMultipartUpload",
+            "PutObjectTagging",
+            "ListMultipartUploads",
+        ),
+    )
+    s3_gets = total("s3:", ("GetObject", "HeadObject")) + 1  # + WaveSpeed's download of the ZIP
+    # SQS: our sends + S3's notification + Lambda's receive and delete for each message
+    messages = 1 + total("sqs:", ("SendMessage",))
+    sqs_requests = total("sqs:") + 2 * messages
+    gb_s = sum(seconds.get(f, 0.0) * MEMORY_MB[f] / 1024 for f in MEMORY_MB)
+    rows = [
+        ("Lambda compute", f"{gb_s:.2f} GB-s", gb_s * PRICES["lambda_gb_s"]),
+        ("Lambda requests", f"{sum(invocations.values()):.1f}", sum(invocations.values()) * PRICES["lambda_request"]),
+        ("SQS requests", f"{sqs_requests:.1f}", sqs_requests * PRICES["sqs_request"]),
+        (
+            "DynamoDB writes",
+            f"{ddb_writes:.1f} x ~{item_kb} KB (+ index updates)",
+            ddb_writes * (item_kb + 1) * PRICES["ddb_write_unit"],
+        ),
+        ("DynamoDB reads", f"{ddb_reads:.1f}", ddb_reads * PRICES["ddb_read_unit"]),
+        ("S3 PUT-class requests", f"{s3_puts:.1f}", s3_puts * PRICES["s3_put"]),
+        ("S3 GET-class requests", f"{s3_gets:.1f}", s3_gets * PRICES["s3_get"]),
+        ("EventBridge events", f"{total('events:'):.1f}", total("events:") * PRICES["event"]),
+        ("HTTP API requests (webhooks)", "1", PRICES["http_api_request"]),
+        (f"S3 storage, {_size(output_size)} of weights, one month", "", output_size / GIB * PRICES["s3_gb_month"]),
+    ]
+    per_job = sum(cost for *_, cost in rows)
+    lines = [
+        "Per-job operations counted on the local stack (the handlers' own AWS calls, plus what S3, Lambda's",
+        "SQS poller and WaveSpeed do on a job's behalf), priced at us-east-1 list prices. Lambda time is the",
+        "local stack's handler time, a stand-in: in Lambda the submit and webhook paths add WaveSpeed's",
+        "latency, and StoreWeights runs at CloudFront-to-S3 speed.",
+        "",
+        "| item | per job | cost per 1,000 jobs (USD) |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {amount} | {cost * 1000:.4f} |" for name, amount, cost in rows]
+    lines += [
+        f"| **total** | | **{per_job * 1000:.2f}** |",
+        "",
+        "Handler calls per job: " + ", ".join(f"{k} {v:g}" for k, v in calls.items()) + ".",
+        "",
+        "Throughput: WaveSpeed's tier decides. SubmitTraining runs at most 2 at a time (ScalingConfig",
+        f"MaximumConcurrency); at {seconds.get('SubmitTrainingFunction', 0) * 1000:.0f} ms a submission here "
+        "(plus WaveSpeed's answer time in reality, say 1 s) that is ~120 task starts a minute.",
+        "",
+        "| tier | starts/min | concurrent tasks | first bottleneck | setting that moves it |",
+        "|---|---|---|---|---|",
+    ]
+    for tier, starts, concurrent in TIERS:
+        if tier == "Bronze":
+            bottleneck, setting = "WaveSpeed: 2 concurrent tasks (~6 jobs/h at 20 min each)", "a higher tier"
+        elif starts <= 120:
+            bottleneck, setting = "WaveSpeed's start rate", "a higher tier"
+        else:
+            bottleneck = "SubmitTraining's MaximumConcurrency 2 (~120 starts/min)"
+            setting = f"raise MaximumConcurrency to ~{max(2, starts // 60 + 1)} (and the HTTP API's 100 rps throttle)"
+        lines.append(f"| {tier} | {starts} | {concurrent} | {bottleneck} | {setting} |")
+    lines += [
+        "",
+        "Beyond those: the webhook route is throttled at 100 requests/s (template), far above Gold's 50",
+        "completions/s; the jobs table is on-demand; the `by-status` index puts each state in one partition",
+        "(about 1,000 writes/s each), which only matters past ~100 job transitions a second.",
+    ]
+    return lines
+
+
 # ----- report -----
 def write_report(data: dict[str, Any], seconds: float, path: Path = REPORT) -> None:
     inspection, transfers, tuning = data["inspection"], data["transfer"], data["tuning"]
@@ -536,9 +693,10 @@ def write_report(data: dict[str, Any], seconds: float, path: Path = REPORT) -> N
         "## 2. Weights transfer vs size",
         "",
         "The simulator serves a `.safetensors` file over loopback; each method runs in a fresh process whose peak",
-        "RSS is reported. loradrop: `transfer_weights` (stream → multipart upload with SHA-256, then a server-side",
-        "copy that adds the checksum to the object's metadata), 16 MiB parts, 4 threads. (a) `upload_file` of the",
-        "same number of bytes from local disk. (b) naive: download to /tmp, then `upload_file`.",
+        "RSS is reported. loradrop: `transfer_weights` (stream → multipart upload hashing SHA-256 on the way,",
+        f"then two tags), with StoreWeights' defaults: {PART_MIB} MiB parts, {THREADS} threads. (a) `upload_file` of",
+        "the same number of bytes from local disk. (b) naive: download to /tmp, then `upload_file`. All three use",
+        "the same part size and threads.",
         "",
         "| size | method | seconds | MiB/s | peak RSS (MiB) | throughput vs (a) |",
         "|---|---|---|---|---|---|",
@@ -555,11 +713,17 @@ def write_report(data: dict[str, Any], seconds: float, path: Path = REPORT) -> N
                 f"| {r.peak_rss / MIB:.0f} | {base / r.seconds:.2f}x |"
             )
     rss = {size: m["loradrop"].peak_rss for size, m in by_size.items()}
+    ratios = {size: m["upload_file"].seconds / m["loradrop"].seconds for size, m in by_size.items()}
+    worst_ratio = min(ratios.values())
     smallest, largest = min(rss), max(rss)
     lines += [
         "",
         f"Peak RSS of loradrop's transfer: max {max(rss.values()) / MIB:.0f} MiB (target ≤ 256 MiB); "
-        f"RSS({_size(largest)}) / RSS({_size(smallest)}) = {rss[largest] / rss[smallest]:.2f} (target ≤ 1.25).",
+        f"RSS({_size(largest)}) / RSS({_size(smallest)}) = {rss[largest] / rss[smallest]:.2f} (target ≤ 1.25). "
+        f"Throughput vs (a), target ≥ 0.8x: {'met' if worst_ratio >= 0.8 else 'missed'}, lowest {worst_ratio:.2f}x. "
+        "loradrop reads one HTTP stream and hashes it in one thread while `upload_file` reads the file with "
+        "several threads; on this 2-core machine the simulator, moto and the transfer are all CPU-bound Python "
+        "processes sharing the cores, so the download adds to the upload instead of overlapping it.",
         "",
         "Tuning (loradrop, same file):",
         "",
@@ -584,7 +748,14 @@ def write_report(data: dict[str, Any], seconds: float, path: Path = REPORT) -> N
     for module in FACTORIES:
         lines.append(f"| {module} | {cold[module] * 1000:.0f} | {cold[module] / cold['baseline']:.2f}x |")
     tracer = cold.get("tracer")
+    worst = max(cold[m] / cold["baseline"] for m in FACTORIES)
     lines += [
+        "",
+        f"Target ≤ 1.5x: {'met' if worst <= 1.5 else f'missed, worst {worst:.2f}x'}. What costs more than the "
+        "baseline: Powertools (logger, metrics, batch or event handler ≈ 80-120 ms), httpx (≈ 35 ms), the",
+        "pydantic models (≈ 40 ms to build) and one client per AWS service the function uses (≈ 10 ms each",
+        "after the first); StoreWeights also loads the S3 transfer manager. Each function imports only its own",
+        "part of the domain package.",
         "",
         "Tracing: the handlers do not create Powertools' `Tracer` (it imports the X-Ray SDK); the template's",
         "`Tracing: Active` gives Lambda-level traces at no init cost. "
@@ -626,7 +797,7 @@ def write_report(data: dict[str, Any], seconds: float, path: Path = REPORT) -> N
         "",
         "## 5. Scale on paper",
         "",
-        (ROOT / "docs" / "scale.md").read_text() if (ROOT / "docs" / "scale.md").exists() else "See docs/scale.md.",
+        *scale_on_paper(pipeline, data["e2e_size"]),
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
@@ -641,9 +812,15 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--part-mib", type=int, default=16)
     worker.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from docs/benchmarks.json")
     args = parser.parse_args(argv)
     if args.command == "transfer-worker":
         transfer_worker(args)
+        return 0
+    if args.report_only:
+        raw = json.loads(RAW.read_text())
+        raw["transfer"] = [TransferResult(**r) for r in raw["transfer"]]
+        write_report(raw, raw["seconds"])
         return 0
     started = time.monotonic()
     quick = args.quick
@@ -667,7 +844,9 @@ def main(argv: list[str] | None = None) -> int:
         data["transfer"], data["tuning"] = bench_transfer(endpoint, sizes, tuning_size=sizes[1])
     print("pipeline ...", flush=True)
     data["pipeline"] = bench_pipeline(data["hook_jobs"], data["e2e_jobs"], data["e2e_size"])
-    write_report(data, time.monotonic() - started)
+    data["seconds"] = time.monotonic() - started
+    RAW.write_text(json.dumps(data | {"transfer": [vars(r) for r in data["transfer"]]}, indent=1, default=str))
+    write_report(data, data["seconds"])
     print(f"wrote {REPORT}")
     return 0
 
