@@ -55,7 +55,7 @@ class WaveSpeedFactory:
                 self._client = WaveSpeedClient(
                     self._settings.wavespeed_api_base,
                     credentials.api_key,
-                    submit_timeout=getattr(self._settings, "submit_timeout_seconds", 30.0),
+                    submit_timeout=self._settings.submit_timeout_seconds,
                     result_tries=self._settings.wavespeed_result_tries,
                     result_timeout=self._settings.wavespeed_result_timeout,
                 )

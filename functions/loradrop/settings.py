@@ -38,6 +38,7 @@ class CommonSettings(_EnvModel):
     wavespeed_result_tries: int = Field(alias="WAVESPEED_RESULT_TRIES", default=3, ge=1, le=10)
     # Per try; tries x timeout must fit the function's timeout (the webhook function has 15 s).
     wavespeed_result_timeout: float = Field(alias="WAVESPEED_RESULT_TIMEOUT_SECONDS", default=15.0, gt=0)
+    submit_timeout_seconds: float = Field(alias="SUBMIT_TIMEOUT_SECONDS", default=30.0, gt=0)
     # Multiplies queue retry delays; the local stack compresses time with it.
     retry_delay_scale: float = Field(alias="RETRY_DELAY_SCALE", default=1.0, gt=0, le=1)
 
@@ -54,7 +55,6 @@ class SubmitSettings(CommonSettings):
     max_entries: int = Field(alias="MAX_ARCHIVE_ENTRIES", default=2000, gt=0)
     max_uncompressed_bytes: int = Field(alias="MAX_UNCOMPRESSED_BYTES", default=4 * 1024**3, gt=0)
     max_compression_ratio: int = Field(alias="MAX_COMPRESSION_RATIO", default=100, gt=1)
-    submit_timeout_seconds: float = Field(alias="SUBMIT_TIMEOUT_SECONDS", default=30.0, gt=0)
 
 
 class WebhookSettings(CommonSettings):

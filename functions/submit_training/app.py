@@ -18,13 +18,26 @@ from loradrop.submission import RetryLater, UploadRef
 
 logger = Logger()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every record is deferred is a normal outcome (a 429 storm), not a function error.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 class _Invocation:
     """Per-batch state: after a 429 the rest of the batch waits instead of hitting WaveSpeed."""
 
     rate_limited = False
+    context: LambdaContext | None = None
+
+
+def _may_submit() -> None:
+    """Defer the rest of a batch after a 429, or when a slow WaveSpeed answer could outlast the
+    invocation (a POST cut off by the Lambda timeout would leave an uncertain outcome)."""
+    if _Invocation.rate_limited:
+        raise RetryLater("rate limited earlier in this batch", rate_limited=True)
+    context = _Invocation.context
+    needed_ms = (submit_settings().submit_timeout_seconds + 10) * 1000
+    if context is not None and context.get_remaining_time_in_millis() < needed_ms:
+        raise RetryLater("not enough time left in this invocation for another submission")
 
 
 def _uploads(body: dict[str, Any]) -> list[UploadRef]:
@@ -40,16 +53,14 @@ def _process_message(body: dict[str, Any]) -> None:
         logger.info("S3 test event ignored")
         return
     if body.get("action") == "resubmit":
-        if _Invocation.rate_limited:
-            raise RetryLater("rate limited earlier in this batch", rate_limited=True)
+        _may_submit()
         submitter().resubmit(str(body["job_id"]))
         return
     uploads = _uploads(body)
     if not uploads:
         raise ValueError(f"not an S3 upload notification or resubmit request: {json.dumps(body)[:200]}")
     for upload in uploads:
-        if _Invocation.rate_limited:
-            raise RetryLater("rate limited earlier in this batch", rate_limited=True)
+        _may_submit()
         submitter().accept_upload(upload)
 
 
@@ -72,6 +83,7 @@ def record_handler(record: SQSRecord) -> None:
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, Any]:
     logger.thread_safe_clear_keys()  # job ids are per-thread keys (one invocation per thread)
     _Invocation.rate_limited = False
+    _Invocation.context = context
     records = event.get("Records", [])
     if records and records[0].get("eventSource") == "aws:s3":  # a bare S3 event (e.g. sam local invoke)
         jobs = [submitter().accept_upload(upload) for upload in _uploads(event)]

@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import json
 import statistics
+import tempfile
 import threading
 import time
 import uuid
@@ -485,11 +486,8 @@ def reliability_options() -> StackOptions:
         run_reconciler=False,
         reconcile_after=0,
         simulator=SimulatorConfig(output_size=2 * 1024 * 1024 + 17, webhook_backoff=0.05),
-        extra_environment={
-            "SUBMIT_TIMEOUT_SECONDS": "1",
-            "WEIGHTS_PART_SIZE_MIB": "5",
-            "POWERTOOLS_LOG_LEVEL": "ERROR",
-        },
+        extra_environment={"SUBMIT_TIMEOUT_SECONDS": "1", "WEIGHTS_PART_SIZE_MIB": "5"},
+        log_file=Path(tempfile.gettempdir()) / "loradrop-reliability-handlers.log",
     )
 
 

@@ -197,3 +197,35 @@ def test_wavespeed_refusal_fails_the_job_with_its_message(stack: LocalStack, key
     assert job["error_code"] == "401"
     assert "WaveSpeed refused the task (HTTP 401)" in job["error"]
     assert len(posts_for(stack, key)) == 1
+
+
+def test_batch_defers_when_the_invocation_is_running_out_of_time(stack: LocalStack, key: str) -> None:
+    from loradrop_local.stack import ACCOUNT, LambdaContext
+
+    # Given an upload outside the notification filter, so only this invocation sees it
+    key = key.replace("uploads/", "manual/")
+    body = training_zip()
+    etag = stack.client("s3").put_object(Bucket=stack.uploads_bucket, Key=key, Body=body)["ETag"].strip('"')
+    sqs = stack.client("sqs")
+    sqs.send_message(QueueUrl=stack.queue_urls["Events"], MessageBody=s3_notification(stack, key, etag, len(body)))
+    (message,) = sqs.receive_message(QueueUrl=stack.queue_urls["Events"], MessageSystemAttributeNames=["All"])[
+        "Messages"
+    ]
+    record = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message["Attributes"],
+        "messageAttributes": {},
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:us-east-1:{ACCOUNT}:{stack.queue_urls['Events'].rsplit('/', 1)[1]}",
+        "awsRegion": "us-east-1",
+    }
+    # When the invocation has less time left than a slow WaveSpeed answer could take
+    short = LambdaContext(function_name="loradrop-local-SubmitTrainingFunction", timeout_seconds=5)
+    result = stack.handler("SubmitTrainingFunction")({"Records": [record]}, short)
+    # Then the message goes back to the queue untouched and nothing is sent to WaveSpeed
+    assert result == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+    assert posts_for(stack, key) == []
+    sqs.delete_message(QueueUrl=stack.queue_urls["Events"], ReceiptHandle=message["ReceiptHandle"])
