@@ -245,16 +245,17 @@ def webhook_flood(h: Harness, scale: Scale) -> Outcome:
     )
     if set(statuses) != {200}:
         result.problems.append(f"webhook answers {dict(statuses)}")
-    s3 = h.stack.client("s3")
     for item in tracked:
         job = item.job or {}
-        # One store per job: one STORING transition and one stored object version. (A download that
-        # broke off under this load is retried by SQS and leaves nothing behind, so it is allowed.)
+        # One store per job: one STORING transition and one complete download. (A download that broke
+        # off under this load is retried by SQS and leaves nothing behind, so it is allowed.)
         if [e["status"] for e in job.get("history", [])].count("STORING") != 1:
             result.problems.append(f"{item.job_id} moved to STORING more than once")
-        versions = s3.list_object_versions(Bucket=h.stack.weights_bucket, Prefix=f"loras/{item.job_id}/")
-        if len(versions.get("Versions", [])) != 1:
-            result.problems.append(f"{item.job_id} stored {len(versions.get('Versions', []))} times")
+        task = h.sim.tasks.get(job.get("prediction_id", ""))
+        if task is None or task.downloads_completed != 1:
+            result.problems.append(
+                f"{item.job_id}: weights downloaded in full {getattr(task, 'downloads_completed', 0)} times"
+            )
     return result
 
 

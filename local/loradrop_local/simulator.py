@@ -104,6 +104,8 @@ class Task:
     code: int | None = None
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     webhooks_sent: int = 0
+    webhook_answers: list[int] = field(default_factory=list)  # HTTP status per delivery; 0: no answer
+    downloads_completed: int = 0  # outputs served to the last byte
     zip_fetched: bool = False
     hostile_output: str | None = None
     output_size: int | None = None  # overrides the simulator's output size for this task
@@ -371,10 +373,12 @@ class Simulator:
             try:
                 answer = self._http.post(task.webhook or "", content=raw, headers=headers)
                 task.webhooks_sent += 1
+                task.webhook_answers.append(answer.status_code)
                 if 200 <= answer.status_code < 300:
                     return
             except httpx.HTTPError:
                 task.webhooks_sent += 1
+                task.webhook_answers.append(0)
             if self._stopping.wait(delay):
                 return
             delay *= 2
@@ -524,6 +528,8 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                         return
                     self.wfile.write(chunk)
                     sent += len(chunk)
+                self.wfile.flush()
+                task.downloads_completed += 1
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
 
