@@ -138,11 +138,12 @@ class Submitter:
             )
         reader = S3RangeReader(self._s3, job.source_bucket, job.source_key, head["ContentLength"], job.source_version)
         try:
-            report = inspect_archive(reader, self._limits)
+            report, problem = inspect_archive(reader, self._limits), None
         except ArchiveRejected as err:
-            return self._reject(job, "INVALID_UPLOAD", str(err))
-        finally:
-            logger.info("archive inspected", extra={"bytes_read": reader.bytes_read, "range_reads": reader.requests})
+            report, problem = None, str(err)
+        logger.info("archive inspected", extra={"bytes_read": reader.bytes_read, "range_reads": reader.requests})
+        if report is None:
+            return self._reject(job, "INVALID_UPLOAD", problem or "invalid archive")
         try:
             params, unknown_keys = TrainingParams.from_metadata(head.get("Metadata", {}), self._defaults)
         except InvalidParameters as err:

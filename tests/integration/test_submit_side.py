@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import uuid
 import zipfile
 from urllib.parse import parse_qs, urlsplit
 
@@ -202,15 +203,15 @@ def test_wavespeed_refusal_fails_the_job_with_its_message(stack: LocalStack, key
 def test_batch_defers_when_the_invocation_is_running_out_of_time(stack: LocalStack, key: str) -> None:
     from loradrop_local.stack import ACCOUNT, LambdaContext
 
-    # Given an upload outside the notification filter, so only this invocation sees it
+    # Given an upload outside the notification filter, and its notification in a scratch queue
     key = key.replace("uploads/", "manual/")
     body = training_zip()
     etag = stack.client("s3").put_object(Bucket=stack.uploads_bucket, Key=key, Body=body)["ETag"].strip('"')
     sqs = stack.client("sqs")
-    sqs.send_message(QueueUrl=stack.queue_urls["Events"], MessageBody=s3_notification(stack, key, etag, len(body)))
-    (message,) = sqs.receive_message(QueueUrl=stack.queue_urls["Events"], MessageSystemAttributeNames=["All"])[
-        "Messages"
-    ]
+    name = f"scratch-{uuid.uuid4().hex[:8]}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody=s3_notification(stack, key, etag, len(body)))
+    (message,) = sqs.receive_message(QueueUrl=url, MessageSystemAttributeNames=["All"])["Messages"]
     record = {
         "messageId": message["MessageId"],
         "receiptHandle": message["ReceiptHandle"],
@@ -219,7 +220,7 @@ def test_batch_defers_when_the_invocation_is_running_out_of_time(stack: LocalSta
         "messageAttributes": {},
         "md5OfBody": message["MD5OfBody"],
         "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:us-east-1:{ACCOUNT}:{stack.queue_urls['Events'].rsplit('/', 1)[1]}",
+        "eventSourceARN": f"arn:aws:sqs:us-east-1:{ACCOUNT}:{name}",
         "awsRegion": "us-east-1",
     }
     # When the invocation has less time left than a slow WaveSpeed answer could take
@@ -228,4 +229,4 @@ def test_batch_defers_when_the_invocation_is_running_out_of_time(stack: LocalSta
     # Then the message goes back to the queue untouched and nothing is sent to WaveSpeed
     assert result == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
     assert posts_for(stack, key) == []
-    sqs.delete_message(QueueUrl=stack.queue_urls["Events"], ReceiptHandle=message["ReceiptHandle"])
+    sqs.delete_queue(QueueUrl=url)
