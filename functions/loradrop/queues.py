@@ -25,6 +25,13 @@ def backoff_seconds(receive_count: int, *, base: int, cap: int = 900) -> int:
     return int(delay / 2 + random.uniform(0, delay / 2))  # noqa: S311 - jitter, not security
 
 
+def rate_limit_backoff_seconds(receive_count: int, *, cap: int = 900) -> int:
+    """For a 429: WaveSpeed's limit frees up every minute, so grow linearly (not exponentially) and
+    retry soon after capacity returns; 40 receives still cover hours of backlog."""
+    delay = min(cap, 60 * max(1, receive_count))
+    return int(delay / 2 + random.uniform(0, delay / 2))  # noqa: S311 - jitter, not security
+
+
 def delay_redelivery(sqs: Any, arn: str, receipt_handle: str, seconds: int) -> None:
     """Keep a failed message invisible for `seconds` before SQS delivers it again."""
     sqs.change_message_visibility(

@@ -17,8 +17,6 @@ from loradrop.settings import store_settings
 
 logger = Logger()
 metrics = Metrics()
-# A batch whose every record is deferred is a normal outcome (a 429 storm), not a function error.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SQSRecord) -> None:
@@ -27,7 +25,7 @@ def record_handler(record: SQSRecord) -> None:
     try:
         storer().store(str(body["job_id"]), str(body["prediction_id"]), count)
     except Exception:
-        delay = round(backoff_seconds(count, base=20) * store_settings().retry_delay_scale)
+        delay = max(1, round(backoff_seconds(count, base=20) * store_settings().retry_delay_scale))
         delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, delay)
         raise
 
@@ -36,4 +34,7 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, Any]:
     logger.thread_safe_clear_keys()  # job ids are per-thread keys (one invocation per thread)
+    # One processor per invocation: it keeps the batch's results, and the local stack runs invocations in
+    # threads. A batch whose every record is deferred (a 429 storm) is an outcome, not a function error.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

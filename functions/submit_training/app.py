@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -11,30 +12,32 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from loradrop.queues import backoff_seconds, delay_redelivery
+from loradrop.queues import backoff_seconds, delay_redelivery, rate_limit_backoff_seconds
 from loradrop.services import aws, submitter
 from loradrop.settings import submit_settings
 from loradrop.submission import RetryLater, UploadRef
 
 logger = Logger()
 metrics = Metrics()
-# A batch whose every record is deferred is a normal outcome (a 429 storm), not a function error.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-class _Invocation:
-    """Per-batch state: after a 429 the rest of the batch waits instead of hitting WaveSpeed."""
+class _Invocation(threading.local):
+    """Per-invocation state (per thread, as the local stack runs invocations in threads): after a 429 the
+    rest of the batch waits instead of hitting WaveSpeed."""
 
     rate_limited = False
     context: LambdaContext | None = None
 
 
+_invocation = _Invocation()
+
+
 def _may_submit() -> None:
     """Defer the rest of a batch after a 429, or when a slow WaveSpeed answer could outlast the
     invocation (a POST cut off by the Lambda timeout would leave an uncertain outcome)."""
-    if _Invocation.rate_limited:
+    if _invocation.rate_limited:
         raise RetryLater("rate limited earlier in this batch", rate_limited=True)
-    context = _Invocation.context
+    context = _invocation.context
     needed_ms = (submit_settings().submit_timeout_seconds + 10) * 1000
     if context is not None and context.get_remaining_time_in_millis() < needed_ms:
         raise RetryLater("not enough time left in this invocation for another submission")
@@ -68,12 +71,10 @@ def record_handler(record: SQSRecord) -> None:
     try:
         _process_message(json.loads(record.body))
     except RetryLater as err:
-        _Invocation.rate_limited = _Invocation.rate_limited or err.rate_limited
-        # WaveSpeed's start limit resets each minute, so a rate-limited upload waits at least about a
-        # minute; a long burst backs off towards 15 minutes so it fits the queue's receive budget.
+        _invocation.rate_limited = _invocation.rate_limited or err.rate_limited
         count = int(record.attributes.approximate_receive_count or 1)
-        delay = backoff_seconds(count, base=120 if err.rate_limited else 30)
-        scaled = round(delay * submit_settings().retry_delay_scale)
+        delay = rate_limit_backoff_seconds(count) if err.rate_limited else backoff_seconds(count, base=30)
+        scaled = max(1, round(delay * submit_settings().retry_delay_scale))  # never "visible at once"
         delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, scaled)
         raise
 
@@ -82,10 +83,13 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, Any]:
     logger.thread_safe_clear_keys()  # job ids are per-thread keys (one invocation per thread)
-    _Invocation.rate_limited = False
-    _Invocation.context = context
+    _invocation.rate_limited = False
+    _invocation.context = context
     records = event.get("Records", [])
     if records and records[0].get("eventSource") == "aws:s3":  # a bare S3 event (e.g. sam local invoke)
         jobs = [submitter().accept_upload(upload) for upload in _uploads(event)]
         return {"jobs": [{"job_id": j.job_id, "status": j.status.value} for j in jobs]}
+    # One processor per invocation: it keeps the batch's results, and the local stack runs invocations in
+    # threads. A batch whose every record is deferred (a 429 storm) is an outcome, not a function error.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
