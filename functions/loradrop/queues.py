@@ -32,10 +32,8 @@ def rate_limit_backoff_seconds(receive_count: int, *, cap: int = 900) -> int:
     return int(delay / 2 + random.uniform(0, delay / 2))  # noqa: S311 - jitter, not security
 
 
-def delay_redelivery(sqs: Any, arn: str, receipt_handle: str, seconds: int) -> None:
-    """Keep a failed message invisible for `seconds` before SQS delivers it again."""
-    sqs.change_message_visibility(
-        QueueUrl=queue_url(sqs, arn),
-        ReceiptHandle=receipt_handle,
-        VisibilityTimeout=max(0, min(seconds, 43_200)),
-    )
+def delay_redelivery(sqs: Any, arn: str, receipt_handle: str, seconds: float, *, scale: float = 1.0) -> None:
+    """Keep a failed message invisible for `seconds` (times `scale`, the local stack's time compression,
+    but at least 1 s: never visible at once) before SQS delivers it again."""
+    timeout = max(1, min(round(seconds * scale), 43_200))
+    sqs.change_message_visibility(QueueUrl=queue_url(sqs, arn), ReceiptHandle=receipt_handle, VisibilityTimeout=timeout)

@@ -25,8 +25,9 @@ def record_handler(record: SQSRecord) -> None:
     try:
         storer().store(str(body["job_id"]), str(body["prediction_id"]), count)
     except Exception:
-        delay = max(1, round(backoff_seconds(count, base=20) * store_settings().retry_delay_scale))
-        delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, delay)
+        delay = backoff_seconds(count, base=20)
+        scale = store_settings().retry_delay_scale
+        delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, delay, scale=scale)
         raise
 
 

@@ -74,8 +74,8 @@ def record_handler(record: SQSRecord) -> None:
         _invocation.rate_limited = _invocation.rate_limited or err.rate_limited
         count = int(record.attributes.approximate_receive_count or 1)
         delay = rate_limit_backoff_seconds(count) if err.rate_limited else backoff_seconds(count, base=30)
-        scaled = max(1, round(delay * submit_settings().retry_delay_scale))  # never "visible at once"
-        delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, scaled)
+        scale = submit_settings().retry_delay_scale
+        delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, delay, scale=scale)
         raise
 
 
