@@ -49,17 +49,23 @@ class SimulatorConfig:
     webhook_retries: int = 3
     webhook_backoff: float = 0.2  # doubles on each retry
     webhook_timeout: float = 5.0
+    # Whether GET .../result carries the task's `input` (the docs mark it optional; webhooks always do).
+    result_has_input: bool = True
 
 
 @dataclass
 class Faults:
     """Queues of faults, each consumed by the next matching request or task.
 
-    submit: "429", "500", "503", "slow:<seconds>", "drop_before_create", "drop_after_create"
+    submit: "429", "500", "503", "slow:<seconds>", "drop_before_create", "drop_after_create",
+            "502_after_create", "504_after_create" (a gateway's error after the task was created)
     result: "500", "429", "drop", "slow:<seconds>"
+    history: "500", "drop" — the next prediction-history requests fail
     download: "truncate", "vanish", "slow:<seconds>", "reset", "redirect:<url>"
     webhook: "drop", "duplicate:<n>", "out_of_order", "lie:<url>", "early"
     task: (code, message) pairs — the next tasks fail with that WaveSpeed code
+    ending: "cancelled", "timeout", "deleted" — the next tasks end in that status instead
+    garbled: N — the next task's first N result answers do not parse (`"status": null`, no outputs list)
     output: URLs — the next completed tasks list this URL as their output (hostile WaveSpeed data)
     """
 
@@ -68,10 +74,23 @@ class Faults:
     download: deque[str] = field(default_factory=deque)
     webhook: deque[str] = field(default_factory=deque)
     task: deque[tuple[int, str]] = field(default_factory=deque)
+    ending: deque[str] = field(default_factory=deque)
+    garbled: deque[int] = field(default_factory=deque)
     output: deque[str] = field(default_factory=deque)
+    history: deque[str] = field(default_factory=deque)
 
     def clear(self) -> None:
-        for queue in (self.submit, self.result, self.download, self.webhook, self.task, self.output):
+        for queue in (
+            self.submit,
+            self.result,
+            self.download,
+            self.webhook,
+            self.task,
+            self.ending,
+            self.garbled,
+            self.output,
+            self.history,
+        ):
             queue.clear()
 
 
@@ -111,12 +130,13 @@ class Task:
     hostile_output: str | None = None
     output_size: int | None = None  # overrides the simulator's output size for this task
     ended_at: float | None = None  # wall clock when the task ended and its webhook went out
+    garbled_answers: int = 0  # result GETs still to answer with an unparseable body
 
-    def public(self, base_url: str) -> dict[str, Any]:
+    def public(self, base_url: str, *, with_input: bool = True) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": self.id,
             "model": self.model,
-            "input": self.input,
+            **({"input": self.input} if with_input else {}),
             "outputs": self.outputs,
             "urls": {"get": f"{base_url}/api/v3/predictions/{self.id}/result"},
             "has_nsfw_contents": None,
@@ -274,6 +294,38 @@ class Simulator:
         mac = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256)
         return f"v3,{mac.hexdigest()}"
 
+    def history(self, query: dict[str, Any], api_key: str) -> tuple[int, dict[str, Any] | str]:
+        """POST /api/v3/predictions: the documented filters and paging; items carry no `input`."""
+        page, size = query.get("page"), query.get("page_size")
+        if not isinstance(page, int) or isinstance(page, bool) or page < 1:
+            return 400, "page is required and must be at least 1"
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 100:
+            return 400, "page_size is required and must be between 1 and 100"
+        if query.get("status") not in (None, "completed", "failed", "processing"):
+            return 400, "status must be completed, failed or processing"
+        bounds = {}
+        for name in ("created_after", "created_before"):
+            if query.get(name) is not None:
+                try:
+                    bounds[name] = datetime.fromisoformat(str(query[name]).replace("Z", "+00:00"))
+                except ValueError:
+                    return 400, f"{name} must be an ISO 8601 time"
+        with self._lock:
+            tasks = [t for t in self.tasks.values() if t.api_key == api_key]
+        week_ago = datetime.now(UTC).timestamp() - 7 * 86400
+        chosen = [
+            t
+            for t in tasks
+            if (query.get("model") in (None, t.model))
+            and (query.get("status") in (None, t.status))
+            and datetime.fromisoformat(t.created_at).timestamp() >= week_ago
+            and ("created_after" not in bounds or datetime.fromisoformat(t.created_at) >= bounds["created_after"])
+            and ("created_before" not in bounds or datetime.fromisoformat(t.created_at) <= bounds["created_before"])
+        ]
+        chosen.sort(key=lambda t: t.created_at, reverse=True)
+        items = [t.public(self.url, with_input=False) for t in chosen[(page - 1) * size : page * size]]
+        return 200, {"page": page, "total": len(chosen), "items": items}
+
     # ----- behaviour -----
     def _rate_limited(self) -> bool:
         limit = self.config.starts_per_minute
@@ -291,14 +343,18 @@ class Simulator:
     def create_task(self, model: str, body: dict[str, Any], webhook: str | None, api_key: str) -> Task:
         task = Task(id=uuid.uuid4().hex, model=f"wavespeed-ai/{model}", input=body, webhook=webhook, api_key=api_key)
         failure = _take(self.faults.task)
+        ending = _take(self.faults.ending)
+        if ending is not None:
+            failure = (None, ending)
         webhook_fault = _take(self.faults.webhook)
         task.hostile_output = _take(self.faults.output)
+        task.garbled_answers = _take(self.faults.garbled) or 0
         with self._lock:
             self.tasks[task.id] = task
         threading.Thread(target=self._run_task, args=(task, failure, webhook_fault), daemon=True).start()
         return task
 
-    def _run_task(self, task: Task, failure: tuple[int, str] | None, webhook_fault: str | None) -> None:
+    def _run_task(self, task: Task, failure: tuple[int | None, str] | None, webhook_fault: str | None) -> None:
         if webhook_fault == "early":  # a webhook for a task that has barely started
             self._deliver(task, None, snapshot=task.public(self.url) | {"status": "completed"})
             webhook_fault = None
@@ -311,6 +367,8 @@ class Simulator:
             return
         if problem is not None:
             task.status, task.code, task.error = "failed", problem[0], problem[1]
+        elif failure is not None and failure[0] is None:  # cancelled, timeout or deleted
+            task.status, task.error = failure[1], f"task {failure[1]}"
         elif failure is not None:
             task.status, task.code, task.error = "failed", failure[0], failure[1]
         else:
@@ -415,13 +473,15 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 return raw.decode("utf-8", "replace")
 
         def _send(self, status: int, payload: Any, body: Any = None) -> None:
+            self._send_raw(status, json.dumps(payload).encode(), "application/json", body)
+
+        def _send_raw(self, status: int, raw: bytes, content_type: str, body: Any = None) -> None:
             parts = urlsplit(self.path)
             sim.requests.append(
                 RecordedRequest(self.command, parts.path, parse_qs(parts.query), body, status, time.time())
             )
-            raw = json.dumps(payload).encode()
             self.send_response(status)
-            self.send_header("content-type", "application/json")
+            self.send_header("content-type", content_type)
             self.send_header("content-length", str(len(raw)))
             self.end_headers()
             self.wfile.write(raw)
@@ -451,6 +511,8 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = self._body()
             path = urlsplit(self.path).path
+            if path == "/api/v3/predictions":
+                return self._history(body)
             if not path.startswith("/api/v3/wavespeed-ai/"):
                 return self._error(404, "not found", body=body)
             key = self._api_key()
@@ -475,7 +537,23 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             task = sim.create_task(model, body, webhook, key)
             if fault == "drop_after_create":
                 return self._drop(body)
+            if fault in ("502_after_create", "504_after_create"):  # a gateway's page, not WaveSpeed's JSON
+                return self._send_raw(int(fault[:3]), b"<html><body>Bad Gateway</body></html>", "text/html", body)
             return self._ok(task.public(sim.url), body)
+
+        def _history(self, body: Any) -> None:
+            key = self._api_key()
+            if key is None:
+                return self._error(401, "Unauthorized: invalid API key", body=body)
+            fault = _take(sim.faults.history) or ""
+            if fault == "500":
+                return self._error(500, "simulated failure", body=body)
+            if fault == "drop":
+                return self._drop(body)
+            status, answer = sim.history(body if isinstance(body, dict) else {}, key)
+            if isinstance(answer, str):
+                return self._error(status, answer, 1401, body=body)
+            return self._ok(answer, body)
 
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
@@ -497,7 +575,10 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 task = sim.tasks.get(task_id)
                 if task is None or task.api_key != sim.config.api_key:
                     return self._error(404, "prediction not found")
-                return self._ok(task.public(sim.url))
+                if task.garbled_answers > 0:
+                    task.garbled_answers -= 1
+                    return self._ok({"id": task.id, "status": None, "outputs": "n/a", "code": "?"})
+                return self._ok(task.public(sim.url, with_input=sim.config.result_has_input))
             return self._error(404, "not found")
 
         def _output(self, path: str) -> None:

@@ -1,0 +1,82 @@
+"""WaveSpeed's official Python SDK (`wavespeed` 2.0.5) as a client of the simulator: where the two
+disagree, the simulator is wrong. Covers what loradrop relies on: submit, result polling, the task
+statuses the SDK treats as terminal, and a gateway error after the task was created."""
+
+from __future__ import annotations
+
+import json
+import struct
+import uuid
+
+import httpx
+import pytest
+from wavespeed import Client
+
+from loradrop_local.dataset import training_zip
+from loradrop_local.stack import LocalStack
+
+pytestmark = pytest.mark.integration
+MODEL = "wavespeed-ai/flux-dev-lora-trainer"
+
+
+@pytest.fixture
+def zip_url(stack: LocalStack) -> str:
+    """A presigned link to a training ZIP outside uploads/ (so no loradrop job picks it up)."""
+    key = f"manual/sdk-{uuid.uuid4().hex[:8]}.zip"
+    s3 = stack.client("s3")
+    s3.put_object(Bucket=stack.uploads_bucket, Key=key, Body=training_zip())
+    url: str = s3.generate_presigned_url("get_object", Params={"Bucket": stack.uploads_bucket, "Key": key})
+    return url
+
+
+def sdk(stack: LocalStack) -> Client:
+    assert stack.simulator is not None
+    return Client(api_key=stack.simulator.config.api_key, base_url=stack.simulator.url, retry_interval=0.05)
+
+
+def tasks_for(stack: LocalStack, url: str) -> list[object]:
+    assert stack.simulator is not None
+    return [t for t in list(stack.simulator.tasks.values()) if t.input.get("data") == url]
+
+
+def test_sdk_trains_and_gets_safetensors(stack: LocalStack, zip_url: str) -> None:
+    result = sdk(stack).run(
+        MODEL, {"data": zip_url, "trigger_word": "zxq", "steps": 1000}, poll_interval=0.05, timeout=30
+    )
+    (output,) = result["outputs"]
+    assert output.endswith(".safetensors")
+    body = httpx.get(output, timeout=10).content
+    (header_length,) = struct.unpack("<Q", body[:8])
+    assert any(name.startswith("lora_unet_") for name in json.loads(body[8 : 8 + header_length]))
+
+
+def test_sdk_parameter_error_is_a_refusal_with_wavespeeds_json(stack: LocalStack, zip_url: str) -> None:
+    result = sdk(stack).run_no_throw(MODEL, {"data": zip_url, "lora_rank": 65}, poll_interval=0.05, timeout=10)
+    assert result["status"] == "failed"
+    assert "HTTP 400" in result["error"]
+    assert "lora_rank" in result["error"]
+    assert tasks_for(stack, zip_url) == []
+
+
+def test_gateway_error_after_create_is_ambiguous_to_the_sdk_too(stack: LocalStack, zip_url: str) -> None:
+    # The simulator's "502 after create" is what the SDK means by an ambiguous submission: it reports
+    # the failure and does not POST again, and the task exists (and would be billed).
+    assert stack.simulator is not None
+    stack.simulator.faults.submit.append("502_after_create")
+    result = sdk(stack).run_no_throw(MODEL, {"data": zip_url}, poll_interval=0.05, timeout=10)
+    assert result["status"] == "failed"
+    assert "HTTP 502" in result["error"]
+    assert len(tasks_for(stack, zip_url)) == 1
+    posts = [r for r in stack.simulator.submissions() if isinstance(r.body, dict) and r.body.get("data") == zip_url]
+    assert len(posts) == 1
+
+
+@pytest.mark.parametrize("ending", ["cancelled", "timeout", "deleted"])
+def test_sdk_sees_the_simulators_end_statuses_as_terminal(stack: LocalStack, zip_url: str, ending: str) -> None:
+    assert stack.simulator is not None
+    stack.simulator.faults.ending.append(ending)
+    result = sdk(stack).run_no_throw(MODEL, {"data": zip_url}, poll_interval=0.05, timeout=10)
+    assert result["status"] == "failed"
+    assert f"Prediction {ending}" in result["error"]
+    (task,) = tasks_for(stack, zip_url)
+    assert result["task_id"] == task.id  # type: ignore[attr-defined]
