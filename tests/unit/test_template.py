@@ -180,3 +180,49 @@ def test_layer_pins_every_dependency() -> None:
     ]
     assert {line.split("==")[0] for line in lines} == {"boto3", "httpx", "pydantic", "aws-lambda-powertools"}
     assert all("==" in line for line in lines)
+
+
+def test_every_alarm_reaches_a_topic_cloudwatch_can_publish_to() -> None:
+    """CloudWatch publishes as cloudwatch.amazonaws.com: an encrypted topic needs a key whose policy lets
+    it encrypt (the AWS-managed aws/sns key cannot), or no alarm ever notifies anyone."""
+    alarms = of_type("AWS::CloudWatch::Alarm")
+    assert alarms
+    for name, alarm in alarms.items():
+        actions = alarm["Properties"].get("AlarmActions", [])
+        assert actions, f"{name} notifies nobody"
+        for action in actions:
+            topic = RESOURCES[action["Ref"]]
+            assert topic["Type"] == "AWS::SNS::Topic"
+            key_ref = topic["Properties"].get("KmsMasterKeyId")
+            if key_ref is None:
+                continue
+            assert isinstance(key_ref, dict), f"{action['Ref']} uses a fixed key ({key_ref}) CloudWatch cannot use"
+            key = RESOURCES[key_ref.get("Ref") or key_ref["Fn::GetAtt"][0]]
+            assert key["Type"] == "AWS::KMS::Key"
+            granted = set()
+            for statement in key["Properties"]["KeyPolicy"]["Statement"]:
+                if (
+                    statement["Effect"] == "Allow"
+                    and statement["Principal"].get("Service") == "cloudwatch.amazonaws.com"
+                ):
+                    granted.update(
+                        [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+                    )
+            assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= granted, f"{action['Ref']}'s key shuts CloudWatch out"
+
+
+def test_alarms_cover_errors_stuck_jobs_uncertain_submissions_and_dead_letters() -> None:
+    alarms = of_type("AWS::CloudWatch::Alarm").values()
+    errors = {
+        a["Properties"]["Dimensions"][0]["Value"]["Ref"] for a in alarms if a["Properties"]["MetricName"] == "Errors"
+    }
+    assert errors == set(FUNCTIONS)
+    metrics = {a["Properties"]["MetricName"] for a in alarms if a["Properties"]["Namespace"] == "loradrop"}
+    assert {"OldestWaitingJobAgeSeconds", "SubmitUncertain"} <= metrics
+
+
+def test_submit_function_outlasts_one_sdk_length_post() -> None:
+    from loradrop.wavespeed import SDK_CONNECT_TIMEOUT, SDK_SUBMIT_TIMEOUT
+
+    # The handler starts a POST only with connect + submit timeout + 15 s left; it must fit at least one.
+    assert SPEC.functions["SubmitTrainingFunction"].timeout >= SDK_CONNECT_TIMEOUT + SDK_SUBMIT_TIMEOUT + 15 + 30
