@@ -60,11 +60,16 @@ def end_job(
     status: JobStatus,
     code: str,
     reason: str,
+    *,
+    attempts: int = 0,
+    remove: Collection[str] = (),
 ) -> Job | None:
     """Move a job to FAILED or REJECTED with a reason and announce it; None if it had moved on."""
     logger.info("job ended", extra={"status": status.value, "error_code": code, "reason": reason})
     metrics.add_metric(name=f"Jobs{status.value.title()}", unit=MetricUnit.Count, value=1)
-    ended = jobs.transition(job_id, expected, status, fields={"error_code": code, "error": reason})
+    ended = jobs.transition(
+        job_id, expected, status, fields={"error_code": code, "error": reason}, attempts=attempts, remove=remove
+    )
     if ended is not None:
         events.publish(ended)
     return ended

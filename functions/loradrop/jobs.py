@@ -24,7 +24,7 @@ _deserializer = TypeDeserializer()
 
 def utc_now() -> str:
     """ISO 8601 UTC with milliseconds: sortable as text, which the status index relies on."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(datetime.now(UTC))
 
 
 def job_id_for(bucket: str, key: str, version: str | None, etag: str | None) -> str:
@@ -62,11 +62,41 @@ class Job(BaseModel):
     created_at: str
     updated_at: str
     history: list[dict[str, Any]] = Field(default_factory=list)
+    # When the current attempt's POST began, and a hash of the ZIP link it gave WaveSpeed: a task
+    # whose signed `input.data` hashes the same was created by this attempt (the link itself is a
+    # credential and is never stored).
+    submit_started_at: str | None = None
+    submit_url_sha256: str | None = None
+    lost_submissions: int = 0  # POSTs WaveSpeed's history proved created nothing
+    store_requeues: int = 0  # copies the reconciler restarted
+    store_lease_until: str | None = None  # a copy is running until then (its invocation's end)
+    store_lease_owner: str | None = None
 
     def public(self) -> dict[str, Any]:
         """JSON-ready fields for users and events (DynamoDB's Decimals become plain numbers)."""
-        plain: dict[str, Any] = _plain(self.model_dump(mode="python", exclude_none=True))
+        plain: dict[str, Any] = _plain(self.model_dump(mode="python", exclude_none=True, exclude=_INTERNAL))
         return plain
+
+    def task_ids(self) -> set[str]:
+        """Every WaveSpeed task this job has had (earlier attempts' ids live in its history)."""
+        ids = {str(entry["prediction_id"]) for entry in self.history if entry.get("prediction_id")}
+        return ids | ({self.prediction_id} if self.prediction_id else set())
+
+
+_INTERNAL = {"submit_url_sha256", "store_lease_until", "store_lease_owner"}
+
+
+def url_digest(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+def iso(moment: datetime) -> str:
+    """The same text form as utc_now(), for any moment."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _plain(value: Any) -> Any:
@@ -142,12 +172,17 @@ class JobStore:
         note: str | None = None,
         fields: dict[str, Any] | None = None,
         remove: Collection[str] = (),
-        count_attempt: bool = False,
+        attempts: int = 0,
+        increment: Collection[str] = (),
+        guard: str | None = None,
+        guard_values: dict[str, Any] | None = None,
     ) -> Job | None:
-        """Move a job to `to` if its status is one of `expected`; None when it was not.
+        """Move a job to `to` if its status is one of `expected` (and `guard` holds); None when not.
 
         Every write goes through here, so a late or repeated event that finds the job elsewhere
         changes nothing. A history entry is added when the status changes or a note is given.
+        `attempts` adds to the count of WaveSpeed tasks that may exist (+1 before a POST, -1 when
+        WaveSpeed proved it created nothing); `increment` names counters to add one to.
         """
         now = utc_now()
         values: dict[str, Any] = {":to": to.value, ":now": now}
@@ -161,9 +196,14 @@ class JobStore:
         for i, status in enumerate(expected):
             values[f":e{i}"] = status.value
             expected_names.append(f":e{i}")
-        if count_attempt:
-            sets.append("attempts = if_not_exists(attempts, :zero) + :one")
+        if attempts:
+            sets.append("attempts = if_not_exists(attempts, :zero) + :attempts")
+            values.update({":zero": 0, ":attempts": attempts})
+        for i, counter in enumerate(increment):
+            names[f"#c{i}"] = counter
+            sets.append(f"#c{i} = if_not_exists(#c{i}, :zero) + :one")
             values.update({":zero": 0, ":one": 1})
+        values.update(guard_values or {})
         entry = {"status": to.value, "at": now}
         if note:
             entry["note"] = note
@@ -182,7 +222,7 @@ class JobStore:
                 TableName=self._table,
                 Key=_serialize({"job_id": job_id}),
                 UpdateExpression=expression,
-                ConditionExpression=f"#status IN ({', '.join(expected_names)})",
+                ConditionExpression=f"#status IN ({', '.join(expected_names)})" + (f" AND ({guard})" if guard else ""),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=_serialize(values),
                 ReturnValues="ALL_NEW",
@@ -226,6 +266,10 @@ class JobStore:
             if "LastEvaluatedKey" not in answer:
                 return
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def in_status(self, status: JobStatus, limit: int = 500) -> Iterator[Job]:
+        """Jobs in `status` (oldest first); for small sets such as SUBMITTING."""
+        return self.stale(status, "~", limit)  # "~" sorts after every timestamp
 
     def list(self, status: JobStatus | None = None, limit: int = 50) -> list[Job]:
         """Newest first; by status through the index, otherwise a bounded scan (for the CLI)."""

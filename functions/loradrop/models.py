@@ -25,6 +25,22 @@ TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.
 # States the reconciler asks WaveSpeed about when a job has sat in them too long.
 WAITING_ON_WAVESPEED = (JobStatus.SUBMITTED, JobStatus.TRAINING, JobStatus.STORING)
 
+# Failures a person may retry (`loradrop retry`, or a store-DLQ redrive): "store" copies the weights
+# again from the same task while WaveSpeed keeps them (about 7 days); "submit" starts a new, paid task.
+# Anything else needs a new upload (fix the input) or a look at WaveSpeed first (SUBMIT_UNSETTLED).
+STORE_RETRYABLE = frozenset({"STORE_FAILED", "STORE_TIMEOUT"})
+SUBMIT_RETRYABLE = frozenset({"1402", "TIMEOUT", "CANCELLED", "DELETED", "NO_OUTPUT", "TASK_GONE", "SUBMIT_FAILED"})
+
+
+def retry_kind(error_code: str | None) -> Literal["store", "submit"] | None:
+    code = error_code or ""
+    if code in STORE_RETRYABLE:
+        return "store"
+    if code in SUBMIT_RETRYABLE or (code.isdigit() and 5000 <= int(code) <= 5999):
+        return "submit"
+    return None
+
+
 TRAINER_MODELS = ("wavespeed-ai/flux-dev-lora-trainer", "wavespeed-ai/flux-dev-lora-trainer-turbo")
 TrainerModel = Literal["wavespeed-ai/flux-dev-lora-trainer", "wavespeed-ai/flux-dev-lora-trainer-turbo"]
 
@@ -123,22 +139,49 @@ class TrainingParams(BaseModel):
 
 
 class Prediction(BaseModel):
-    """A WaveSpeed task as its API describes it; unknown fields and statuses are tolerated."""
+    """A WaveSpeed task as its API describes it. Parsed leniently: unknown fields are kept, and a
+    malformed status, code or output list becomes "unknown"/None/[] instead of an error, so one
+    odd answer never stops the webhook or the reconciler (only a missing id is fatal)."""
 
     model_config = ConfigDict(extra="allow")
 
     id: str = Field(min_length=1, max_length=200)
     status: str = "created"
     model: str | None = None
+    input: dict[str, Any] | None = None
     outputs: list[str] = Field(default_factory=list)
     error: str | None = None
     code: int | None = None
     created_at: str | None = None
 
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status(cls, value: Any) -> Any:
+        return value.strip().lower()[:40] or "unknown" if isinstance(value, str) else "unknown"
+
     @field_validator("outputs", mode="before")
     @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return [] if value is None else value
+    def _outputs(cls, value: Any) -> Any:
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    @field_validator("code", mode="before")
+    @classmethod
+    def _code(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+            return int(value)
+        return None
+
+    @field_validator("error", "model", "created_at", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return None if value is None else str(value)
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input(cls, value: Any) -> Any:
+        return value if isinstance(value, dict) else None
 
     @property
     def weights_url(self) -> str | None:
@@ -147,3 +190,20 @@ class Prediction(BaseModel):
             if url.split("?", 1)[0].lower().endswith(".safetensors"):
                 return url
         return self.outputs[0] if self.outputs else None
+
+    @property
+    def data_url(self) -> str | None:
+        """The ZIP URL the task was created with (`input.data`), when the answer carries it."""
+        data = (self.input or {}).get("data")
+        return data if isinstance(data, str) and data else None
+
+
+def parse_predictions(items: list[Any]) -> list[Prediction]:
+    """The items of a history page that are predictions at all (each must at least have an id)."""
+    parsed = []
+    for item in items:
+        try:
+            parsed.append(Prediction.model_validate(item))
+        except ValidationError:
+            continue
+    return parsed

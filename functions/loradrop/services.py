@@ -115,5 +115,6 @@ def storer() -> Storer:
 
     settings = store_settings()
     jobs, events, wavespeed = _common(settings)
-    http = httpx.Client(timeout=httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0))
+    # A read may stall 20 s at most: the copy's give-up margin (30 s) must cover one.
+    http = httpx.Client(timeout=httpx.Timeout(connect=10.0, read=20.0, write=20.0, pool=10.0))
     return Storer(jobs=jobs, s3=aws("s3"), http=http, events=events, wavespeed=wavespeed, settings=settings)

@@ -38,7 +38,8 @@ class CommonSettings(_EnvModel):
     wavespeed_result_tries: int = Field(alias="WAVESPEED_RESULT_TRIES", default=3, ge=1, le=10)
     # Per try; tries x timeout must fit the function's timeout (the webhook function has 15 s).
     wavespeed_result_timeout: float = Field(alias="WAVESPEED_RESULT_TIMEOUT_SECONDS", default=15.0, gt=0)
-    submit_timeout_seconds: float = Field(alias="SUBMIT_TIMEOUT_SECONDS", default=30.0, gt=0)
+    # The official SDK's submit timeout; the reconciler waits this long before it questions a POST.
+    submit_timeout_seconds: float = Field(alias="SUBMIT_TIMEOUT_SECONDS", default=60.0, gt=0)
     # Multiplies queue retry delays; the local stack compresses time with it.
     retry_delay_scale: float = Field(alias="RETRY_DELAY_SCALE", default=1.0, gt=0, le=1)
 
@@ -63,6 +64,7 @@ class WebhookSettings(CommonSettings):
     max_attempts: int = Field(alias="MAX_ATTEMPTS", default=2, ge=1, le=10)
     webhook_tolerance_seconds: int = Field(alias="WEBHOOK_TOLERANCE_SECONDS", default=300, ge=1)
     webhook_max_body_bytes: int = Field(alias="WEBHOOK_MAX_BODY_BYTES", default=256 * 1024, ge=1024)
+    store_max_requeues: int = Field(alias="STORE_MAX_REQUEUES", default=3, ge=0, le=20)
 
 
 class StoreSettings(CommonSettings):
@@ -78,6 +80,11 @@ class StoreSettings(CommonSettings):
 class ReconcileSettings(WebhookSettings):
     reconcile_after_seconds: int = Field(alias="RECONCILE_AFTER_SECONDS", default=900, ge=0)
     reconcile_batch_limit: int = Field(alias="RECONCILE_BATCH_LIMIT", default=200, ge=1)
+    # An uncertain submission: wait this long for WaveSpeed's history to show a task before deciding
+    # none was created (at most an hour), and end the job FAILED if its records stay ambiguous this
+    # long (at most six days: the history covers seven).
+    uncertain_grace_seconds: int = Field(alias="UNCERTAIN_GRACE_SECONDS", default=1800, ge=0, le=3600)
+    settle_deadline_seconds: int = Field(alias="SETTLE_DEADLINE_SECONDS", default=86400, ge=0, le=6 * 86400)
 
 
 @cache

@@ -1,8 +1,16 @@
-"""STORING → COMPLETED: copy the task's weights into S3, checksummed, exactly once per job."""
+"""STORING → COMPLETED: copy the task's weights into S3, checksummed, exactly once per job.
+
+One copy runs at a time: a copy takes a lease on the job until its invocation ends, so a duplicate
+message, or the reconciler, leaves a running copy alone. A copy gives up before its invocation's
+timeout and records why. A job whose copy FAILED is copied again when its store message comes
+back (a DLQ redrive, or `loradrop retry`) while WaveSpeed still holds the output.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,14 +21,28 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from loradrop.egress import DisallowedOutput, OutputPolicy
 from loradrop.events import EventPublisher, end_job
-from loradrop.jobs import Job, JobStore
-from loradrop.models import JobStatus
+from loradrop.jobs import Job, JobStore, iso, parse_iso, utc_now
+from loradrop.models import STORE_RETRYABLE, JobStatus
 from loradrop.settings import StoreSettings
 from loradrop.wavespeed import WaveSpeedClient, WaveSpeedError
-from loradrop.weights import DownloadFailed, transfer_config, transfer_weights, weights_filename
+from loradrop.weights import CopyTimedOut, DownloadFailed, PartPlan, transfer_weights, weights_filename
 
 logger = Logger(child=True)
 metrics = Metrics()
+
+_LEASE = ("store_lease_until", "store_lease_owner")
+# Time kept back from the invocation for the last chunk read (the download's read timeout is 20 s),
+# aborting the upload and recording the outcome.
+GIVE_UP_MARGIN_SECONDS = 30.0
+
+
+class CopyInProgress(Exception):
+    """Another invocation holds the job's copy lease until `seconds_left` from now: ask again then
+    (by then that copy has finished, or died and its lease is over)."""
+
+    def __init__(self, seconds_left: float) -> None:
+        super().__init__(f"another copy holds the lease for {seconds_left:.0f} s more")
+        self.seconds_left = seconds_left
 
 
 def _ascii(value: object) -> str:
@@ -46,17 +68,67 @@ class Storer:
         self._wavespeed = wavespeed
         self._settings = settings
         self._policy = OutputPolicy(settings.output_hosts)
-        self._transfer = transfer_config(settings.part_size_mib, settings.part_concurrency)
+        self._plan = PartPlan.mib(settings.part_size_mib, settings.part_concurrency)
 
-    def store(self, job_id: str, prediction_id: str, receive_count: int) -> tuple[Job | None, str]:
-        """Copy the weights of a STORING job. Raises to have SQS retry; ends the job on the last try."""
+    def store(
+        self, job_id: str, prediction_id: str, receive_count: int, *, remaining_seconds: float, owner: str
+    ) -> tuple[Job | None, str]:
+        """Copy the weights of a STORING job. Raises to have SQS retry; ends the job on the last try.
+
+        `remaining_seconds` is the invocation's time left; `owner` names the invocation (its lease)."""
         logger.thread_safe_append_keys(job_id=job_id)
         job = self._jobs.get(job_id)
         if job is None:
             logger.warning("store request for an unknown job ignored")
             return None, "unknown job"
-        if job.status is not JobStatus.STORING or job.prediction_id != prediction_id:
+        if job.prediction_id != prediction_id:
             return job, "unchanged"
+        if job.status is JobStatus.FAILED and job.error_code in STORE_RETRYABLE:
+            job = self._reopen(job)
+        if job.status is not JobStatus.STORING:
+            return job, "unchanged"
+        margin = min(GIVE_UP_MARGIN_SECONDS, remaining_seconds / 3)
+        deadline = time.monotonic() + remaining_seconds - margin
+        leased = self._jobs.transition(
+            job_id,
+            {JobStatus.STORING},
+            JobStatus.STORING,
+            fields={
+                "store_lease_until": iso(datetime.now(UTC) + timedelta(seconds=remaining_seconds)),
+                "store_lease_owner": owner,
+            },
+            guard="attribute_not_exists(store_lease_until) OR store_lease_until < :now OR store_lease_owner = :owner",
+            guard_values={":now": utc_now(), ":owner": owner},
+        )
+        if leased is None:
+            current = self._jobs.get(job_id)
+            if current is not None and current.status is JobStatus.STORING and current.store_lease_until:
+                logger.info("another copy is running; leaving it alone", extra={"until": current.store_lease_until})
+                left = (parse_iso(current.store_lease_until) - datetime.now(UTC)).total_seconds()
+                raise CopyInProgress(max(0.0, left))
+            return current, "unchanged"
+        try:
+            return self._copy(leased, prediction_id, receive_count, deadline)
+        except BaseException:
+            self._release(leased)  # whatever broke, the next delivery may copy at once
+            raise
+
+    def _reopen(self, job: Job) -> Job:
+        """FAILED → STORING for a store failure worth another try (a person asked for it)."""
+        reopened = self._jobs.transition(
+            job.job_id,
+            {JobStatus.FAILED},
+            JobStatus.STORING,
+            note=f"copy retried after [{job.error_code}]",
+            remove=("error", "error_code", *_LEASE),
+            guard="error_code IN (:c0, :c1)",
+            guard_values={":c0": "STORE_FAILED", ":c1": "STORE_TIMEOUT"},
+        )
+        return reopened or self._jobs.get(job.job_id) or job
+
+    def _copy(self, job: Job, prediction_id: str, receive_count: int, deadline: float) -> tuple[Job | None, str]:
+        job_id = job.job_id
+        url: str | None = None
         try:
             prediction = self._wavespeed().get_result(prediction_id)
             url = prediction.weights_url
@@ -75,22 +147,36 @@ class Storer:
                 bucket=self._settings.weights_bucket,
                 key=f"{self._settings.weights_prefix}{job_id}/{weights_filename(url)}",
                 metadata=self._metadata(job),
-                config=self._transfer,
+                plan=self._plan,
+                deadline=deadline,
             )
         except DisallowedOutput as err:
             host = urlsplit(url or "").hostname if url else "?"
             return self._end(job, "OUTPUT_REFUSED", f"refused to download the weights from {host}: {err}"), "failed"
+        except CopyTimedOut as err:
+            metrics.add_metric(name="StoreTimedOut", unit=MetricUnit.Count, value=1)
+            return self._end(
+                job,
+                "STORE_TIMEOUT",
+                f"the copy could not finish within StoreWeights' timeout ({err}): raise the function's memory "
+                f"(network speed grows with it), then `loradrop retry {job_id}` while WaveSpeed keeps the output",
+            ), "failed"
         except (DownloadFailed, WaveSpeedError, ClientError, BotoCoreError) as err:
             metrics.add_metric(name="StoreAttemptsFailed", unit=MetricUnit.Count, value=1)
             if receive_count >= self._settings.store_max_receives:
-                self._end(job, "STORE_FAILED", f"could not copy the weights after {receive_count} tries: {err}")
+                self._end(
+                    job,
+                    "STORE_FAILED",
+                    f"could not copy the weights after {receive_count} tries: {err}; `loradrop retry {job_id}` "
+                    "(or a redrive of the store DLQ) copies them again while WaveSpeed keeps the output",
+                )
             raise
         completed = self._jobs.transition(
             job_id,
             {JobStatus.STORING},
             JobStatus.COMPLETED,
             fields={"weights_uri": stored.uri, "weights_size": stored.size, "weights_sha256": stored.sha256},
-            remove=("error", "error_code"),
+            remove=("error", "error_code", *_LEASE),
         )
         if completed is None:
             return self._jobs.get(job_id), "unchanged"
@@ -99,10 +185,27 @@ class Storer:
         self._events.publish(completed)
         return completed, "completed"
 
+    def _release(self, job: Job) -> None:
+        """Drop this copy's lease so the next delivery may start at once (best effort: it expires anyway;
+        a job that ended meanwhile has no lease left to drop)."""
+        try:
+            self._jobs.transition(
+                job.job_id,
+                {JobStatus.STORING},
+                JobStatus.STORING,
+                remove=_LEASE,
+                guard="store_lease_owner = :owner",
+                guard_values={":owner": job.store_lease_owner},
+            )
+        except (ClientError, BotoCoreError):
+            logger.warning("could not release the copy lease; it expires by itself")
+
     def _metadata(self, job: Job) -> dict[str, str]:
         params = {k.replace("_", "-"): _ascii(v) for k, v in (job.params or {}).items()}
         return params | {"job-id": job.job_id, "prediction-id": _ascii(job.prediction_id)}
 
     def _end(self, job: Job, code: str, reason: str) -> Job:
-        ended = end_job(self._jobs, self._events, job.job_id, {JobStatus.STORING}, JobStatus.FAILED, code, reason)
+        ended = end_job(
+            self._jobs, self._events, job.job_id, {JobStatus.STORING}, JobStatus.FAILED, code, reason, remove=_LEASE
+        )
         return ended or job

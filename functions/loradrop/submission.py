@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -9,17 +10,34 @@ from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from loradrop.archive import ArchiveLimits, ArchiveRejected, S3RangeReader, inspect_archive
 from loradrop.events import EventPublisher, end_job
-from loradrop.jobs import Job, JobStore, job_id_for, utc_now
-from loradrop.models import InvalidParameters, JobStatus, TrainingParams
+from loradrop.jobs import Job, JobStore, job_id_for, url_digest, utc_now
+from loradrop.models import InvalidParameters, JobStatus, Prediction, TrainingParams, retry_kind
 from loradrop.settings import SubmitSettings
-from loradrop.wavespeed import OutcomeUncertain, RateLimited, RequestRejected, TransientError, WaveSpeedClient
+from loradrop.wavespeed import (
+    OutcomeUncertain,
+    RateLimited,
+    RequestRejected,
+    TransientError,
+    WaveSpeedClient,
+)
 
 logger = Logger(child=True)
 metrics = Metrics()
+
+# Tries and pauses for recording a task WaveSpeed created: the task is paid for, so the write is
+# worth a few seconds. If every try fails, the task's webhook or the reconciler adopts it.
+RECORD_TRIES = 4
+RECORD_PAUSE_SECONDS = 0.25
+
+UNCERTAIN_ERROR = (
+    "{reason}. WaveSpeed may or may not have created (and billed) a task, so loradrop will not send it "
+    "again blindly: it settles the outcome from WaveSpeed's own records (the task's signed webhook, or its "
+    "prediction history) and then carries on or submits again by itself. Nothing to do unless the job ends FAILED."
+)
 
 
 class RetryLater(Exception):
@@ -120,6 +138,24 @@ class Submitter:
             return job
         return self.submit(job)
 
+    def retry(self, job_id: str) -> Job | None:
+        """A person's retry (`loradrop retry`) of a job that failed for a reason worth retrying."""
+        logger.thread_safe_append_keys(job_id=job_id)
+        job = self._jobs.get(job_id)
+        if job is None or job.status is not JobStatus.FAILED or retry_kind(job.error_code) != "submit":
+            logger.info("retry request ignored", extra={"status": job.status.value if job else None})
+            return job
+        reopened = self._jobs.transition(
+            job_id,
+            {JobStatus.FAILED},
+            JobStatus.RECEIVED,
+            note=f"retried by request after [{job.error_code}]",
+            remove=("prediction_id", "error", "error_code"),
+            guard="error_code = :code",
+            guard_values={":code": job.error_code},
+        )
+        return self.submit(reopened) if reopened is not None else self._jobs.get(job_id)
+
     def submit(self, job: Job) -> Job:
         target = {"Bucket": job.source_bucket, "Key": job.source_key} | (
             {"VersionId": job.source_version} if job.source_version else {}
@@ -151,6 +187,8 @@ class Submitter:
         data_url = self._s3.generate_presigned_url(
             "get_object", Params=target, ExpiresIn=self._settings.presign_expiry_seconds
         )
+        # From here on a WaveSpeed task may exist: count it now, so a crash anywhere after the POST
+        # still leaves attempts == tasks that may exist; a certain refusal takes it back.
         submitting = self._jobs.transition(
             job.job_id,
             {JobStatus.RECEIVED},
@@ -159,7 +197,10 @@ class Submitter:
                 "params": params.model_dump(),
                 "archive": report.as_dict(),
                 "warnings": report.warnings + unknown_keys,
+                "submit_started_at": utc_now(),
+                "submit_url_sha256": url_digest(data_url),
             },
+            attempts=1,
         )
         if submitting is None:  # another delivery got there first
             current = self._jobs.get(job.job_id)
@@ -169,57 +210,89 @@ class Submitter:
     def _post(self, job: Job, params: TrainingParams, data_url: str) -> Job:
         try:
             prediction = self._wavespeed().submit_training(
-                params.model, params.to_wavespeed(data_url), self._settings.webhook_url
+                params.model, params.to_wavespeed(data_url), self.webhook_url(job.job_id)
             )
-        except TransientError as err:
+        except TransientError as err:  # a 429, or no connection: nothing was created
             self._jobs.transition(
                 job.job_id,
                 {JobStatus.SUBMITTING},
                 JobStatus.RECEIVED,
                 note=f"not submitted, will retry: {err.message}",
+                attempts=-1,
             )
             metrics.add_metric(name="SubmitDeferred", unit=MetricUnit.Count, value=1)
             raise RetryLater(err.message, rate_limited=isinstance(err, RateLimited)) from err
-        except RequestRejected as err:
+        except RequestRejected as err:  # WaveSpeed's own refusal: nothing was created
             return self._fail(
                 job,
                 str(err.code or err.status),
                 f"WaveSpeed refused the task (HTTP {err.status}): {err.message}",
+                attempts=-1,
             )
         except OutcomeUncertain as err:
             metrics.add_metric(name="SubmitUncertain", unit=MetricUnit.Count, value=1)
-            logger.error("submission outcome uncertain; not retrying", extra={"reason": err.message})
+            logger.error(
+                "submission outcome uncertain; settling it from WaveSpeed's records", extra={"reason": err.message}
+            )
             uncertain = self._jobs.transition(
                 job.job_id,
                 {JobStatus.SUBMITTING},
                 JobStatus.SUBMITTING,
                 note="outcome uncertain",
-                count_attempt=True,
-                fields={
-                    "error_code": "SUBMIT_UNCERTAIN",
-                    "error": (
-                        f"{err.message}. WaveSpeed may or may not have created (and billed) a task, so loradrop "
-                        "will not resubmit it. Check your WaveSpeed dashboard, then re-upload if no task exists."
-                    ),
-                },
+                fields={"error_code": "SUBMIT_UNCERTAIN", "error": UNCERTAIN_ERROR.format(reason=err.message)},
             )
             return uncertain or job
-        submitted = self._jobs.transition(
-            job.job_id,
-            {JobStatus.SUBMITTING},
-            JobStatus.SUBMITTED,
-            fields={"prediction_id": prediction.id},
-            remove=("error", "error_code"),
-            count_attempt=True,
-        )
+        # Logged before any write: if every write below fails, this line still names the paid task.
+        logger.info("WaveSpeed created a task", extra={"prediction_id": prediction.id, "job_id": job.job_id})
         metrics.add_metric(name="TasksSubmitted", unit=MetricUnit.Count, value=1)
-        logger.info("submitted to WaveSpeed", extra={"prediction_id": prediction.id})
-        return submitted or job
+        return self._record_task(job, prediction)
+
+    def webhook_url(self, job_id: str) -> str:
+        """The webhook URL with the job id as a hint (unsigned and maybe dropped: never the only clue)."""
+        url = self._settings.webhook_url
+        return f"{url}{'&' if '?' in url else '?'}job={job_id}"
+
+    def _record_task(self, job: Job, prediction: Prediction) -> Job:
+        for attempt in range(1, RECORD_TRIES + 1):
+            try:
+                submitted = self._jobs.transition(
+                    job.job_id,
+                    {JobStatus.SUBMITTING},
+                    JobStatus.SUBMITTED,
+                    fields={"prediction_id": prediction.id},
+                    remove=("error", "error_code"),
+                )
+            except (ClientError, BotoCoreError) as err:
+                logger.warning("recording the task failed", extra={"try": attempt, "reason": str(err)[:300]})
+                if attempt == RECORD_TRIES:
+                    metrics.add_metric(name="TaskNotRecorded", unit=MetricUnit.Count, value=1)
+                    logger.error(
+                        "task created but not recorded; its webhook or the reconciler will adopt it",
+                        extra={"prediction_id": prediction.id},
+                    )
+                    raise
+                time.sleep(RECORD_PAUSE_SECONDS * attempt)
+                continue
+            if submitted is not None:
+                return submitted
+            # Adopted already (its webhook came first), or moved on: either way the job knows.
+            current = self._jobs.get(job.job_id)
+            return current or job
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _reject(self, job: Job, code: str, reason: str) -> Job:
         ended = end_job(self._jobs, self._events, job.job_id, {JobStatus.RECEIVED}, JobStatus.REJECTED, code, reason)
         return ended or self._jobs.get(job.job_id) or job
 
-    def _fail(self, job: Job, code: str, reason: str) -> Job:
-        ended = end_job(self._jobs, self._events, job.job_id, {JobStatus.SUBMITTING}, JobStatus.FAILED, code, reason)
+    def _fail(self, job: Job, code: str, reason: str, *, attempts: int = 0) -> Job:
+        ended = end_job(
+            self._jobs,
+            self._events,
+            job.job_id,
+            {JobStatus.SUBMITTING},
+            JobStatus.FAILED,
+            code,
+            reason,
+            attempts=attempts,
+        )
         return ended or self._jobs.get(job.job_id) or job

@@ -1,10 +1,14 @@
 """WaveSpeed's REST API: submit a training task, read a result, read the webhook secret.
 
-Errors are typed by what they mean for the caller, because WaveSpeed has no idempotency key:
-- TransientError: nothing was created (429, 5xx, connection refused) — safe to try again later;
-- RequestRejected: 400/401/403 — fix the input or the account, do not retry;
-- OutcomeUncertain: the request may have reached WaveSpeed (timeout, dropped connection) —
-  a submit must never be repeated blindly.
+Errors are typed by what they mean for the caller, because WaveSpeed has no idempotency key and
+bills every task it creates:
+- TransientError: nothing was created — a 429, or a connection that never opened (no request
+  left this machine) — safe to try again later;
+- RequestRejected: WaveSpeed's own 400/401/403 with its JSON error body — fix the input or the
+  account, do not retry;
+- OutcomeUncertain: everything else on a submit — a timeout, a dropped connection, any 5xx (a
+  gateway's 502/504 can come after WaveSpeed created the task), an answer we cannot read. A submit
+  is never repeated blindly; the task is found (or proven absent) from WaveSpeed's own records.
 """
 
 from __future__ import annotations
@@ -15,7 +19,21 @@ from typing import Any
 
 import httpx
 
-from loradrop.models import Prediction
+from loradrop.models import Prediction, parse_predictions
+
+# The official SDK's submit timeouts (wavespeed 2.0.5): connect 10 s, whole request 60 s.
+SDK_CONNECT_TIMEOUT = 10.0
+SDK_SUBMIT_TIMEOUT = 60.0
+HISTORY_PAGE_SIZE = 100  # the most WaveSpeed's history endpoint gives per page
+
+
+def connect_timeout(submit_timeout: float) -> float:
+    return min(SDK_CONNECT_TIMEOUT, submit_timeout)
+
+
+def longest_submit_seconds(submit_timeout: float) -> float:
+    """How long one submit can wait: connecting, then the answer."""
+    return connect_timeout(submit_timeout) + submit_timeout
 
 
 class WaveSpeedError(Exception):
@@ -42,6 +60,21 @@ class OutcomeUncertain(WaveSpeedError):
     """The request may or may not have been acted on."""
 
 
+def _is_wavespeed_refusal(answer: httpx.Response) -> bool:
+    """400/401/403 carrying WaveSpeed's JSON error body: WaveSpeed refused before creating anything.
+    A bare 4xx (a proxy's HTML page, say) proves nothing."""
+    try:
+        payload = answer.json()
+    except ValueError:
+        return False
+    if not isinstance(payload, dict) or not isinstance(payload.get("message"), str):
+        return False
+    status: Any = answer.status_code
+    if status == 200:  # an error inside the envelope: its code stands for the status
+        status = payload.get("code")
+    return status in (400, 401, 403)
+
+
 def _error_from_answer(status: int, payload: Any, text: str) -> WaveSpeedError:
     message = text[:300] or f"HTTP {status}"
     code: int | str | None = None
@@ -63,7 +96,7 @@ class WaveSpeedClient:
         base_url: str,
         api_key: str,
         *,
-        submit_timeout: float = 30.0,
+        submit_timeout: float = SDK_SUBMIT_TIMEOUT,
         result_timeout: float = 15.0,
         result_tries: int = 3,
         transport: httpx.BaseTransport | None = None,
@@ -71,7 +104,8 @@ class WaveSpeedClient:
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}", "User-Agent": "loradrop/0.1"}
-        self._submit_timeout = httpx.Timeout(connect=5.0, read=submit_timeout, write=10.0, pool=5.0)
+        connect = connect_timeout(submit_timeout)
+        self._submit_timeout = httpx.Timeout(connect=connect, read=submit_timeout, write=submit_timeout, pool=connect)
         self._result_tries = result_tries
         self._transport = transport
         self._sleep = sleep
@@ -98,19 +132,47 @@ class WaveSpeedClient:
             try:
                 answer = http.post(f"/api/v3/{model}", params={"webhook": webhook_url}, json=body)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as err:
+                # The connection never opened, so no request reached WaveSpeed.
                 raise TransientError(f"could not connect to WaveSpeed: {err!r}") from err
             except httpx.HTTPError as err:
                 raise OutcomeUncertain(f"no answer from WaveSpeed after sending the task: {err!r}") from err
         try:
             data = self._data(answer)
-        except (TransientError, RequestRejected):
+        except RateLimited:
             raise
-        except WaveSpeedError as err:  # a 200 we cannot read: the task may exist
-            raise OutcomeUncertain(err.message, status=answer.status_code) from err
+        except RequestRejected as err:
+            if _is_wavespeed_refusal(answer):
+                raise
+            raise OutcomeUncertain(
+                f"HTTP {answer.status_code} without WaveSpeed's error body: {err.message}", status=err.status
+            ) from err
+        except WaveSpeedError as err:  # 5xx, or a 200 we cannot read: the task may exist
+            raise OutcomeUncertain(err.message, status=err.status or answer.status_code) from err
         try:
             return Prediction.model_validate(data)
         except ValueError as err:
             raise OutcomeUncertain(f"WaveSpeed's answer has no task id: {str(data)[:200]}") from err
+
+    def list_predictions(
+        self, *, model: str, created_after: str, created_before: str, page: int, page_size: int = HISTORY_PAGE_SIZE
+    ) -> tuple[list[Prediction], int]:
+        """One page of WaveSpeed's prediction history (newest first) and the total it reports.
+
+        Items that do not parse are left out (and counted in the total, so a caller that needs the
+        whole window can tell it did not see everything)."""
+        body = {
+            "page": page,
+            "page_size": page_size,
+            "model": model,
+            "created_after": created_after,
+            "created_before": created_before,
+        }
+        data = self._with_retries(lambda: self._http.post("/api/v3/predictions", json=body), "POST /api/v3/predictions")
+        if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+            raise WaveSpeedError(f"WaveSpeed's history answer has no items: {str(data)[:200]}")
+        total = data.get("total")
+        items = parse_predictions(data["items"])
+        return items, total if isinstance(total, int) and total >= 0 else len(data["items"])
 
     def get_result(self, prediction_id: str) -> Prediction:
         """GET a task's authoritative state, retrying 429/5xx/connection errors a few times."""
@@ -125,12 +187,16 @@ class WaveSpeedClient:
         return secret
 
     def _get_with_retries(self, path: str) -> Any:
+        return self._with_retries(lambda: self._http.get(path), f"GET {path}")
+
+    def _with_retries(self, send: Callable[[], httpx.Response], what: str) -> Any:
+        """Reads (never a submit) are retried on 429, 5xx and connection errors, as the SDKs do."""
         for attempt in range(1, self._result_tries + 1):
             try:
                 try:
-                    answer = self._http.get(path)
+                    answer = send()
                 except httpx.HTTPError as err:
-                    raise TransientError(f"WaveSpeed GET {path} failed: {err!r}") from err
+                    raise TransientError(f"WaveSpeed {what} failed: {err!r}") from err
                 return self._data(answer)
             except TransientError:
                 if attempt == self._result_tries:

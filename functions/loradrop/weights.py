@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import posixpath
 import re
+import time
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
-from boto3.s3.transfer import TransferConfig
 
 from loradrop.egress import OutputPolicy
 
@@ -25,6 +27,22 @@ class DownloadFailed(Exception):
     """The download broke off or was refused; SQS will retry the message."""
 
 
+class CopyTimedOut(Exception):
+    """The copy could not finish before the invocation's deadline; it was stopped and cleaned up."""
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    """Multipart settings: memory stays at about (concurrency + 1) x part size, whatever the file size."""
+
+    part_size: int
+    concurrency: int
+
+    @classmethod
+    def mib(cls, part_size_mib: int, concurrency: int) -> PartPlan:
+        return cls(part_size_mib * _MIB, concurrency)
+
+
 @dataclass(frozen=True)
 class StoredWeights:
     bucket: str
@@ -35,22 +53,6 @@ class StoredWeights:
     @property
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
-
-
-def transfer_config(part_size_mib: int, concurrency: int) -> TransferConfig:
-    """Multipart settings for a streamed upload whose memory stays bounded whatever the size.
-
-    A non-seekable stream is buffered part by part; s3transfer keeps up to
-    `max_in_memory_upload_chunks` parts (10 by default) — cap it at one more than the threads.
-    """
-    config = TransferConfig(
-        multipart_threshold=part_size_mib * _MIB,
-        multipart_chunksize=part_size_mib * _MIB,
-        max_concurrency=concurrency,
-        use_threads=True,
-    )
-    config.max_in_memory_upload_chunks = concurrency + 1
-    return config
 
 
 def weights_filename(url: str) -> str:
@@ -67,8 +69,9 @@ class _HashingReader:
     so each byte is copied once on its way to S3.
     """
 
-    def __init__(self, chunks: Iterator[bytes], expected_size: int | None) -> None:
+    def __init__(self, chunks: Iterator[bytes], expected_size: int | None, deadline: float | None = None) -> None:
         self._chunks = chunks
+        self._deadline = deadline  # time.monotonic() by which the copy must have given up
         self._pending: deque[bytes | memoryview] = deque()
         self._pending_size = 0
         self._expected = expected_size
@@ -77,6 +80,8 @@ class _HashingReader:
         self.size = 0
 
     def _pull(self) -> None:
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise CopyTimedOut(f"stopped after {self.size:,} bytes to finish before the function's timeout")
         try:
             chunk = next(self._chunks)
         except StopIteration:
@@ -143,28 +148,36 @@ def transfer_weights(
     bucket: str,
     key: str,
     metadata: dict[str, str],
-    config: TransferConfig,
+    plan: PartPlan,
+    deadline: float | None = None,
 ) -> StoredWeights:
     """Stream `url` into s3://bucket/key; the object appears only if every byte arrived.
 
-    The multipart upload is aborted on any failure, so a broken download leaves neither an
-    object nor billable orphan parts. SHA-256 and size are known only at the end, so they become
-    object tags (metadata would need a second, server-side copy of the whole object).
+    A failure aborts this copy's own multipart upload (never another copy's of the same key), so a
+    broken download leaves neither an object nor billable orphan parts. SHA-256 and size are known
+    only at the end, so they become object tags (metadata would need a second, server-side copy).
     """
     response = _open(http, url, policy)
     try:
         length = response.headers.get("content-length")
-        reader = _HashingReader(response.iter_raw(_CHUNK), int(length) if length and length.isdigit() else None)
-        s3.upload_fileobj(
-            reader,
-            bucket,
-            key,
-            ExtraArgs={"Metadata": metadata, "ContentType": "application/octet-stream"},
-            Config=config,
+        reader = _HashingReader(
+            response.iter_raw(_CHUNK), int(length) if length and length.isdigit() else None, deadline
         )
-    except BaseException:
-        abort_unfinished_uploads(s3, bucket, key)
-        raise
+        first = reader.read(plan.part_size)
+        extra = {"Metadata": metadata, "ContentType": "application/octet-stream"}
+        if len(first) < plan.part_size:  # the whole file fits one part
+            s3.put_object(Bucket=bucket, Key=key, Body=first, **extra)
+        else:
+            upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
+            try:
+                parts = _upload_parts(s3, bucket, key, upload_id, first, reader, plan)
+                s3.complete_multipart_upload(
+                    Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                )
+            except BaseException:
+                with contextlib.suppress(Exception):  # the bucket's lifecycle rule is the backstop
+                    s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+                raise
     finally:
         response.close()
     digest = reader.sha256.hexdigest()
@@ -173,12 +186,30 @@ def transfer_weights(
     return StoredWeights(bucket=bucket, key=key, size=reader.size, sha256=digest)
 
 
-def abort_unfinished_uploads(s3: Any, bucket: str, key: str) -> int:
-    """Abort multipart uploads left for `key` (the transfer manager usually does; this makes sure)."""
-    aborted = 0
-    answer = s3.list_multipart_uploads(Bucket=bucket, Prefix=key)
-    for upload in answer.get("Uploads", []):
-        if upload["Key"] == key:
-            s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
-            aborted += 1
-    return aborted
+def _upload_parts(
+    s3: Any, bucket: str, key: str, upload_id: str, first: bytes, reader: _HashingReader, plan: PartPlan
+) -> list[dict[str, Any]]:
+    """Upload parts in order of reading, at most `plan.concurrency` at once."""
+
+    def upload(number: int, body: bytes) -> dict[str, Any]:
+        answer = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body)
+        return {"PartNumber": number, "ETag": answer["ETag"]}
+
+    parts: list[dict[str, Any]] = []
+    running: set[Future[dict[str, Any]]] = set()
+    with ThreadPoolExecutor(max_workers=plan.concurrency, thread_name_prefix="weights-part") as pool:
+        try:
+            number, body = 1, first
+            while body:
+                if len(running) >= plan.concurrency:
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    parts.extend(future.result() for future in done)
+                running.add(pool.submit(upload, number, body))
+                number, body = number + 1, reader.read(plan.part_size)
+            done, running = wait(running)
+            parts.extend(future.result() for future in done)
+        except BaseException:
+            for future in running:
+                future.cancel()
+            raise
+    return sorted(parts, key=lambda part: int(part["PartNumber"]))

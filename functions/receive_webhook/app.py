@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 from typing import Any
 
@@ -63,6 +64,12 @@ def _verify(headers: dict[str, str], body: bytes) -> None:
         raise UnauthorizedError("invalid webhook signature") from None
 
 
+def _job_hint() -> str | None:
+    """The job id loradrop put in the webhook URL: unsigned, so only a hint (the body decides)."""
+    value = (app.current_event.query_string_parameters or {}).get("job") or ""
+    return value if re.fullmatch(r"[a-z0-9-]{1,80}", value) else None
+
+
 @app.post("/webhooks/wavespeed")
 def wavespeed_webhook() -> dict[str, Any]:
     body = _raw_body()
@@ -74,7 +81,7 @@ def wavespeed_webhook() -> dict[str, Any]:
     except ValidationError:
         raise BadRequestError("body is not a WaveSpeed task object") from None
     try:
-        job, outcome = tracker().on_webhook(hint.id)
+        job, outcome = tracker().on_webhook(hint, _job_hint())
     except JobNotFound:
         raise NotFoundError("no job has this task id (yet)") from None
     logger.info("webhook handled", extra={"prediction_id": hint.id, "outcome": outcome})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -14,16 +15,38 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from loradrop.queues import backoff_seconds, delay_redelivery
 from loradrop.services import aws, storer
 from loradrop.settings import store_settings
+from loradrop.storing import CopyInProgress
 
 logger = Logger()
 metrics = Metrics()
 
 
+class _Invocation(threading.local):
+    """The running invocation's context (per thread, as the local stack runs invocations in threads)."""
+
+    context: LambdaContext | None = None
+
+
+_invocation = _Invocation()
+
+
 def record_handler(record: SQSRecord) -> None:
     body = json.loads(record.body)
     count = int(record.attributes.approximate_receive_count or 1)
+    context = _invocation.context
+    assert context is not None  # set by handler() before any record
     try:
-        storer().store(str(body["job_id"]), str(body["prediction_id"]), count)
+        storer().store(
+            str(body["job_id"]),
+            str(body["prediction_id"]),
+            count,
+            remaining_seconds=context.get_remaining_time_in_millis() / 1000,
+            owner=context.aws_request_id,
+        )
+    except CopyInProgress as busy:
+        # Not a failure of this message: come back when the running copy's lease is over (real time).
+        delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, busy.seconds_left + 1)
+        raise
     except Exception:
         delay = backoff_seconds(count, base=20)
         scale = store_settings().retry_delay_scale
@@ -35,6 +58,7 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, Any]:
     logger.thread_safe_clear_keys()  # job ids are per-thread keys (one invocation per thread)
+    _invocation.context = context
     # One processor per invocation: it keeps the batch's results, and the local stack runs invocations in
     # threads. A batch whose every record is deferred (a 429 storm) is an outcome, not a function error.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

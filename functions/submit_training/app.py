@@ -16,6 +16,7 @@ from loradrop.queues import backoff_seconds, delay_redelivery, rate_limit_backof
 from loradrop.services import aws, submitter
 from loradrop.settings import submit_settings
 from loradrop.submission import RetryLater, UploadRef
+from loradrop.wavespeed import longest_submit_seconds
 
 logger = Logger()
 metrics = Metrics()
@@ -38,7 +39,8 @@ def _may_submit() -> None:
     if _invocation.rate_limited:
         raise RetryLater("rate limited earlier in this batch", rate_limited=True)
     context = _invocation.context
-    needed_ms = (submit_settings().submit_timeout_seconds + 10) * 1000
+    # Keep 15 s beyond the longest POST for the writes after it.
+    needed_ms = (longest_submit_seconds(submit_settings().submit_timeout_seconds) + 15) * 1000
     if context is not None and context.get_remaining_time_in_millis() < needed_ms:
         raise RetryLater("not enough time left in this invocation for another submission")
 
@@ -55,13 +57,16 @@ def _process_message(body: dict[str, Any]) -> None:
     if body.get("Event") == "s3:TestEvent":
         logger.info("S3 test event ignored")
         return
-    if body.get("action") == "resubmit":
+    if body.get("action") in ("resubmit", "retry"):
         _may_submit()
-        submitter().resubmit(str(body["job_id"]))
+        if body["action"] == "retry":  # a person's `loradrop retry` of a FAILED job
+            submitter().retry(str(body["job_id"]))
+        else:
+            submitter().resubmit(str(body["job_id"]))
         return
     uploads = _uploads(body)
     if not uploads:
-        raise ValueError(f"not an S3 upload notification or resubmit request: {json.dumps(body)[:200]}")
+        raise ValueError(f"not an S3 upload notification, resubmit or retry request: {json.dumps(body)[:200]}")
     for upload in uploads:
         _may_submit()
         submitter().accept_upload(upload)

@@ -274,12 +274,19 @@ class TransferResult:
 def transfer_worker(args: argparse.Namespace) -> None:
     """Runs in a fresh process so that its peak RSS is the transfer's own."""
     import httpx
+    from boto3.s3.transfer import TransferConfig
 
     from loradrop.egress import OutputPolicy
-    from loradrop.weights import transfer_config, transfer_weights
+    from loradrop.weights import PartPlan, transfer_weights
 
     s3 = s3_client(args.endpoint)
-    config = transfer_config(args.part_mib, args.concurrency)  # the same settings for every method
+    # The same part size and concurrency for every method
+    config = TransferConfig(
+        multipart_threshold=args.part_mib * MIB,
+        multipart_chunksize=args.part_mib * MIB,
+        max_concurrency=args.concurrency,
+    )
+    config.max_in_memory_upload_chunks = args.concurrency + 1
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     started = time.perf_counter()
     detail = ""
@@ -294,7 +301,7 @@ def transfer_worker(args: argparse.Namespace) -> None:
                 bucket=args.bucket,
                 key=args.key,
                 metadata={"job-id": "bench"},
-                config=config,
+                plan=PartPlan.mib(args.part_mib, args.concurrency),
             )
         detail = stored.sha256[:12]
     elif args.method == "upload_file":
@@ -459,10 +466,10 @@ def bench_pipeline(jobs: int, e2e_jobs: int, e2e_size: int) -> dict[str, Any]:
         durations: dict[str, list[float]] = {}
         invoke = stack.invoke
 
-        def timed_invoke(logical_id: str, event: dict[str, Any]) -> Any:
+        def timed_invoke(logical_id: str, event: dict[str, Any], timeout: float | None = None) -> Any:
             started = time.perf_counter()
             try:
-                return invoke(logical_id, event)
+                return invoke(logical_id, event, timeout)
             finally:
                 if counting.is_set():
                     durations.setdefault(logical_id, []).append(time.perf_counter() - started)

@@ -24,7 +24,14 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from loradrop.jobs import Job, JobStore, job_id_for
-from loradrop.models import PARAMETER_METADATA, TERMINAL_STATUSES, InvalidParameters, JobStatus, TrainingParams
+from loradrop.models import (
+    PARAMETER_METADATA,
+    TERMINAL_STATUSES,
+    InvalidParameters,
+    JobStatus,
+    TrainingParams,
+    retry_kind,
+)
 
 DEFAULT_STATE_DIR = Path(".loradrop")
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE = 0, 1, 2  # usage: loradrop could not do what was asked
@@ -44,6 +51,9 @@ class Target:
     uploads_bucket: str
     weights_bucket: str
     table: str
+    sqs: Any = None
+    intake_queue_url: str | None = None
+    store_queue_url: str | None = None
     local: bool = False  # moto's S3 notifications carry no versionId, so uploads are named by ETag
 
     def job_id(self, key: str, version_id: str | None, etag: str) -> str:
@@ -76,6 +86,9 @@ def _local_target(state_dir: Path) -> Target:
         uploads_bucket=state["names"]["UploadsBucket"],
         weights_bucket=state["names"]["WeightsBucket"],
         table=state["names"]["JobsTable"],
+        sqs=session.client("sqs", endpoint_url=endpoint),
+        intake_queue_url=state["queues"]["IntakeQueue"],
+        store_queue_url=state["queues"]["StoreQueue"],
         local=True,
     )
 
@@ -95,6 +108,9 @@ def _stack_target(name: str, region: str | None) -> Target:
             uploads_bucket=outputs["UploadsBucketName"],
             weights_bucket=outputs["WeightsBucketName"],
             table=outputs["JobsTableName"],
+            sqs=session.client("sqs"),
+            intake_queue_url=outputs.get("IntakeQueueUrl"),
+            store_queue_url=outputs.get("StoreQueueUrl"),
         )
     except KeyError as missing:
         raise CliError(f"stack {name!r} has no output {missing}: is it a loradrop stack?") from None
@@ -288,6 +304,40 @@ def cmd_fetch(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
+    """Copy a FAILED job's weights again, or resubmit it, by the same messages the pipeline uses."""
+    target = resolve_target(args)
+    job = _get_job(target, args.job)
+    kind = retry_kind(job.error_code) if job.status is JobStatus.FAILED else None
+    if kind is None:
+        why = f"it is {job.status.value}" if job.status is not JobStatus.FAILED else f"[{job.error_code}] {job.error}"
+        raise CliError(f"job {job.job_id} cannot be retried: {why}")
+    if kind == "store":
+        queue, body = target.store_queue_url, {"job_id": job.job_id, "prediction_id": job.prediction_id}
+        out.write(f"copying the weights of task {job.prediction_id} again (WaveSpeed keeps outputs about 7 days)\n")
+    else:
+        queue, body = target.intake_queue_url, {"job_id": job.job_id, "action": "retry"}
+        out.write("submitting the upload to WaveSpeed again: this starts a new, paid training task\n")
+    if not queue or target.sqs is None:
+        raise CliError(f"{target.description} has no queue URL outputs: is it an older loradrop stack? Update it.")
+    try:
+        target.sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(body))
+    except (ClientError, BotoCoreError) as err:
+        raise CliError(f"could not queue the retry: {err}") from None
+    if not args.wait:
+        out.write(f"queued; follow it with `loradrop status {job.job_id}`\n")
+        return EXIT_OK
+    # Wait for the job to leave FAILED before following it to its next end.
+    deadline = time.monotonic() + min(args.timeout, 120)
+    while (current := _get_job(target, job.job_id)).updated_at == job.updated_at and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if current.updated_at == job.updated_at:
+        raise CliError(f"the retry was queued but the job has not moved yet: `loradrop status {job.job_id}`")
+    ended = follow(target, [job.job_id], args.timeout, out)
+    describe(ended, out)
+    return EXIT_OK if ended.status is JobStatus.COMPLETED else EXIT_JOB_FAILED
+
+
 def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
     from loradrop_local.stack import LocalStack, StackOptions
 
@@ -397,6 +447,21 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("job", help="the job id (printed by submit, listed by jobs)")
     status.add_argument("--json", action="store_true", help="print the job item as JSON")
     status.set_defaults(handler=cmd_status)
+
+    retry = commands.add_parser(
+        "retry",
+        help="retry a FAILED job: copy its weights again, or resubmit it (retryable WaveSpeed failures)",
+        description=(
+            "Store failures (STORE_FAILED, STORE_TIMEOUT) copy the same task's weights again while WaveSpeed keeps "
+            "them (about 7 days). Retryable WaveSpeed failures (5xxx codes, 1402, timeout, cancelled, lost "
+            "submissions) start a new, paid task. Failures that need a new upload (bad input, moderation) or a "
+            "look at WaveSpeed first (SUBMIT_UNSETTLED) are refused with the reason."
+        ),
+    )
+    retry.add_argument("job", help="the job id")
+    retry.add_argument("--wait", action="store_true", help="follow the job until it ends again")
+    retry.add_argument("--timeout", type=float, default=3 * 3600, help="seconds --wait waits (default 3 hours)")
+    retry.set_defaults(handler=cmd_retry)
 
     fetch = commands.add_parser("fetch", help="download a completed job's weights, verifying the SHA-256")
     fetch.add_argument("job", help="the job id")

@@ -48,7 +48,7 @@ class LambdaContext:
     """What Powertools reads from Lambda's context object."""
 
     function_name: str
-    timeout_seconds: int
+    timeout_seconds: float
     memory_limit_in_mb: int = 512
     function_version: str = "$LATEST"
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -118,6 +118,9 @@ class StackOptions:
     extra_environment: dict[str, str] = field(default_factory=dict)
     max_attempts: int | None = None
     run_reconciler: bool = True  # tests may invoke it themselves instead
+    # Function timeouts (seconds) instead of the template's, e.g. a short StoreWeights timeout so a
+    # copy's lease runs out within a test.
+    function_timeouts: dict[str, float] = field(default_factory=dict)
 
 
 class LocalStack:
@@ -362,6 +365,8 @@ class LocalStack:
                     else self._scaled(float(default("ReconcileAfterSeconds")))
                 )
             ),
+            "UNCERTAIN_GRACE_SECONDS": str(round(self._scaled(float(default("UncertainGraceSeconds"))))),
+            "SETTLE_DEADLINE_SECONDS": str(round(self._scaled(float(default("SettleDeadlineSeconds"))))),
             "RETRY_DELAY_SCALE": str(self.options.time_scale),
             "POWERTOOLS_METRICS_DISABLED": "true",
         }
@@ -403,9 +408,10 @@ class LocalStack:
         function: Handler = getattr(importlib.import_module(module), name)
         return function
 
-    def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
+    def invoke(self, logical_id: str, event: dict[str, Any], timeout: float | None = None) -> Any:
         spec = self.template.functions[logical_id]
-        context = LambdaContext(function_name=f"loradrop-local-{logical_id}", timeout_seconds=spec.timeout)
+        timeout = timeout or self.options.function_timeouts.get(logical_id, spec.timeout)
+        context = LambdaContext(function_name=f"loradrop-local-{logical_id}", timeout_seconds=timeout)
         self.invocations[logical_id] = self.invocations.get(logical_id, 0) + 1
         return self.handler(logical_id)(event, context)
 
@@ -524,6 +530,18 @@ class LocalStack:
             for message in messages:
                 bodies.append(json.loads(message["Body"]))
                 sqs.delete_message(QueueUrl=self.queue_urls[logical_id], ReceiptHandle=message["ReceiptHandle"])
+
+    def dead_letters_for(self, logical_id: str, job_id: str, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """Wait for a job's message to reach a dead-letter queue (SQS moves it on the receive after the
+        last failure, seconds after the job ended); return that job's messages. Others found on the way
+        are removed too: each test or scenario owns its own job."""
+        deadline = time.monotonic() + timeout
+        found: list[dict[str, Any]] = []
+        while not found and time.monotonic() < deadline:
+            found = [body for body in self.drain_queue(logical_id) if body.get("job_id") == job_id]
+            if not found:
+                time.sleep(0.1)
+        return found
 
     def queue_depth(self, logical_id: str) -> int:
         attributes = self.client("sqs").get_queue_attributes(

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from loradrop_local.reliability import SCENARIO_ENVIRONMENT, SCENARIO_TIMEOUTS
 from loradrop_local.simulator import RecordedRequest, SimulatorConfig
 from loradrop_local.stack import LocalStack, StackOptions
 
@@ -23,11 +24,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         run_reconciler=False,  # tests run it explicitly, so nothing moves behind their back
         reconcile_after=0,
         simulator=SimulatorConfig(output_size=3 * 1024 * 1024 + 123, webhook_backoff=0.05),
-        extra_environment={
-            "SUBMIT_TIMEOUT_SECONDS": "1",
-            "WEIGHTS_PART_SIZE_MIB": "5",
-            "MAX_ARCHIVE_BYTES": str(64 * 1024 * 1024),
-        },
+        extra_environment=SCENARIO_ENVIRONMENT | {"MAX_ARCHIVE_BYTES": str(64 * 1024 * 1024)},
+        function_timeouts=dict(SCENARIO_TIMEOUTS),
         log_file=log_file,
     )
     with LocalStack(options) as running:

@@ -18,6 +18,8 @@ import pytest
 
 from loradrop_local.cli import main
 from loradrop_local.dataset import png, training_zip
+from loradrop_local.stack import LocalStack
+from tests.integration.conftest import posts_for
 
 pytestmark = pytest.mark.integration
 
@@ -182,3 +184,56 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     (weights,) = tmp_path.glob("*.safetensors")
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == sha
     assert weights.stat().st_size == 24 * 1024 * 1024
+
+
+def test_retry_copies_a_failed_store_again_and_resubmits_a_retryable_failure(
+    stack: LocalStack, key: str, tmp_path: Path
+) -> None:
+    assert stack.simulator is not None
+    stack.write_state(tmp_path)
+    # Given a job whose weights could not be copied on any try (the output was gone each time)
+    stack.simulator.faults.download.extend(["vanish"] * 5)
+    job_id = stack.upload(key, training_zip())
+    failed = stack.wait_for(job_id, {"COMPLETED", "FAILED", "REJECTED"}, timeout=40)
+    assert failed["error_code"] == "STORE_FAILED"
+    assert f"loradrop retry {job_id}" in failed["error"]
+    assert len(stack.dead_letters_for("StoreDeadLetterQueue", job_id)) == 1
+    # When the user retries it (the output is back)
+    code, out = run("--state-dir", str(tmp_path), "retry", job_id, "--wait", "--timeout", "60")
+    # Then the same task's weights are copied: COMPLETED, no new task
+    assert code == 0, out
+    assert f"copying the weights of task {failed['prediction_id']} again" in out
+    job = stack.job(job_id)
+    assert job is not None
+    assert job["status"] == "COMPLETED"
+    assert job["weights_sha256"] == stack.simulator.expected_output(failed["prediction_id"])[1]
+    assert any(h.get("note") == "copy retried after [STORE_FAILED]" for h in job["history"])
+    assert len(posts_for(stack, key)) == 1
+
+    # Given a job WaveSpeed failed retryably on every attempt (5003, MAX_ATTEMPTS=2)
+    other = key.replace(".zip", "-b.zip")
+    stack.simulator.faults.task.extend([(5003, "unavailable"), (5003, "unavailable")])
+    other_id = stack.upload(other, training_zip())
+    failed = stack.wait_for(other_id, {"COMPLETED", "FAILED", "REJECTED"}, timeout=40)
+    assert failed["error_code"] == "5003"
+    # When the user retries it, a new (paid) task trains
+    code, out = run("--state-dir", str(tmp_path), "retry", other_id, "--wait", "--timeout", "60")
+    assert code == 0, out
+    assert "starts a new, paid training task" in out
+    job = stack.job(other_id)
+    assert job is not None
+    assert job["status"] == "COMPLETED"
+    assert job["attempts"] == 3
+    assert len(posts_for(stack, other)) == 3
+
+
+def test_retry_refuses_what_needs_a_new_upload(
+    stack: LocalStack, key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack.write_state(tmp_path)
+    job_id = stack.upload(key, b"not a zip at all")
+    stack.wait_for(job_id, {"REJECTED"})
+    code, out = run("--state-dir", str(tmp_path), "retry", job_id)
+    assert code == 2
+    assert out == ""
+    assert f"job {job_id} cannot be retried: it is REJECTED" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import pytest
 from loradrop_local.dataset import training_zip
 from loradrop_local.stack import ACCOUNT, LocalStack
 from tests.conftest import load_event
-from tests.integration.conftest import TERMINAL
+from tests.integration.conftest import TERMINAL, posts_for
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,12 @@ def test_sqs_upload_and_resubmit_events(stack: LocalStack, key: str) -> None:
     resubmit = load_event("sqs_resubmit.json")
     resubmit["Records"][0]["body"] = json.dumps({"job_id": job_id, "action": "resubmit"})
     assert stack.invoke("SubmitTrainingFunction", resubmit) == {"batchItemFailures": []}
+    retry = load_event("sqs_retry.json")
+    retry["Records"][0]["body"] = json.dumps({"job_id": job_id, "action": "retry"})
+    assert stack.invoke("SubmitTrainingFunction", retry) == {"batchItemFailures": []}
+    # A COMPLETED job is neither resubmitted nor retried: still one POST
     assert stack.job(job_id)["status"] == "COMPLETED"  # type: ignore[index]
+    assert len(posts_for(stack, key)) == 1
 
 
 def test_webhook_event_signed_and_unsigned(stack: LocalStack) -> None:

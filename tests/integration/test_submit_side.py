@@ -7,13 +7,14 @@ import json
 import time
 import uuid
 import zipfile
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from loradrop_local.dataset import training_zip
 from loradrop_local.stack import LocalStack
-from tests.integration.conftest import TERMINAL, posts_for, s3_notification
+from tests.integration.conftest import TERMINAL, posts_for, reconcile, s3_notification
 from tests.unit.zips import make_zip
 
 pytestmark = pytest.mark.integration
@@ -27,7 +28,12 @@ def test_upload_becomes_one_task_with_the_right_parameters(stack: LocalStack, ke
     # Then WaveSpeed got exactly one POST with those parameters and a working presigned URL
     (post,) = posts_for(stack, key)
     assert post.status == 200
-    assert post.query["webhook"] == [stack.webhook_url]
+    # The job id rides along as an unsigned hint; the signed body decides (see the adoption tests)
+    assert post.query["webhook"] == [f"{stack.webhook_url}?job={job_id}"]
+    # ... and WaveSpeed delivered the webhook to that exact URL, query and all
+    task = stack.simulator.tasks[job["prediction_id"]]  # type: ignore[union-attr]
+    assert task.webhook == f"{stack.webhook_url}?job={job_id}"
+    assert task.webhook_answers == [200]
     assert {k: post.body[k] for k in ("trigger_word", "steps", "learning_rate", "lora_rank")} == {
         "trigger_word": "zxq",
         "steps": 1500,
@@ -148,41 +154,80 @@ def test_few_images_warn_but_train(stack: LocalStack, key: str) -> None:
     assert "ignored unknown metadata: colour" in job["warnings"]
 
 
-@pytest.mark.parametrize("fault", ["429", "500", "503"])
-def test_answers_that_prove_nothing_was_created_are_retried(stack: LocalStack, key: str, fault: str) -> None:
+def test_rate_limit_is_retried_and_costs_no_attempt(stack: LocalStack, key: str) -> None:
     assert stack.simulator is not None
-    stack.simulator.faults.submit.append(fault)
+    stack.simulator.faults.submit.append("429")
     job = stack.wait_for(stack.upload(key, training_zip()), TERMINAL, timeout=30)
     assert job["status"] == "COMPLETED"
-    posts = posts_for(stack, key)
-    assert len(posts) == 2
-    assert [p.status for p in posts] == [int(fault), 200]
+    assert [p.status for p in posts_for(stack, key)] == [429, 200]
     assert any("not submitted, will retry" in h.get("note", "") for h in job["history"])
     assert job["attempts"] == 1
 
 
-@pytest.mark.parametrize("fault", ["drop_before_create", "drop_after_create", "slow:1.5"])
-def test_uncertain_outcome_is_never_resubmitted(stack: LocalStack, key: str, fault: str) -> None:
-    # A dropped connection looks the same whether or not WaveSpeed created the task first.
+def _wait_uncertain(stack: LocalStack, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 15
+    job = stack.job(job_id) or {}
+    while job.get("error_code") != "SUBMIT_UNCERTAIN" and job.get("status") in (None, "RECEIVED", "SUBMITTING"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+        job = stack.job(job_id) or {}
+    return job
+
+
+@pytest.mark.parametrize("fault", ["500", "503", "drop_before_create"])
+def test_no_answer_is_never_resent_until_the_history_proves_nothing_was_created(
+    stack: LocalStack, key: str, fault: str
+) -> None:
+    # Given WaveSpeed answers the POST with a 5xx (or drops it) before creating anything
     assert stack.simulator is not None
     stack.simulator.faults.submit.append(fault)
     body = training_zip()
     job_id = stack.upload(key, body)
-    job = stack.wait_for(job_id, {"SUBMITTING"}, timeout=15)
-    deadline = time.monotonic() + 10
-    while job.get("error_code") != "SUBMIT_UNCERTAIN" and time.monotonic() < deadline:
-        time.sleep(0.05)
-        job = stack.job(job_id) or job
-    assert job["error_code"] == "SUBMIT_UNCERTAIN"
-    assert "will not resubmit" in job["error"]
-    # A redelivered notification finds the job SUBMITTING and stops.
+    # Then the job waits on an uncertain outcome, saying so, and nothing is sent again
+    job = _wait_uncertain(stack, job_id)
+    assert job["status"] == "SUBMITTING"
+    assert "will not send it again blindly" in job["error"]
+    assert job["attempts"] == 1  # a task may exist
+    # A redelivered notification finds the job SUBMITTING and stops
     etag = stack.client("s3").head_object(Bucket=stack.uploads_bucket, Key=key)["ETag"].strip('"')
     stack.client("sqs").send_message(
         QueueUrl=stack.queue_urls["IntakeQueue"], MessageBody=s3_notification(stack, key, etag, len(body))
     )
     time.sleep(1.0)
     assert len(posts_for(stack, key)) == 1
-    assert stack.job(job_id)["status"] == "SUBMITTING"  # type: ignore[index]
+    # When the reconciler reads WaveSpeed's history after the grace period (2 s here)
+    deadline = time.monotonic() + 20
+    while (stack.job(job_id) or {})["status"] == "SUBMITTING" and time.monotonic() < deadline:
+        reconcile(stack)
+        time.sleep(0.3)
+    # Then it proves no task was created, and the one new submission trains
+    job = stack.wait_for(job_id, TERMINAL, timeout=30)
+    assert job["status"] == "COMPLETED"
+    assert [p.status for p in posts_for(stack, key)] == [int(fault) if fault.isdigit() else 0, 200]
+    assert any("history shows no task" in h.get("note", "") for h in job["history"])
+    assert job["attempts"] == 1
+    assert job["lost_submissions"] == 1
+    history_reads = [r for r in stack.simulator.requests if r.path == "/api/v3/predictions"]
+    assert history_reads
+    assert {"page", "page_size", "model", "created_after", "created_before"} <= set(history_reads[-1].body)
+
+
+@pytest.mark.parametrize("fault", ["drop_after_create", "502_after_create", "504_after_create", "slow:1.5"])
+def test_task_created_without_a_usable_answer_is_adopted_by_its_webhook(
+    stack: LocalStack, key: str, fault: str
+) -> None:
+    # Given WaveSpeed creates the task but its answer is lost or replaced by a gateway's error
+    assert stack.simulator is not None
+    stack.simulator.faults.submit.append(fault)
+    job_id = stack.upload(key, training_zip())
+    # Then the task's signed webhook adopts it: one POST, one task, weights stored
+    job = stack.wait_for(job_id, TERMINAL, timeout=30)
+    assert job["status"] == "COMPLETED"
+    (post,) = posts_for(stack, key)
+    task = stack.simulator.tasks[job["prediction_id"]]
+    assert task.input == post.body
+    assert any(h.get("note") == "task adopted: its signed webhook" for h in job["history"])
+    assert job["attempts"] == 1
 
 
 def test_wavespeed_refusal_fails_the_job_with_its_message(stack: LocalStack, key: str) -> None:

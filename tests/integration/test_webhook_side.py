@@ -265,10 +265,8 @@ def test_store_that_keeps_failing_ends_failed_and_in_the_dead_letter_queue(stack
     assert job["error_code"] == "STORE_FAILED"
     assert "after 5 tries" in job["error"]
     assert "HTTP 404" in job["error"]
-    deadline = time.monotonic() + 15
-    while stack.queue_depth("StoreDeadLetterQueue") == 0 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert [body["job_id"] for body in stack.drain_queue("StoreDeadLetterQueue")] == [job["job_id"]]
+    dead = stack.dead_letters_for("StoreDeadLetterQueue", job["job_id"])
+    assert dead == [{"job_id": job["job_id"], "prediction_id": job["prediction_id"]}]
     bucket_listing = stack.client("s3").list_objects_v2(Bucket=stack.weights_bucket, Prefix=f"loras/{job['job_id']}/")
     assert bucket_listing.get("KeyCount", 0) == 0
 
@@ -292,3 +290,50 @@ def test_every_terminal_state_is_announced_on_the_bus(stack: LocalStack) -> None
     assert event["source"] == "loradrop"
     assert event["detail"]["weights_sha256"]
     assert "api_key" not in json.dumps(event)
+
+
+def test_signed_webhook_adopts_an_uncertain_submission_whatever_the_url_hint_says(stack: LocalStack, key: str) -> None:
+    # Given a task WaveSpeed created whose POST answer was lost, and whose webhook has not come
+    assert stack.simulator is not None
+    stack.simulator.faults.submit.append("drop_after_create")
+    stack.simulator.faults.webhook.append("drop")
+    job_id = stack.upload(key, training_zip())
+    deadline = time.monotonic() + 15
+    while (stack.job(job_id) or {}).get("error_code") != "SUBMIT_UNCERTAIN":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    (post_request,) = posts_for(stack, key)
+    (task,) = [t for t in stack.simulator.tasks.values() if t.input == post_request.body]
+    while task.status != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    body = task_body(stack, task)
+    # When its signed webhook arrives with a hint naming another job (the query is not signed)
+    forged_hint = f"{stack.webhook_url}?job=someone-else-0123456789ab"
+    answer = httpx.post(forged_hint, content=body, headers=signed(stack, body, task.id), timeout=10)
+    # Then the signed body decides: this job adopts the task and stores its weights
+    assert answer.status_code == 200
+    assert answer.json()["job_id"] == job_id
+    assert answer.json()["outcome"] == "adopted, storing"
+    job = stack.wait_for(job_id, TERMINAL)
+    assert job["status"] == "COMPLETED"
+    assert job["prediction_id"] == task.id
+    assert job["attempts"] == 1
+    assert len(posts_for(stack, key)) == 1
+
+
+def test_webhook_for_an_unknown_task_naming_no_waiting_upload_is_not_adopted(stack: LocalStack, key: str) -> None:
+    # Given a finished job, and a genuine-looking task for an upload no job is waiting on
+    assert stack.simulator is not None
+    job_id = stack.upload(key, training_zip())
+    done = stack.wait_for(job_id, TERMINAL)
+    stranger = stack.simulator.add_completed_task("stranger-task", 1024)
+    stranger.input = {"data": "https://elsewhere.example/uploads/not-ours.zip?X-Amz-Signature=abc"}
+    body = task_body(stack, stranger)
+    # When its signed webhook arrives, hinting at the finished job
+    answer = httpx.post(
+        f"{stack.webhook_url}?job={job_id}", content=body, headers=signed(stack, body, stranger.id), timeout=10
+    )
+    # Then nobody adopts it, and the finished job is untouched
+    assert answer.status_code == 404
+    assert stack.job(job_id) == done

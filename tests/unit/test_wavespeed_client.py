@@ -48,12 +48,15 @@ def test_submit_sends_documented_request() -> None:
 @pytest.mark.parametrize(
     ("status", "error"),
     [
-        (429, RateLimited),
-        (500, TransientError),
-        (503, TransientError),
-        (400, RequestRejected),
+        (429, RateLimited),  # certain: nothing created, try later
+        (400, RequestRejected),  # certain: WaveSpeed's own refusal
         (401, RequestRejected),
         (403, RequestRejected),
+        (404, OutcomeUncertain),  # not one of the documented refusals
+        (500, OutcomeUncertain),  # a 5xx may come after the task was created: never resent
+        (502, OutcomeUncertain),
+        (503, OutcomeUncertain),
+        (504, OutcomeUncertain),
     ],
 )
 def test_submit_error_statuses(status: int, error: type[Exception]) -> None:
@@ -61,12 +64,63 @@ def test_submit_error_statuses(status: int, error: type[Exception]) -> None:
     with pytest.raises(error) as caught:
         submit(client(lambda _: answer))
     assert "nope" in str(caught.value)
+    if error is OutcomeUncertain:
+        assert not isinstance(caught.value, TransientError)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403])
+def test_a_4xx_without_wavespeeds_error_body_is_uncertain(status: int) -> None:
+    answer = httpx.Response(status, text="<html>blocked by a proxy</html>")
+    with pytest.raises(OutcomeUncertain, match=f"HTTP {status} without WaveSpeed's error body"):
+        submit(client(lambda _: answer))
+
+
+def test_submit_uses_the_sdk_timeouts() -> None:
+    seen: list[dict[str, float]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"])
+        return httpx.Response(200, json={"code": 200, "data": PREDICTION})
+
+    submit(client(handler))
+    assert seen[0]["connect"] == 10.0
+    assert seen[0]["read"] == 60.0
+
+
+def test_history_page_is_requested_with_the_documented_filters_and_read_leniently() -> None:
+    seen: list[dict[str, object]] = []
+    items = [PREDICTION, {"id": "task-2", "status": None, "outputs": "x", "code": "5003"}, {"status": "completed"}]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json={"code": 200, "data": {"page": 1, "total": 3, "items": items}})
+
+    found, total = client(handler).list_predictions(
+        model="wavespeed-ai/flux-dev-lora-trainer", created_after="A", created_before="B", page=1
+    )
+    assert seen == [
+        {
+            "page": 1,
+            "page_size": 100,
+            "model": "wavespeed-ai/flux-dev-lora-trainer",
+            "created_after": "A",
+            "created_before": "B",
+        }
+    ]
+    # the item without an id is left out, and the total still says 3 exist
+    assert [(p.id, p.status, p.outputs, p.code) for p in found] == [
+        ("task-1", "created", [], None),
+        ("task-2", "unknown", [], 5003),
+    ]
+    assert total == 3
 
 
 def test_envelope_error_inside_http_200_is_an_error() -> None:
     answer = httpx.Response(200, json={"code": 400, "message": "steps out of range"})
     with pytest.raises(RequestRejected, match="steps out of range"):
         submit(client(lambda _: answer))
+    with pytest.raises(OutcomeUncertain):
+        submit(client(lambda _: httpx.Response(200, json={"code": 500, "message": "internal"})))
 
 
 @pytest.mark.parametrize(
