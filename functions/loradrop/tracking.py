@@ -296,9 +296,13 @@ class Reconciler:
         ]
         summary: Counter[str] = Counter()
         oldest: datetime | None = None
+        seen: set[str] = set()  # a job one pass moved is not handled again by a later pass
         try:
             for status, waited, check in passes:
                 for job in self._stale(status, iso(now - waited), summary):
+                    if job.job_id in seen:
+                        continue
+                    seen.add(job.job_id)
                     if remaining_ms is not None and remaining_ms() < reserve_ms:
                         raise OutOfTime
                     created = parse_iso(job.created_at)
