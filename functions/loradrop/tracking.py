@@ -17,6 +17,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -123,9 +124,8 @@ class Tracker:
 
     def uncertain_owner(self, digest: str, task_id: str, job_hint: str | None = None) -> Job | None:
         """The job whose current submission sent exactly this ZIP link and has no task yet."""
-        candidates: list[Job | None] = [self._jobs.get(job_hint)] if job_hint else []
-        candidates.extend(self._jobs.in_status(JobStatus.SUBMITTING))
-        for job in candidates:
+        hinted = [self._jobs.get(job_hint)] if job_hint else []
+        for job in chain(hinted, self._jobs.in_status(JobStatus.SUBMITTING)):  # the scan only if the hint misses
             if (
                 job is not None
                 and job.status is JobStatus.SUBMITTING
