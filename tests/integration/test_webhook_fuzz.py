@@ -16,7 +16,13 @@ from loradrop_local.stack import LocalStack, http_api_event
 
 pytestmark = pytest.mark.integration
 
-header_values = st.one_of(st.text(max_size=80), st.just("v3," + "0" * 64), st.integers().map(str))
+header_values = st.one_of(
+    st.text(max_size=80),
+    st.just("v3," + "0" * 64),
+    st.integers().map(str),
+    # shapes that once reached int() or the parser unchecked: superscript and fullwidth digits, joined headers
+    st.sampled_from(["\u00b2", "\uff11\uff12\uff13", "v3, " + "0" * 64, "v3,a,v3," + "0" * 64, "v3," * 50]),
+)
 headers = st.dictionaries(
     st.sampled_from(["webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "x-other"]),
     header_values,

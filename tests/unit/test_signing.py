@@ -6,8 +6,10 @@ import hashlib
 import hmac
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from loradrop.signing import InvalidSignature, SignatureMismatch, signature, verify
+from loradrop.signing import InvalidSignature, SignatureMismatch, signature, signature_candidates, verify
 
 SECRET = "whsec_c2VjcmV0LWJ1dC1ub3QtYmFzZTY0"
 BODY = b'{"id":"task-1","status":"completed","outputs":["https://cdn.example/lora.safetensors"]}'
@@ -44,15 +46,34 @@ def test_several_signatures_one_valid() -> None:
     ("mutate", "reason"),
     [
         (lambda h: h | {"Webhook-Signature": "v3," + "0" * 64}, "does not match"),
-        (lambda h: h | {"Webhook-Signature": h["Webhook-Signature"].replace("v3,", "v1,")}, "does not match"),
+        (lambda h: h | {"Webhook-Signature": h["Webhook-Signature"].replace("v3,", "v1,")}, "no v3 signature"),
         (lambda h: h | {"Webhook-Id": "task-2"}, "does not match"),
         (lambda h: {k: v for k, v in h.items() if k != "Webhook-Signature"}, "missing"),
         (lambda h: {k: v for k, v in h.items() if k != "Webhook-Id"}, "missing"),
         (lambda h: h | {"Webhook-Timestamp": "yesterday"}, "not Unix seconds"),
         (lambda h: h | {"Webhook-Timestamp": str(NOW - 301)}, "outside the allowed window"),
         (lambda h: h | {"Webhook-Timestamp": str(NOW + 301)}, "outside the allowed window"),
+        (lambda h: h | {"Webhook-Timestamp": "²"}, "not Unix seconds"),  # str.isdigit() says True
+        (lambda h: h | {"Webhook-Timestamp": "\uff11\uff12\uff13"}, "not Unix seconds"),  # fullwidth 123
+        (lambda h: h | {"Webhook-Timestamp": "1" * 13}, "not Unix seconds"),
+        (lambda h: h | {"Webhook-Signature": "v3," + "0" * 5000}, "too long"),
+        (lambda h: h | {"Webhook-Signature": "v3,nothex"}, "no v3 signature"),
     ],
-    ids=["forged", "v1-scheme", "other-id", "no-signature", "no-id", "bad-timestamp", "stale", "future"],
+    ids=[
+        "forged",
+        "v1-scheme",
+        "other-id",
+        "no-signature",
+        "no-id",
+        "bad-timestamp",
+        "stale",
+        "future",
+        "superscript-digit",
+        "fullwidth-digits",
+        "too-many-digits",
+        "huge-header",
+        "not-hex",
+    ],
 )
 def test_rejections(mutate, reason: str) -> None:  # type: ignore[no-untyped-def]
     good = headers("v3," + reference(SECRET, "task-1", str(NOW), BODY))
@@ -75,3 +96,44 @@ def test_base64_decoded_key_is_not_what_wavespeed_uses() -> None:
     standard = hmac.new(wrong_key, f"task-1.{NOW}.".encode() + BODY, hashlib.sha256).hexdigest()
     with pytest.raises(SignatureMismatch):
         verify(headers("v3," + standard), BODY, SECRET, now=NOW, tolerance=300)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "v3,{good}",
+        "v3, {good}",  # a space after the comma
+        "v3,{bad} v3,{good}",  # several, space-separated
+        "v3,{bad},v3,{good}",  # two headers joined by API Gateway with a comma
+        "v1,{bad}, v3,{good}",
+        "  v3,{GOOD}  ",  # upper-case hex
+    ],
+)
+def test_signature_header_shapes(shape: str) -> None:
+    good = reference(SECRET, "task-1", str(NOW), BODY)
+    header = shape.format(good=good, GOOD=good.upper(), bad="0" * 64)
+    assert verify(headers(header), BODY, SECRET, now=NOW, tolerance=300) == "task-1"
+
+
+_tokens = st.sampled_from(["v3", "v1", "v3,", ",", " ", ", ", "\t", "GOOD", "0" * 64, "zz", "²", "v3,GOOD"])
+
+
+@settings(max_examples=500)
+@given(
+    parts=st.lists(st.one_of(_tokens, st.text(max_size=12)), max_size=12),
+    timestamp=st.one_of(st.just(str(NOW)), st.text(max_size=14)),
+    webhook_id=st.one_of(st.just("task-1"), st.text(max_size=300)),
+)
+def test_any_header_shape_verifies_or_is_invalid_never_crashes(
+    parts: list[str], timestamp: str, webhook_id: str
+) -> None:
+    good = reference(SECRET, "task-1", str(NOW), BODY)
+    header = "".join(parts).replace("GOOD", good)
+    given_headers = {"webhook-id": webhook_id, "webhook-timestamp": timestamp, "webhook-signature": header}
+    try:
+        verify(given_headers, BODY, SECRET, now=NOW, tolerance=300)
+    except InvalidSignature:
+        return
+    # It verified: so the id and timestamp were the genuine ones, and a v3 token carried the digest
+    assert (webhook_id.strip(), timestamp.strip()) == ("task-1", str(NOW))
+    assert good in signature_candidates(header)
