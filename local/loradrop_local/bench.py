@@ -274,19 +274,12 @@ class TransferResult:
 def transfer_worker(args: argparse.Namespace) -> None:
     """Runs in a fresh process so that its peak RSS is the transfer's own."""
     import httpx
-    from boto3.s3.transfer import TransferConfig
 
     from loradrop.egress import OutputPolicy
     from loradrop.weights import PartPlan, transfer_weights
 
     s3 = s3_client(args.endpoint)
-    # The same part size and concurrency for every method
-    config = TransferConfig(
-        multipart_threshold=args.part_mib * MIB,
-        multipart_chunksize=args.part_mib * MIB,
-        max_concurrency=args.concurrency,
-    )
-    config.max_in_memory_upload_chunks = args.concurrency + 1
+    config = PartPlan.mib(args.part_mib, args.concurrency).transfer_config()  # the same for every method
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     started = time.perf_counter()
     detail = ""
