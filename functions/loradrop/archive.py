@@ -9,7 +9,7 @@ from __future__ import annotations
 import posixpath
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -62,12 +62,18 @@ class ArchiveReport:
     ignored: int
     compressed_bytes: int
     uncompressed_bytes: int
+    trailing_bytes: int = 0
 
     @property
     def warnings(self) -> list[str]:
+        found = []
         if self.images < FEW_IMAGES:
-            return [f"only {self.images} image(s): LoRA training usually wants at least {FEW_IMAGES}, ideally 10-30"]
-        return []
+            found.append(
+                f"only {self.images} image(s): LoRA training usually wants at least {FEW_IMAGES}, ideally 10-30"
+            )
+        if self.trailing_bytes:
+            found.append(f"{self.trailing_bytes:,} bytes after the end of the ZIP were ignored (as zip tools do)")
+        return found
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -88,34 +94,49 @@ def _shown(name: str) -> str:
     return repr(name if len(name) <= 80 else name[:77] + "...")
 
 
+# Compression methods the trainer can be expected to unpack: stored and deflate are what every zip
+# tool writes and every reader (CPython's zipfile, Info-ZIP, libarchive) reads. Others need optional
+# codecs or are not supported by common readers at all.
+SUPPORTED_METHODS = {0: "stored", 8: "deflate"}
+METHOD_NAMES = {
+    1: "shrink",
+    6: "implode",
+    9: "deflate64",
+    12: "bzip2",
+    14: "lzma",
+    93: "zstd",
+    95: "xz",
+    96: "jpeg",
+    97: "wavpack",
+    98: "ppmd",
+}
+
+
 @dataclass(frozen=True)
 class _Directory:
     entries: int
     size: int
     offset: int
+    trailing_bytes: int = 0
 
 
 def _find_directory(reader: RangeReader) -> tuple[_Directory, bytes, int]:
     """Locate the central directory from the end records; return it, the tail bytes and their offset."""
     tail_start = max(0, reader.size - _TAIL_BYTES)
     tail = reader.read(tail_start, reader.size - tail_start)
-    position = len(tail)
-    while True:
-        position = tail.rfind(_EOCD, 0, position)
-        if position < 0:
-            raise ArchiveRejected(
-                "not a ZIP archive (no end-of-central-directory record): upload a .zip made with a zip tool, "
-                "e.g. `zip -r photos.zip photos/`; a truncated upload looks like this too"
-            )
-        if len(tail) - position >= _EOCD_SIZE:
-            (disk, cd_disk, _, entries, size, offset, comment) = struct.unpack(
-                "<4xHHHHLLH", tail[position : position + _EOCD_SIZE]
-            )
-            if position + _EOCD_SIZE + comment == len(tail):
-                break
+    found = _end_record(tail)
+    if found is None:
+        raise ArchiveRejected(
+            "not a ZIP archive (no end-of-central-directory record): upload a .zip made with a zip tool, "
+            "e.g. `zip -r photos.zip photos/`; a truncated upload looks like this too"
+        )
+    position, trailing = found
+    (disk, cd_disk, _, entries, size, offset, _comment) = struct.unpack(
+        "<4xHHHHLLH", tail[position : position + _EOCD_SIZE]
+    )
     if disk != 0 or cd_disk != 0:
         raise ArchiveRejected("split (multi-part) ZIP archives are not supported: upload a single .zip file")
-    directory = _Directory(entries, size, offset)
+    directory = _Directory(entries, size, offset, trailing)
     locator_at = position - _LOCATOR_SIZE
     if locator_at >= 0 and tail[locator_at : locator_at + 4] == _ZIP64_LOCATOR:
         (zip64_offset,) = struct.unpack("<8xQ4x", tail[locator_at : locator_at + _LOCATOR_SIZE])
@@ -125,10 +146,29 @@ def _find_directory(reader: RangeReader) -> tuple[_Directory, bytes, int]:
         if record[:4] != _ZIP64_EOCD:
             raise ArchiveRejected("the ZIP is corrupt (bad ZIP64 end record): re-create the archive")
         (entries64, size64, offset64) = struct.unpack("<32xQQQ", record[:_ZIP64_EOCD_SIZE])
-        directory = _Directory(entries64, size64, offset64)
+        directory = _Directory(entries64, size64, offset64, trailing)
     if directory.offset + directory.size > tail_start + position:
         raise ArchiveRejected("the ZIP is truncated or corrupt (its directory points past the end): upload it again")
     return directory, tail, tail_start
+
+
+def _end_record(tail: bytes) -> tuple[int, int] | None:
+    """Where the end-of-central-directory record is, and how many bytes follow it and its comment.
+
+    An end record whose comment reaches exactly to the end of the file wins (a signature inside a
+    comment cannot fool it). Failing that, like CPython's zipfile and Info-ZIP, the last complete
+    record is used and the bytes after it are ignored (some uploaders and tools append data)."""
+    last_complete = None
+    position = len(tail)
+    while (position := tail.rfind(_EOCD, 0, position)) >= 0:
+        if len(tail) - position >= _EOCD_SIZE:
+            (comment,) = struct.unpack("<H", tail[position + 20 : position + 22])
+            end = position + _EOCD_SIZE + comment
+            if end == len(tail):
+                return position, 0
+            if last_complete is None and end < len(tail):
+                last_complete = (position, len(tail) - end)
+    return last_complete
 
 
 def _slice(reader: RangeReader, tail: bytes, tail_start: int, start: int, length: int) -> bytes:
@@ -176,7 +216,7 @@ def inspect_archive(reader: RangeReader, limits: ArchiveLimits) -> ArchiveReport
     if directory.size > limits.max_central_directory_bytes:
         raise ArchiveRejected("the ZIP's directory is implausibly large: re-create the archive")
     listing = _slice(reader, tail, tail_start, directory.offset, directory.size)
-    return _check_entries(listing, directory.entries, limits)
+    return replace(_check_entries(listing, directory.entries, limits), trailing_bytes=directory.trailing_bytes)
 
 
 def _check_entries(listing: bytes, count: int, limits: ArchiveLimits) -> ArchiveReport:
@@ -202,6 +242,12 @@ def _check_entries(listing: bytes, count: int, limits: ArchiveLimits) -> Archive
         _check_name(name, made_by, external)
         if name.endswith("/"):
             continue
+        if method not in SUPPORTED_METHODS and method != 99 and not flags & 0x1:
+            kind = METHOD_NAMES.get(method, "unknown")
+            raise ArchiveRejected(
+                f"entry {_shown(name)} is compressed with method {method} ({kind}), which the trainer may not "
+                "unpack: re-create the ZIP with standard compression (e.g. `zip -r photos.zip photos/`)"
+            )
         parts = [p for p in name.replace("\\", "/").split("/") if p]
         if not parts:
             raise ArchiveRejected("the ZIP has an entry without a name: re-create the archive")

@@ -54,6 +54,19 @@ PARAMETER_METADATA = {
 }
 
 
+def decode_metadata(value: str) -> str:
+    """S3 hands back non-ASCII user metadata RFC 2047-encoded (`=?UTF-8?B?em/Dqw==?=` for "zoë"):
+    decode it so the value is validated and used as the user wrote it."""
+    if "=?" not in value:
+        return value
+    from email.header import decode_header, make_header  # only for the rare encoded value
+
+    try:
+        return str(make_header(decode_header(value)))
+    except (ValueError, LookupError, UnicodeDecodeError):
+        return value  # not valid RFC 2047 after all: validated as it stands
+
+
 class InvalidParameters(ValueError):
     """Training parameters a user supplied break WaveSpeed's documented ranges."""
 
@@ -123,7 +136,7 @@ class TrainingParams(BaseModel):
             if field is None:
                 unknown.append(key)
             else:
-                values[field] = value
+                values[field] = decode_metadata(value)
         warnings = [f"ignored unknown metadata: {', '.join(sorted(unknown))}"] if unknown else []
         return cls.build(values), warnings
 

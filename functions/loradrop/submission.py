@@ -74,6 +74,11 @@ class UploadRef:
     def job_id(self) -> str:
         return job_id_for(self.bucket, self.key, self.version_id, self.etag)
 
+    @property
+    def is_folder_marker(self) -> bool:
+        """An empty object named like a folder: the S3 console's "Create folder", not an upload."""
+        return self.key.endswith("/") and not self.size
+
 
 class Submitter:
     def __init__(

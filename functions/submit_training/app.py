@@ -53,6 +53,13 @@ def _uploads(body: dict[str, Any]) -> list[UploadRef]:
     ]
 
 
+def _is_upload(upload: UploadRef) -> bool:
+    if upload.is_folder_marker:
+        logger.info("folder marker ignored (the S3 console's 'Create folder')", extra={"key": upload.key})
+        return False
+    return True
+
+
 def _process_message(body: dict[str, Any]) -> None:
     if body.get("Event") == "s3:TestEvent":
         logger.info("S3 test event ignored")
@@ -67,7 +74,7 @@ def _process_message(body: dict[str, Any]) -> None:
     uploads = _uploads(body)
     if not uploads:
         raise ValueError(f"not an S3 upload notification, resubmit or retry request: {json.dumps(body)[:200]}")
-    for upload in uploads:
+    for upload in filter(_is_upload, uploads):
         _may_submit()
         submitter().accept_upload(upload)
 
@@ -92,7 +99,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
     _invocation.context = context
     records = event.get("Records", [])
     if records and records[0].get("eventSource") == "aws:s3":  # a bare S3 event (e.g. sam local invoke)
-        jobs = [submitter().accept_upload(upload) for upload in _uploads(event)]
+        jobs = [submitter().accept_upload(upload) for upload in filter(_is_upload, _uploads(event))]
         return {"jobs": [{"job_id": j.job_id, "status": j.status.value} for j in jobs]}
     # One processor per invocation: it keeps the batch's results, and the local stack runs invocations in
     # threads. A batch whose every record is deferred (a 429 storm) is an outcome, not a function error.

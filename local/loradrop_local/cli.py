@@ -231,7 +231,17 @@ def _metadata_from_args(args: argparse.Namespace) -> dict[str, str]:
         TrainingParams.build(given)  # the same rules the Lambda applies, before anything is uploaded
     except InvalidParameters as err:
         raise CliError(f"invalid training parameters: {err}") from None
-    return {PARAMETER_METADATA[field][0]: str(value) for field, value in given.items()}
+    return {PARAMETER_METADATA[field][0]: _metadata_text(str(value)) for field, value in given.items()}
+
+
+def _metadata_text(value: str) -> str:
+    """S3 metadata travels in HTTP headers (botocore refuses non-ASCII): send non-ASCII values
+    RFC 2047-encoded, the form S3 itself returns them in and SubmitTraining decodes."""
+    if value.isascii():
+        return value
+    from email.header import Header
+
+    return Header(value, "utf-8").encode()
 
 
 def _training_bytes(path: Path) -> bytes:

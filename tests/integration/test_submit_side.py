@@ -14,7 +14,7 @@ import pytest
 
 from loradrop_local.dataset import training_zip
 from loradrop_local.stack import LocalStack
-from tests.integration.conftest import TERMINAL, posts_for, reconcile, s3_notification
+from tests.integration.conftest import TERMINAL, log_lines, posts_for, reconcile, s3_notification
 from tests.unit.zips import make_zip
 
 pytestmark = pytest.mark.integration
@@ -275,3 +275,39 @@ def test_batch_defers_when_the_invocation_is_running_out_of_time(stack: LocalSta
     assert result == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
     assert posts_for(stack, key) == []
     sqs.delete_queue(QueueUrl=url)
+
+
+def test_non_ascii_trigger_word_arrives_decoded(stack: LocalStack, key: str) -> None:
+    from loradrop_local.cli import _metadata_text
+
+    # Given a trigger word with an accent, sent the way S3 stores and returns non-ASCII metadata
+    encoded = _metadata_text("zoë")
+    assert encoded.isascii()
+    assert encoded.startswith("=?utf-8?")
+    job = stack.wait_for(stack.upload(key, training_zip(), {"trigger-word": encoded}), TERMINAL)
+    # Then the job and WaveSpeed get the word the user wrote
+    assert job["status"] == "COMPLETED"
+    assert job["params"]["trigger_word"] == "zoë"
+    (post,) = posts_for(stack, key)
+    assert post.body["trigger_word"] == "zoë"
+
+
+def test_every_object_under_uploads_gets_a_job_whatever_its_name(stack: LocalStack, key: str) -> None:
+    # An upper-case extension (S3's suffix filters are case-sensitive) trains like any other
+    upper = stack.wait_for(stack.upload(key.replace(".zip", ".ZIP"), training_zip()), TERMINAL)
+    assert upper["status"] == "COMPLETED"
+    # Something that is not a ZIP is not ignored: it ends REJECTED with the reason
+    notes = stack.wait_for(stack.upload(key.replace(".zip", ".txt"), b"just some notes"), TERMINAL)
+    assert notes["status"] == "REJECTED"
+    assert notes["error_code"] == "INVALID_UPLOAD"
+    assert "not a ZIP archive" in notes["error"]
+    # The S3 console's "Create folder" is not an upload: no job, nothing in the dead-letter queue
+    folder_job = stack.upload(key.replace(".zip", "/"), b"")
+    deadline = time.monotonic() + 10
+    while stack.queue_depth("IntakeQueue") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert stack.job(folder_job) is None
+    assert stack.queue_depth("IntakeDeadLetterQueue") == 0
+    assert '"message":"folder marker ignored (the S3 console\'s \'Create folder\')"' in log_lines(stack)
+    assert f'"key":"{key.replace(".zip", "/")}"' in log_lines(stack)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import zipfile
 
 import pytest
@@ -10,6 +11,7 @@ from loradrop.archive import ArchiveLimits, ArchiveRejected, inspect_archive
 from tests.unit.zips import MemoryReader, make_zip, sparse_zip64
 
 LIMITS = ArchiveLimits()
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
 GIB = 1024**3
 
 
@@ -149,3 +151,42 @@ def test_real_zip64_from_zipfile() -> None:
         archive.writestr("cap.txt", "caption")
     report = inspect(buffer.getvalue())
     assert report.images == 1
+
+
+def _with_method(data: bytes, method: int) -> bytes:
+    """A stored ZIP relabelled with another compression method in its central directory (what the
+    inspector reads), as a tool using that method would have written it."""
+    start = data.rfind(b"PK\x01\x02")
+    return data[: start + 10] + method.to_bytes(2, "little") + data[start + 12 :]
+
+
+@pytest.mark.parametrize(
+    ("method", "name"), [(9, "deflate64"), (12, "bzip2"), (14, "lzma"), (93, "zstd"), (95, "xz"), (42, "unknown")]
+)
+def test_compression_methods_the_trainer_may_not_unpack_are_rejected(method: int, name: str) -> None:
+    data = _with_method(make_zip({"a.png": PNG, "b.png": PNG}), method)
+    with pytest.raises(ArchiveRejected, match=rf"entry 'b.png' is compressed with method {method} \({name}\)"):
+        inspect(data)
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_stored_and_deflate_are_accepted(compression: int) -> None:
+    assert inspect(make_zip({"a.png": PNG}, compression=compression)).images == 1
+
+
+def test_bytes_after_the_end_record_are_ignored_with_a_warning_as_zipfile_does() -> None:
+    appended = b"\x00appended by an uploader" * 3  # 72 bytes
+    data = make_zip({"a.png": PNG, "a.txt": b"caption"}) + appended
+    assert len(zipfile.ZipFile(io.BytesIO(data)).namelist()) == 2  # the reference reader opens it
+    report = inspect(data)
+    assert (report.images, report.captions, report.trailing_bytes) == (1, 1, len(appended))
+    assert "72 bytes after the end of the ZIP were ignored (as zip tools do)" in report.warnings
+
+
+def test_a_comment_holding_an_end_signature_does_not_fool_the_reader() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a.png", PNG)
+        archive.comment = b"PK\x05\x06" + b"\x00" * 30
+    report = inspect(buffer.getvalue())
+    assert (report.images, report.trailing_bytes) == (1, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from decimal import Decimal
 
 import pytest
@@ -81,3 +82,24 @@ def test_prediction_picks_safetensors_output_else_first() -> None:
 def test_prediction_tolerates_unknown_fields_and_statuses() -> None:
     prediction = Prediction.model_validate({"id": "t", "status": "quantum", "new_field": 1, "has_nsfw_contents": None})
     assert prediction.status == "quantum"
+
+
+@pytest.mark.parametrize(
+    ("stored", "meant"),
+    [
+        ("=?UTF-8?B?em/Dqw==?=", "zoë"),  # what S3 returns for non-ASCII metadata
+        ("=?UTF-8?Q?caf=C3=A9_au_lait?=", "café au lait"),
+        ("=?utf-8?b?5YaZ55yf?=", "写真"),
+        ("plain", "plain"),
+        ("=?not-a-charset?B?AAAA?=", "=?not-a-charset?B?AAAA?="),
+    ],
+)
+def test_rfc2047_metadata_is_decoded_before_validation(stored: str, meant: str) -> None:
+    params, _ = TrainingParams.from_metadata({"trigger-word": stored}, TrainingParams())
+    assert params.trigger_word == meant
+
+
+def test_an_encoded_value_is_validated_as_decoded() -> None:
+    control = "=?UTF-8?B?" + base64.b64encode(b"bad\x07word").decode() + "?="
+    with pytest.raises(InvalidParameters, match="trigger-word="):
+        TrainingParams.from_metadata({"trigger-word": control}, TrainingParams())

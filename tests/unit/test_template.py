@@ -130,13 +130,11 @@ def test_buckets_are_private_encrypted_versioned_and_tls_only(bucket: str) -> No
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_uploads_notify_the_intake_queue_for_zips_only() -> None:
+def test_every_upload_notifies_the_intake_queue_whatever_its_name() -> None:
     (config,) = SPEC.bucket_notifications("UploadsBucket")
     assert config["Queue"] == {"Fn::GetAtt": ["IntakeQueue", "Arn"]}
-    assert {r["Name"]: r["Value"] for r in config["Filter"]["S3Key"]["Rules"]} == {
-        "prefix": "uploads/",
-        "suffix": ".zip",
-    }
+    # No suffix rule: S3 matches suffixes case-sensitively, and an unnoticed upload is worse than a rejection
+    assert {r["Name"]: r["Value"] for r in config["Filter"]["S3Key"]["Rules"]} == {"prefix": "uploads/"}
 
 
 def test_table_has_recovery_and_the_indexes_the_flows_need() -> None:
