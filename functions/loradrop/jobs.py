@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from loradrop.models import JobStatus
+from loradrop.redaction import redact
 
 BY_PREDICTION_INDEX = "by-prediction"
 BY_STATUS_INDEX = "by-status"
@@ -97,6 +98,13 @@ def iso(moment: datetime) -> str:
 
 def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _redacted(fields: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Errors can quote WaveSpeed, which can quote our presigned link: nothing secret is stored."""
+    if fields and isinstance(fields.get("error"), str):
+        return fields | {"error": redact(fields["error"])}
+    return fields
 
 
 def _plain(value: Any) -> Any:
@@ -185,6 +193,8 @@ class JobStore:
         WaveSpeed proved it created nothing); `increment` names counters to add one to.
         """
         now = utc_now()
+        fields = _redacted(fields)
+        note = redact(note) if note else note
         values: dict[str, Any] = {":to": to.value, ":now": now}
         names = {"#status": "status"}
         sets = ["#status = :to", "updated_at = :now"]

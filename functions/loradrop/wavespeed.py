@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from loradrop.models import Prediction, parse_predictions
+from loradrop.redaction import redact
 
 # The official SDK's submit timeouts (wavespeed 2.0.5): connect 10 s, whole request 60 s.
 SDK_CONNECT_TIMEOUT = 10.0
@@ -38,6 +39,7 @@ def longest_submit_seconds(submit_timeout: float) -> float:
 
 class WaveSpeedError(Exception):
     def __init__(self, message: str, *, status: int | None = None, code: int | str | None = None) -> None:
+        message = redact(message)  # WaveSpeed may echo the request, presigned link and all
         super().__init__(message)
         self.message = message
         self.status = status

@@ -16,6 +16,7 @@ import httpx
 from boto3.s3.transfer import TransferConfig
 
 from loradrop.egress import OutputPolicy
+from loradrop.redaction import redact
 
 _MAX_REDIRECTS = 3
 _MIB = 1024 * 1024
@@ -24,6 +25,9 @@ _CHUNK = _MIB
 
 class DownloadFailed(Exception):
     """The download broke off or was refused; SQS will retry the message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))  # the CDN link may be signed
 
 
 class CopyTimedOut(Exception):

@@ -25,13 +25,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from loradrop.models import Prediction
+from loradrop.redaction import json_for_logs
 from loradrop.services import tracker, webhook_secrets
 from loradrop.settings import webhook_settings
 from loradrop.signing import InvalidSignature, SignatureMismatch, verify
 from loradrop.tracking import JobNotFound
 from loradrop.wavespeed import WaveSpeedError
 
-logger = Logger()
+logger = Logger(json_serializer=json_for_logs)  # every log line is redacted
 metrics = Metrics()
 app = APIGatewayHttpResolver()
 

@@ -7,9 +7,10 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from loradrop.redaction import json_for_logs
 from loradrop.services import reconciler
 
-logger = Logger()
+logger = Logger(json_serializer=json_for_logs)  # every log line is redacted
 metrics = Metrics()
 
 

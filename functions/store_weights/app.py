@@ -13,11 +13,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loradrop.queues import backoff_seconds, delay_redelivery
+from loradrop.redaction import json_for_logs
 from loradrop.services import aws, storer
 from loradrop.settings import store_settings
 from loradrop.storing import CopyInProgress
 
-logger = Logger()
+logger = Logger(json_serializer=json_for_logs)  # every log line is redacted
 metrics = Metrics()
 
 

@@ -13,12 +13,13 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loradrop.queues import backoff_seconds, delay_redelivery, rate_limit_backoff_seconds
+from loradrop.redaction import json_for_logs
 from loradrop.services import aws, submitter
 from loradrop.settings import submit_settings
 from loradrop.submission import RetryLater, UploadRef
 from loradrop.wavespeed import longest_submit_seconds
 
-logger = Logger()
+logger = Logger(json_serializer=json_for_logs)  # every log line is redacted
 metrics = Metrics()
 
 

@@ -58,12 +58,14 @@ class Faults:
     """Queues of faults, each consumed by the next matching request or task.
 
     submit: "429", "500", "503", "slow:<seconds>", "drop_before_create", "drop_after_create",
-            "502_after_create", "504_after_create" (a gateway's error after the task was created)
+            "502_after_create", "504_after_create" (a gateway's error after the task was created),
+            "400_echo" (a refusal quoting the request, presigned link and all)
     result: "500", "429", "drop", "slow:<seconds>"
     history: "500", "drop" — the next prediction-history requests fail
     download: "truncate", "vanish", "slow:<seconds>", "reset", "redirect:<url>"
     webhook: "drop", "duplicate:<n>", "out_of_order", "lie:<url>", "early"
-    task: (code, message) pairs — the next tasks fail with that WaveSpeed code
+    task: (code, message) pairs — the next tasks fail with that WaveSpeed code ("{input}" in the message
+          echoes the task's input)
     ending: "cancelled", "timeout", "deleted" — the next tasks end in that status instead
     garbled: N — the next task's first N result answers do not parse (`"status": null`, no outputs list)
     output: URLs — the next completed tasks list this URL as their output (hostile WaveSpeed data)
@@ -369,8 +371,9 @@ class Simulator:
             task.status, task.code, task.error = "failed", problem[0], problem[1]
         elif failure is not None and failure[0] is None:  # cancelled, timeout or deleted
             task.status, task.error = failure[1], f"task {failure[1]}"
-        elif failure is not None:
-            task.status, task.code, task.error = "failed", failure[0], failure[1]
+        elif failure is not None:  # "{input}" in the message echoes the request, as some errors do
+            message = failure[1].replace("{input}", json.dumps(task.input))
+            task.status, task.code, task.error = "failed", failure[0], message
         else:
             task.outputs = [task.hostile_output or f"{self.url}/outputs/{task.id}/lora-{task.id[:8]}.safetensors"]
             task.status = "completed"
@@ -526,6 +529,8 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 time.sleep(float(fault[5:]))
             if fault in ("429", "500", "503"):
                 return self._error(int(fault), "simulated failure", body=body)
+            if fault == "400_echo":  # a refusal that quotes the request back
+                return self._error(400, f"invalid request: {json.dumps(body)}", 1401, body=body)
             if fault == "drop_before_create":
                 return self._drop(body)
             problem = _validation_error(body)

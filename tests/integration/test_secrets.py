@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
 from loradrop_local.dataset import training_zip
 from loradrop_local.stack import LocalStack
-from tests.integration.conftest import TERMINAL
+from tests.integration.conftest import TERMINAL, events_for, log_lines, posts_for
 
 pytestmark = pytest.mark.integration
 
@@ -44,3 +45,35 @@ def test_secrets_never_leave_secrets_manager(stack: LocalStack) -> None:
     for text in (logs, items, events):
         for secret in secrets:
             assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("fault_queue", "fault"),
+    [("task", (1401, "invalid input: {input}")), ("submit", "400_echo")],
+    ids=["task-error-echoes-input", "refusal-echoes-request"],
+)
+def test_presigned_link_echoed_by_wavespeed_is_redacted_everywhere(
+    stack: LocalStack, key: str, fault_queue: str, fault: object
+) -> None:
+    assert stack.simulator is not None
+    # Given WaveSpeed answers with an error that quotes our request, presigned ZIP link included
+    getattr(stack.simulator.faults, fault_queue).append(fault)
+    job_id = stack.upload(key, training_zip())
+    job = stack.wait_for(job_id, TERMINAL)
+    assert job["status"] == "FAILED"
+    (post,) = posts_for(stack, key)
+    link = post.body["data"]
+    query = parse_qs(urlsplit(link).query)
+    # (the local stack's session token is the word "local", which bucket names contain too)
+    credentials = [query["X-Amz-Signature"][0], query["X-Amz-Credential"][0]]
+    # Then the user still sees what WaveSpeed said, with the link's credentials cut out
+    assert "<redacted>" in job["error"]
+    assert urlsplit(link).path in job["error"]  # the object is still named
+    time.sleep(0.3)
+    events = json.dumps(events_for(stack, job_id))
+    logs = log_lines(stack)
+    items = json.dumps(stack.client("dynamodb").scan(TableName=stack.table_name)["Items"])
+    assert "Job Failed" in events
+    for text in (json.dumps(job), events, logs, items):
+        for credential in credentials:
+            assert credential not in text
