@@ -37,7 +37,7 @@ class EventPublisher:
         entry = {
             "Source": SOURCE,
             "DetailType": detail_type,
-            "Detail": json.dumps(job.public()),
+            "Detail": json.dumps(job.event_detail()),
             "EventBusName": self._bus,
         }
         try:

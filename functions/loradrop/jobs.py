@@ -16,6 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from loradrop.models import JobStatus
 from loradrop.redaction import redact
 
+# A job's history grows with every reconciler touch; DynamoDB items stop at 400 KB. Past the limit
+# the middle is dropped (the first entry, the latest ones and every entry naming a task are kept)
+# and counted in `history_omitted`.
+HISTORY_LIMIT = 50
+HISTORY_KEEP_LATEST = 30
+# What an event carries: EventBridge stops at 256 KB per entry; details stay far below.
+EVENT_HISTORY = 20
+EVENT_TEXT = 2000
+
 BY_PREDICTION_INDEX = "by-prediction"
 BY_STATUS_INDEX = "by-status"
 
@@ -63,6 +72,7 @@ class Job(BaseModel):
     created_at: str
     updated_at: str
     history: list[dict[str, Any]] = Field(default_factory=list)
+    history_omitted: int = 0
     # When the current attempt's POST began, and a hash of the ZIP link it gave WaveSpeed: a task
     # whose signed `input.data` hashes the same was created by this attempt (the link itself is a
     # credential and is never stored).
@@ -78,6 +88,19 @@ class Job(BaseModel):
         plain: dict[str, Any] = _plain(self.model_dump(mode="python", exclude_none=True, exclude=_INTERNAL))
         return plain
 
+    def event_detail(self) -> dict[str, Any]:
+        """public(), bounded for an EventBridge event: the first and latest history entries (the rest
+        counted), long texts cut."""
+        detail = self.public()
+        history = detail.get("history", [])
+        if len(history) > EVENT_HISTORY:
+            detail["history"] = history[:1] + history[-(EVENT_HISTORY - 1) :]
+            detail["history_omitted"] = detail.get("history_omitted", 0) + len(history) - EVENT_HISTORY
+        if isinstance(detail.get("error"), str):
+            detail["error"] = _cut(detail["error"], EVENT_TEXT)
+        detail["warnings"] = [_cut(w, 300) for w in detail.get("warnings", [])[:20]]
+        return detail
+
     def task_ids(self) -> set[str]:
         """Every WaveSpeed task this job has had (earlier attempts' ids live in its history)."""
         ids = {str(entry["prediction_id"]) for entry in self.history if entry.get("prediction_id")}
@@ -85,6 +108,10 @@ class Job(BaseModel):
 
 
 _INTERNAL = {"submit_url_sha256", "store_lease_until", "store_lease_owner"}
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def url_digest(url: str) -> str:
@@ -240,6 +267,30 @@ class JobStore:
         except ClientError as err:
             if _is_condition_failure(err):
                 return None
+            raise
+        job = Job.model_validate(_deserialize(answer["Attributes"]))
+        return self._trim_history(job) if len(job.history) > HISTORY_LIMIT else job
+
+    def _trim_history(self, job: Job) -> Job:
+        """Drop the middle of a long history (never the first entry, the latest, or one naming a task)."""
+        latest_from = len(job.history) - HISTORY_KEEP_LATEST
+        drop = [i for i in range(1, latest_from) if not job.history[i].get("prediction_id")]
+        if not drop:
+            return job
+        try:
+            answer = self._db.update_item(
+                TableName=self._table,
+                Key=_serialize({"job_id": job.job_id}),
+                UpdateExpression="REMOVE "
+                + ", ".join(f"history[{i}]" for i in drop)
+                + " SET history_omitted = if_not_exists(history_omitted, :zero) + :dropped",
+                ConditionExpression="size(history) = :length",  # nobody appended meanwhile
+                ExpressionAttributeValues=_serialize({":zero": 0, ":dropped": len(drop), ":length": len(job.history)}),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as err:
+            if _is_condition_failure(err):
+                return job  # the next write trims
             raise
         return Job.model_validate(_deserialize(answer["Attributes"]))
 

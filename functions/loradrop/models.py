@@ -28,7 +28,7 @@ WAITING_ON_WAVESPEED = (JobStatus.SUBMITTED, JobStatus.TRAINING, JobStatus.STORI
 # Failures a person may retry (`loradrop retry`, or a store-DLQ redrive): "store" copies the weights
 # again from the same task while WaveSpeed keeps them (about 7 days); "submit" starts a new, paid task.
 # Anything else needs a new upload (fix the input) or a look at WaveSpeed first (SUBMIT_UNSETTLED).
-STORE_RETRYABLE = frozenset({"STORE_FAILED", "STORE_TIMEOUT"})
+STORE_RETRYABLE = frozenset({"STORE_FAILED", "STORE_TIMEOUT", "OUTPUT_TOO_LARGE"})
 SUBMIT_RETRYABLE = frozenset({"1402", "TIMEOUT", "CANCELLED", "DELETED", "NO_OUTPUT", "TASK_GONE", "SUBMIT_FAILED"})
 
 

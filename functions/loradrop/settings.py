@@ -75,6 +75,8 @@ class StoreSettings(CommonSettings):
     # 8 MiB parts x 4 threads: measured flat memory (~130 MiB peak) at 100 MiB and 1 GiB (docs/benchmarks.md).
     part_size_mib: int = Field(alias="WEIGHTS_PART_SIZE_MIB", default=8, ge=5, le=512)
     part_concurrency: int = Field(alias="WEIGHTS_PART_CONCURRENCY", default=4, ge=1, le=32)
+    # A rank-64 LoRA is well under 1 GiB; a URL serving more is not a LoRA.
+    max_weights_mib: int = Field(alias="MAX_WEIGHTS_MIB", default=4096, ge=1)
 
 
 class ReconcileSettings(WebhookSettings):

@@ -25,7 +25,14 @@ from loradrop.jobs import Job, JobStore, iso, parse_iso, utc_now
 from loradrop.models import STORE_RETRYABLE, JobStatus
 from loradrop.settings import StoreSettings
 from loradrop.wavespeed import WaveSpeedClient, WaveSpeedError
-from loradrop.weights import CopyTimedOut, DownloadFailed, PartPlan, transfer_weights, weights_filename
+from loradrop.weights import (
+    CopyTimedOut,
+    DownloadFailed,
+    OutputTooLarge,
+    PartPlan,
+    transfer_weights,
+    weights_filename,
+)
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -121,8 +128,8 @@ class Storer:
             JobStatus.STORING,
             note=f"copy retried after [{job.error_code}]",
             remove=("error", "error_code", *_LEASE),
-            guard="error_code IN (:c0, :c1)",
-            guard_values={":c0": "STORE_FAILED", ":c1": "STORE_TIMEOUT"},
+            guard="error_code = :code",
+            guard_values={":code": job.error_code},
         )
         return reopened or self._jobs.get(job.job_id) or job
 
@@ -149,10 +156,18 @@ class Storer:
                 metadata=self._metadata(job),
                 plan=self._plan,
                 deadline=deadline,
+                max_bytes=self._settings.max_weights_mib * 1024 * 1024,
             )
         except DisallowedOutput as err:
             host = urlsplit(url or "").hostname if url else "?"
             return self._end(job, "OUTPUT_REFUSED", f"refused to download the weights from {host}: {err}"), "failed"
+        except OutputTooLarge as err:
+            return self._end(
+                job,
+                "OUTPUT_TOO_LARGE",
+                f"refused to copy task {prediction_id}'s output: {err}. If it really is the LoRA, raise the stack's "
+                f"MaxWeightsMiB, then `loradrop retry {job_id}`",
+            ), "failed"
         except CopyTimedOut as err:
             metrics.add_metric(name="StoreTimedOut", unit=MetricUnit.Count, value=1)
             return self._end(

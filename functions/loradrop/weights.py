@@ -30,6 +30,10 @@ class DownloadFailed(Exception):
         super().__init__(redact(message))  # the CDN link may be signed
 
 
+class OutputTooLarge(Exception):
+    """The output is bigger than any LoRA this stack expects (MaxWeightsMiB): a wrong URL, most likely."""
+
+
 class CopyTimedOut(Exception):
     """The copy could not finish before the invocation's deadline; it was stopped and cleaned up."""
 
@@ -70,6 +74,10 @@ class StoredWeights:
         return f"s3://{self.bucket}/{self.key}"
 
 
+def _mib_text(size: int) -> str:
+    return f"{size / _MIB:,.1f} MiB"
+
+
 def weights_filename(url: str) -> str:
     """A safe object name from the URL's last path segment."""
     name = posixpath.basename(unquote(urlsplit(url).path))
@@ -84,8 +92,15 @@ class _HashingReader:
     so each byte is copied once on its way to S3.
     """
 
-    def __init__(self, chunks: Iterator[bytes], expected_size: int | None, deadline: float | None = None) -> None:
+    def __init__(
+        self,
+        chunks: Iterator[bytes],
+        expected_size: int | None,
+        deadline: float | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
         self._chunks = chunks
+        self._max_bytes = max_bytes
         self._deadline = deadline  # time.monotonic() by which the copy must have given up
         self._pending: deque[bytes | memoryview] = deque()
         self._pending_size = 0
@@ -108,6 +123,8 @@ class _HashingReader:
             raise DownloadFailed(f"download broke off after {self.size} bytes: {err!r}") from err
         self.sha256.update(chunk)
         self.size += len(chunk)
+        if self._max_bytes is not None and self.size > self._max_bytes:
+            raise OutputTooLarge(f"the output grew past {_mib_text(self._max_bytes)} and was not kept")
         self._pending.append(chunk)
         self._pending_size += len(chunk)
 
@@ -165,6 +182,7 @@ def transfer_weights(
     metadata: dict[str, str],
     plan: PartPlan,
     deadline: float | None = None,
+    max_bytes: int | None = None,
 ) -> StoredWeights:
     """Stream `url` into s3://bucket/key; the object appears only if every byte arrived.
 
@@ -175,9 +193,10 @@ def transfer_weights(
     response = _open(http, url, policy)
     try:
         length = response.headers.get("content-length")
-        reader = _HashingReader(
-            response.iter_raw(_CHUNK), int(length) if length and length.isdigit() else None, deadline
-        )
+        expected = int(length) if length and length.isdigit() else None
+        if max_bytes is not None and expected is not None and expected > max_bytes:
+            raise OutputTooLarge(f"the output is {_mib_text(expected)}, over the {_mib_text(max_bytes)} allowed")
+        reader = _HashingReader(response.iter_raw(_CHUNK), expected, deadline, max_bytes)
         # s3transfer aborts the multipart upload it created when the copy fails, and only that one.
         # (Measured: its part uploads ran ~1.7x faster than a hand-written part loop over boto3.)
         s3.upload_fileobj(

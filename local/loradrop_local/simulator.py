@@ -69,6 +69,7 @@ class Faults:
     ending: "cancelled", "timeout", "deleted" — the next tasks end in that status instead
     garbled: N — the next task's first N result answers do not parse (`"status": null`, no outputs list)
     output: URLs — the next completed tasks list this URL as their output (hostile WaveSpeed data)
+    output_size: bytes — the next task's output is this big
     """
 
     submit: deque[str] = field(default_factory=deque)
@@ -79,6 +80,7 @@ class Faults:
     ending: deque[str] = field(default_factory=deque)
     garbled: deque[int] = field(default_factory=deque)
     output: deque[str] = field(default_factory=deque)
+    output_size: deque[int] = field(default_factory=deque)
     history: deque[str] = field(default_factory=deque)
 
     def clear(self) -> None:
@@ -91,6 +93,7 @@ class Faults:
             self.ending,
             self.garbled,
             self.output,
+            self.output_size,
             self.history,
         ):
             queue.clear()
@@ -351,6 +354,7 @@ class Simulator:
         webhook_fault = _take(self.faults.webhook)
         task.hostile_output = _take(self.faults.output)
         task.garbled_answers = _take(self.faults.garbled) or 0
+        task.output_size = _take(self.faults.output_size)
         with self._lock:
             self.tasks[task.id] = task
         threading.Thread(target=self._run_task, args=(task, failure, webhook_fault), daemon=True).start()

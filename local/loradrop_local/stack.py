@@ -358,6 +358,7 @@ class LocalStack:
             "WEIGHTS_PREFIX": "loras/",
             "OUTPUT_HOSTS": output_hosts,
             "STORE_MAX_RECEIVES": str(mappings["StoreMaxReceives"]),
+            "MAX_WEIGHTS_MIB": default("MaxWeightsMiB"),
             "RECONCILE_AFTER_SECONDS": str(
                 round(
                     self.options.reconcile_after

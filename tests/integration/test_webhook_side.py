@@ -337,3 +337,19 @@ def test_webhook_for_an_unknown_task_naming_no_waiting_upload_is_not_adopted(sta
     # Then nobody adopts it, and the finished job is untouched
     assert answer.status_code == 404
     assert stack.job(job_id) == done
+
+
+def test_an_output_bigger_than_any_lora_is_refused_before_it_is_copied(stack: LocalStack, key: str) -> None:
+    # Given a task whose "weights" are 65 MiB while the stack allows 64 MiB (MaxWeightsMiB)
+    assert stack.simulator is not None
+    assert stack.environment["MAX_WEIGHTS_MIB"] == "64"
+    stack.simulator.faults.output_size.append(65 * 1024 * 1024)
+    job = stack.wait_for(stack.upload(key, training_zip()), TERMINAL)
+    # Then the job fails with the reason and what to do, and nothing was stored
+    assert job["status"] == "FAILED"
+    assert job["error_code"] == "OUTPUT_TOO_LARGE"
+    assert "65.0 MiB, over the 64.0 MiB allowed" in job["error"]
+    assert "MaxWeightsMiB" in job["error"]
+    assert stack.simulator.tasks[job["prediction_id"]].downloads_completed == 0
+    listing = stack.client("s3").list_objects_v2(Bucket=stack.weights_bucket, Prefix=f"loras/{job['job_id']}/")
+    assert listing.get("KeyCount", 0) == 0

@@ -7,7 +7,7 @@ import hashlib
 import httpx
 import pytest
 
-from loradrop.weights import DownloadFailed, _HashingReader, weights_filename
+from loradrop.weights import DownloadFailed, OutputTooLarge, _HashingReader, weights_filename
 
 DATA = bytes(range(256)) * 40_000
 CHUNKS = [DATA[i : i + 1_000_003] for i in range(0, len(DATA), 1_000_003)]
@@ -56,3 +56,10 @@ def test_connection_error_is_a_failed_download() -> None:
 )
 def test_object_name_from_url(url: str, name: str) -> None:
     assert weights_filename(url) == name
+
+
+def test_a_stream_growing_past_the_cap_is_stopped() -> None:
+    reader = _HashingReader(iter(CHUNKS), None, max_bytes=2_500_000)  # no Content-Length to check first
+    with pytest.raises(OutputTooLarge, match="grew past 2.4 MiB"):
+        reader.read(5_000_000)
+    assert reader.size <= 2_500_000 + 1_000_003  # stopped at the first chunk past the cap

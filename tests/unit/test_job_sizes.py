@@ -1,0 +1,85 @@
+"""A job stays within DynamoDB's item limit and its event within EventBridge's, however long it lives."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from loradrop.jobs import EVENT_HISTORY, HISTORY_KEEP_LATEST, HISTORY_LIMIT, Job, JobStore
+from loradrop.models import JobStatus
+from loradrop_local.template import read_template
+
+
+@pytest.fixture
+def jobs() -> Iterator[JobStore]:
+    with mock_aws():
+        table = read_template().table
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="jobs",
+            AttributeDefinitions=table["AttributeDefinitions"],
+            KeySchema=table["KeySchema"],
+            GlobalSecondaryIndexes=table["GlobalSecondaryIndexes"],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield JobStore(client, "jobs")
+
+
+def new_job(store: JobStore) -> Job:
+    now = "2026-11-25T09:00:00.000Z"
+    job = Job(
+        job_id="long-lived-000000000001",
+        status=JobStatus.RECEIVED,
+        source_bucket="b",
+        source_key="uploads/a.zip",
+        created_at=now,
+        updated_at=now,
+        history=[{"status": "RECEIVED", "at": now}],
+    )
+    store.claim(job)
+    return job
+
+
+def test_history_keeps_its_first_entry_every_task_and_the_latest_and_counts_the_rest(jobs: JobStore) -> None:
+    job = new_job(jobs)
+    jobs.transition(job.job_id, {JobStatus.RECEIVED}, JobStatus.SUBMITTED, fields={"prediction_id": "task-1"})
+    for i in range(120):  # a job the reconciler touched for days
+        jobs.transition(job.job_id, {JobStatus.SUBMITTED}, JobStatus.SUBMITTED, note=f"touch {i} " + "x" * 200)
+    stored = jobs.get(job.job_id)
+    assert stored is not None
+    assert len(stored.history) <= HISTORY_LIMIT
+    assert stored.history[0]["status"] == "RECEIVED"
+    assert stored.history[1]["prediction_id"] == "task-1"
+    assert stored.history[-1]["note"].startswith("touch 119 ")
+    assert [e["note"][:9] for e in stored.history[-HISTORY_KEEP_LATEST:]][-3:] == [
+        "touch 117",
+        "touch 118",
+        "touch 119",
+    ]
+    assert stored.history_omitted + len(stored.history) == 122
+    assert stored.task_ids() == {"task-1"}
+
+
+def test_event_detail_stays_far_below_eventbridges_limit() -> None:
+    now = "2026-11-25T09:00:00.000Z"
+    job = Job(
+        job_id="huge",
+        status=JobStatus.FAILED,
+        source_bucket="b",
+        source_key="uploads/a.zip",
+        created_at=now,
+        updated_at=now,
+        error="e" * 100_000,
+        warnings=["w" * 5_000] * 500,
+        history=[{"status": "SUBMITTED", "at": now, "note": "n" * 1_000}] * 500,
+    )
+    detail = job.event_detail()
+    assert len(json.dumps(detail)) < 64 * 1024
+    assert len(detail["history"]) == EVENT_HISTORY
+    assert detail["history_omitted"] == 500 - EVENT_HISTORY
+    assert detail["error"].startswith("eee")
+    assert detail["error"].endswith("…")
