@@ -60,6 +60,6 @@ def test_object_name_from_url(url: str, name: str) -> None:
 
 def test_a_stream_growing_past_the_cap_is_stopped() -> None:
     reader = _HashingReader(iter(CHUNKS), None, max_bytes=2_500_000)  # no Content-Length to check first
-    with pytest.raises(OutputTooLarge, match="grew past 2.4 MiB"):
+    with pytest.raises(OutputTooLarge, match=r"grew past 2\.4 MiB"):
         reader.read(5_000_000)
     assert reader.size <= 2_500_000 + 1_000_003  # stopped at the first chunk past the cap
