@@ -127,7 +127,7 @@ class Task:
     outputs: list[str] = field(default_factory=list)
     error: str = ""
     code: int | None = None
-    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    created_at: str = field(default_factory=lambda: _iso(datetime.now(UTC)))
     webhooks_sent: int = 0
     webhook_answers: list[int] = field(default_factory=list)  # HTTP status per delivery; 0: no answer
     downloads_completed: int = 0  # outputs served to the last byte
@@ -144,7 +144,7 @@ class Task:
             **({"input": self.input} if with_input else {}),
             "outputs": self.outputs,
             "urls": {"get": f"{base_url}/api/v3/predictions/{self.id}/result"},
-            "has_nsfw_contents": None,
+            "has_nsfw_contents": [False] * len(self.outputs),  # one flag per output
             "status": self.status,
             "created_at": self.created_at,
             "error": self.error,
@@ -155,13 +155,28 @@ class Task:
         return body
 
 
-def _validation_error(body: Any) -> str | None:
-    """WaveSpeed's documented parameter rules; the message mimics its 400 answers."""
+def _iso(moment: datetime) -> str:
+    """The documented created_at form: ISO 8601, UTC, milliseconds (2026-11-25T09:30:00.123Z)."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+MISSING_PARAMETER, INVALID_PARAMETER = 1400, 1401
+
+
+def _validation_error(body: Any) -> tuple[int, str] | None:
+    """WaveSpeed's documented parameter rules, with its codes (1400 missing, 1401 invalid); the
+    message mimics its 400 answers. Fields it does not know are ignored, as WaveSpeed does."""
     if not isinstance(body, dict):
-        return "request body must be a JSON object"
+        return INVALID_PARAMETER, "request body must be a JSON object"
     data = body.get("data")
-    if not isinstance(data, str) or not data:
-        return "data is required"
+    if data is None or data == "":
+        return MISSING_PARAMETER, "data is required"
+    if not isinstance(data, str):
+        return INVALID_PARAMETER, "data must be a URL"
     rules: dict[str, tuple[Any, float, float]] = {
         "steps": (int, 1000, 10000),
         "learning_rate": ((int, float), 0, 1),
@@ -171,9 +186,9 @@ def _validation_error(body: Any) -> str | None:
         if name in body:
             value = body[name]
             if isinstance(value, bool) or not isinstance(value, kind) or not low <= float(value) <= high:
-                return f"{name} must be between {low} and {high}"
+                return INVALID_PARAMETER, f"{name} must be between {low} and {high}"
     if "trigger_word" in body and not isinstance(body["trigger_word"], str):
-        return "trigger_word must be a string"
+        return INVALID_PARAMETER, "trigger_word must be a string"
     return None
 
 
@@ -312,7 +327,7 @@ class Simulator:
         for name in ("created_after", "created_before"):
             if query.get(name) is not None:
                 try:
-                    bounds[name] = datetime.fromisoformat(str(query[name]).replace("Z", "+00:00"))
+                    bounds[name] = _parse_iso(str(query[name]))
                 except ValueError:
                     return 400, f"{name} must be an ISO 8601 time"
         with self._lock:
@@ -323,9 +338,9 @@ class Simulator:
             for t in tasks
             if (query.get("model") in (None, t.model))
             and (query.get("status") in (None, t.status))
-            and datetime.fromisoformat(t.created_at).timestamp() >= week_ago
-            and ("created_after" not in bounds or datetime.fromisoformat(t.created_at) >= bounds["created_after"])
-            and ("created_before" not in bounds or datetime.fromisoformat(t.created_at) <= bounds["created_before"])
+            and _parse_iso(t.created_at).timestamp() >= week_ago
+            and ("created_after" not in bounds or _parse_iso(t.created_at) >= bounds["created_after"])
+            and ("created_before" not in bounds or _parse_iso(t.created_at) <= bounds["created_before"])
         ]
         chosen.sort(key=lambda t: t.created_at, reverse=True)
         items = [t.public(self.url, with_input=False) for t in chosen[(page - 1) * size : page * size]]
@@ -539,15 +554,20 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 return self._drop(body)
             problem = _validation_error(body)
             if problem is not None:
-                return self._error(400, problem, 1401, body=body)
+                return self._error(400, problem[1], problem[0], body=body)
             if sim._rate_limited():
                 return self._error(429, "Too many requests: task start rate limit exceeded", body=body)
-            webhook = parse_qs(urlsplit(self.path).query).get("webhook", [None])[0]
+            # The query parameter is the documented form; some docs show `webhook_url` in the body.
+            webhook = parse_qs(urlsplit(self.path).query).get("webhook", [None])[0] or body.get("webhook_url")
             task = sim.create_task(model, body, webhook, key)
             if fault == "drop_after_create":
                 return self._drop(body)
             if fault in ("502_after_create", "504_after_create"):  # a gateway's page, not WaveSpeed's JSON
                 return self._send_raw(int(fault[:3]), b"<html><body>Bad Gateway</body></html>", "text/html", body)
+            if body.get("enable_sync_mode") is True:  # the answer waits for the task to end (the SDK's sync mode)
+                deadline = time.monotonic() + 60
+                while task.status in ("created", "processing") and time.monotonic() < deadline:
+                    time.sleep(0.02)
             return self._ok(task.public(sim.url), body)
 
         def _history(self, body: Any) -> None:

@@ -5,6 +5,7 @@ statuses the SDK treats as terminal, and a gateway error after the task was crea
 from __future__ import annotations
 
 import json
+import re
 import struct
 import uuid
 
@@ -39,9 +40,10 @@ def tasks_for(stack: LocalStack, url: str) -> list[object]:
     return [t for t in list(stack.simulator.tasks.values()) if t.input.get("data") == url]
 
 
-def test_sdk_trains_and_gets_safetensors(stack: LocalStack, zip_url: str) -> None:
+@pytest.mark.parametrize("model", [MODEL, "wavespeed-ai/flux-dev-lora-trainer-turbo"])
+def test_sdk_trains_and_gets_safetensors(stack: LocalStack, zip_url: str, model: str) -> None:
     result = sdk(stack).run(
-        MODEL, {"data": zip_url, "trigger_word": "zxq", "steps": 1000}, poll_interval=0.05, timeout=30
+        model, {"data": zip_url, "trigger_word": "zxq", "steps": 1000}, poll_interval=0.05, timeout=30
     )
     (output,) = result["outputs"]
     assert output.endswith(".safetensors")
@@ -80,3 +82,45 @@ def test_sdk_sees_the_simulators_end_statuses_as_terminal(stack: LocalStack, zip
     assert f"Prediction {ending}" in result["error"]
     (task,) = tasks_for(stack, zip_url)
     assert result["task_id"] == task.id  # type: ignore[attr-defined]
+
+
+def test_sdk_sync_mode_waits_for_the_end_in_one_request(stack: LocalStack, zip_url: str) -> None:
+    assert stack.simulator is not None
+    result = sdk(stack).run_no_throw(MODEL, {"data": zip_url}, enable_sync_mode=True, timeout=30)
+    assert result["status"] == "completed"
+    (task,) = tasks_for(stack, zip_url)
+    assert result["task_id"] == task.id  # type: ignore[attr-defined]
+    polls = [r for r in stack.simulator.requests if r.path.endswith(f"/{task.id}/result")]  # type: ignore[attr-defined]
+    assert polls == []  # the one POST answered with the finished task
+
+
+def test_results_have_the_documented_shape(stack: LocalStack, zip_url: str) -> None:
+    assert stack.simulator is not None
+    result = sdk(stack).run(MODEL, {"data": zip_url}, poll_interval=0.05, timeout=30)
+    (task,) = tasks_for(stack, zip_url)
+    answer = httpx.get(
+        f"{stack.simulator.url}/api/v3/predictions/{task.id}/result",  # type: ignore[attr-defined]
+        headers={"Authorization": f"Bearer {stack.simulator.config.api_key}"},
+        timeout=10,
+    ).json()
+    data = answer["data"]
+    assert answer["code"] == 200
+    assert answer["message"] == "success"
+    assert data["outputs"] == result["outputs"]
+    assert data["has_nsfw_contents"] == [False]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", data["created_at"])
+    assert data["urls"]["get"].endswith(f"/api/v3/predictions/{task.id}/result")  # type: ignore[attr-defined]
+
+
+def test_a_missing_required_parameter_is_1400_and_an_invalid_one_1401(stack: LocalStack, zip_url: str) -> None:
+    assert stack.simulator is not None
+    headers = {"Authorization": f"Bearer {stack.simulator.config.api_key}"}
+    missing = httpx.post(f"{stack.simulator.url}/api/v3/{MODEL}", json={"steps": 1000}, headers=headers, timeout=10)
+    invalid = httpx.post(
+        f"{stack.simulator.url}/api/v3/{MODEL}", json={"data": zip_url, "steps": 1}, headers=headers, timeout=10
+    )
+    assert (missing.status_code, missing.json()["error_code"]) == (400, 1400)
+    assert (invalid.status_code, invalid.json()["error_code"]) == (400, 1401)
+    result = sdk(stack).run_no_throw(MODEL, {"steps": 1000}, timeout=10)
+    assert "HTTP 400" in result["error"]
+    assert "data is required" in result["error"]
