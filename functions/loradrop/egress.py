@@ -78,3 +78,16 @@ class OutputPolicy:
             ip = ipaddress.ip_address(address.split("%", 1)[0])
             if not ip.is_global:
                 raise DisallowedOutput(f"host {host} resolves to a non-public address ({ip})")
+
+    def check_peer(self, url: str, peer: str | None) -> None:
+        """Check the address the open connection really reached: DNS can answer differently between
+        check() and the connect (rebinding), so the resolved-name check alone is not enough."""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if _origin(parts.scheme, host, parts.port) in self._origins:
+            return
+        if peer is None:
+            raise DisallowedOutput(f"the address {host} connected to is unknown, so it cannot be checked")
+        ip = ipaddress.ip_address(peer.split("%", 1)[0])
+        if not ip.is_global:
+            raise DisallowedOutput(f"host {host} connected to a non-public address ({ip})")

@@ -15,7 +15,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import httpx
 from boto3.s3.transfer import TransferConfig
 
-from loradrop.egress import OutputPolicy
+from loradrop.egress import DisallowedOutput, OutputPolicy
 from loradrop.redaction import redact
 
 _MAX_REDIRECTS = 3
@@ -150,6 +150,13 @@ class _HashingReader:
         return data
 
 
+def peer_address(response: httpx.Response) -> str | None:
+    """The IP address of the server this response came from, as the socket reports it."""
+    stream = response.extensions.get("network_stream")
+    address = stream.get_extra_info("server_addr") if stream is not None else None
+    return str(address[0]) if address else None
+
+
 def _open(http: httpx.Client, url: str, policy: OutputPolicy) -> httpx.Response:
     """GET with redirects followed by hand, so every hop is checked against the policy."""
     for _ in range(_MAX_REDIRECTS + 1):
@@ -160,6 +167,11 @@ def _open(http: httpx.Client, url: str, policy: OutputPolicy) -> httpx.Response:
             response = http.send(request, stream=True, follow_redirects=False)
         except httpx.HTTPError as err:
             raise DownloadFailed(f"could not download the weights: {err!r}") from err
+        try:
+            policy.check_peer(url, peer_address(response))
+        except DisallowedOutput:
+            response.close()
+            raise
         if response.status_code in (301, 302, 303, 307, 308) and "location" in response.headers:
             response.close()
             url = urljoin(url, response.headers["location"])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from loradrop.egress import DisallowedOutput, OutputPolicy
+from loradrop.weights import _open
 
 PUBLIC = {"d1.cloudfront.net": ["13.32.1.1"], "evil.cloudfront.net": ["169.254.169.254"], "cdn.wavespeed.ai": ["::1"]}
 
@@ -47,3 +49,33 @@ def test_explicit_local_origin() -> None:
 def test_refused(url: str, reason: str) -> None:
     with pytest.raises(DisallowedOutput, match=reason):
         POLICY.check(url)
+
+
+class _Stream:
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def get_extra_info(self, name: str) -> object:
+        return (self.address, 443) if name == "server_addr" else None
+
+
+@pytest.mark.parametrize(("peer", "allowed"), [("13.32.1.1", True), ("127.0.0.1", False), ("10.0.0.7", False)])
+def test_the_connected_address_is_checked_not_only_the_resolved_one(peer: str, allowed: bool) -> None:
+    # DNS said 13.32.1.1 when check() asked; the connection then reached `peer` (rebinding)
+    def serve(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"weights", extensions={"network_stream": _Stream(peer)})
+
+    with httpx.Client(transport=httpx.MockTransport(serve)) as http:
+        if allowed:
+            _open(http, "https://d1.cloudfront.net/x/lora.safetensors", POLICY).close()
+        else:
+            with pytest.raises(DisallowedOutput, match=f"connected to a non-public address \\({peer}\\)"):
+                _open(http, "https://d1.cloudfront.net/x/lora.safetensors", POLICY)
+
+
+def test_an_unknown_peer_is_refused_for_named_hosts() -> None:
+    with (
+        httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200))) as http,
+        pytest.raises(DisallowedOutput, match="cannot be checked"),
+    ):
+        _open(http, "https://d1.cloudfront.net/x/lora.safetensors", POLICY)
