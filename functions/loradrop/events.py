@@ -11,6 +11,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from loradrop.jobs import Job, JobStore
 from loradrop.models import JobStatus
+from loradrop.redaction import redact
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -65,6 +66,7 @@ def end_job(
     remove: Collection[str] = (),
 ) -> Job | None:
     """Move a job to FAILED or REJECTED with a reason and announce it; None if it had moved on."""
+    reason = redact(reason)  # it may quote WaveSpeed, which may quote our presigned link
     logger.info("job ended", extra={"status": status.value, "error_code": code, "reason": reason})
     metrics.add_metric(name=f"Jobs{status.value.title()}", unit=MetricUnit.Count, value=1)
     ended = jobs.transition(

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 
 from loradrop_local.dataset import training_zip
+from loradrop_local.hostile import HostileRow, run_hostile
 from loradrop_local.simulator import SimulatorConfig
 from loradrop_local.stack import LocalStack, StackOptions, scheduled_event
 
@@ -88,6 +89,11 @@ class Harness:
 
         with ThreadPoolExecutor(max_workers=16) as pool:
             return list(pool.map(one, range(count)))
+
+    def upload_bytes(self, label: str, data: bytes) -> list[Tracked]:
+        """One upload of exactly these bytes (a hostile archive, say)."""
+        key = f"uploads/{label}-{uuid.uuid4().hex[:8]}.zip"
+        return [Tracked(key, self.stack.upload(key, data), time.monotonic())]
 
     def wait(self, tracked: list[Tracked], timeout: float, statuses: set[str] = TERMINAL) -> None:
         deadline = time.monotonic() + timeout
@@ -243,8 +249,8 @@ def crash_once(
 
 # ----- scenarios -----
 Scale = dict[str, int]
-FAST: Scale = {"burst": 20, "burst_rate": 4, "webhook_jobs": 10, "webhook_copies": 10, "each": 2}
-FULL: Scale = {"burst": 200, "burst_rate": 8, "webhook_jobs": 50, "webhook_copies": 20, "each": 5}
+FAST: Scale = {"burst": 20, "burst_rate": 4, "webhook_jobs": 10, "webhook_copies": 10, "each": 2, "fuzz": 200}
+FULL: Scale = {"burst": 200, "burst_rate": 8, "webhook_jobs": 50, "webhook_copies": 20, "each": 5, "fuzz": 2000}
 
 
 def burst(h: Harness, scale: Scale) -> Outcome:
@@ -714,7 +720,9 @@ def reliability_options() -> StackOptions:
     )
 
 
-def write_report(outcomes: list[Outcome], scale: str, seconds: float, path: Path = REPORT) -> None:
+def write_report(
+    outcomes: list[Outcome], hostile: list[HostileRow], scale: str, seconds: float, path: Path = REPORT
+) -> None:
     lines = [
         "# Reliability report",
         "",
@@ -738,6 +746,21 @@ def write_report(outcomes: list[Outcome], scale: str, seconds: float, path: Path
             f"| {o.orphan_uploads} | {o.seconds_median} / {o.seconds_max} | {verdict} |"
         )
     lines += [
+        "",
+        "## Hostile input",
+        "",
+        "| kind | tried | accepted | state changes or outbound requests | 5xx answers | result |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in hostile:
+        verdict = "pass" if row.passed else "FAIL"
+        counts = f"{row.tried} | {row.accepted} | {row.changed_or_outbound} | {row.server_errors}"
+        lines.append(f"| {row.kind} | {counts} | {verdict} |")
+    lines += [
+        "",
+        "Goals: nothing accepted, no state change or outbound request (for SSRF: no connection to a loopback",
+        "listener; for webhooks: the waiting job unchanged and no WaveSpeed call), no 5xx. ZIPs must end",
+        "REJECTED without a POST; weights URLs must end OUTPUT_REFUSED.",
         "",
         "A scenario passes only if every upload ended COMPLETED, FAILED or REJECTED (nothing left SUBMITTING",
         "or STORING), in the states expected, and WaveSpeed created exactly as many tasks as the jobs count",
@@ -768,9 +791,13 @@ def main(argv: list[str] | None = None) -> int:
             harness.sim.faults.clear()
             print(f"  {'pass' if outcome.passed else 'FAIL'}: {outcome.end_states} {outcome.problems}", flush=True)
             outcomes.append(outcome)
-    write_report(outcomes, args.scale, time.monotonic() - started, args.output)
+        print("running hostile input ...", flush=True)
+        hostile = run_hostile(harness, scale["fuzz"])
+        for row in hostile:
+            print(f"  {'pass' if row.passed else 'FAIL'}: {row}", flush=True)
+    write_report(outcomes, hostile, args.scale, time.monotonic() - started, args.output)
     print(f"wrote {args.output}")
-    return 0 if all(o.passed for o in outcomes) else 1
+    return 0 if all(o.passed for o in outcomes) and all(r.passed for r in hostile) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -12,40 +10,12 @@ import httpx
 import pytest
 
 from loradrop_local.dataset import training_zip
+from loradrop_local.hostile import Listener
 from loradrop_local.stack import LocalStack
 from tests.integration.conftest import TERMINAL, posts_for
 from tests.unit.zips import make_zip
 
 pytestmark = pytest.mark.integration
-
-
-class Listener:
-    """A loopback port that counts connections: proof that nothing was fetched from it."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loradrop_local.reliability import FAST, SCENARIOS, Harness
+from loradrop_local.reliability import FAST, SCENARIOS, Harness, run_hostile
 from loradrop_local.stack import LocalStack
 
 pytestmark = pytest.mark.integration
@@ -17,3 +17,16 @@ def test_scenario(stack: LocalStack, name: str) -> None:
     assert sum(outcome.end_states.values()) == outcome.uploads
     assert outcome.orphan_uploads == 0
     assert outcome.objects_ok == outcome.end_states.get("COMPLETED", 0)
+
+
+def test_hostile_input_gets_nothing_through(stack: LocalStack) -> None:
+    rows = run_hostile(Harness(stack), FAST["fuzz"])
+    assert {row.kind for row in rows} == {
+        "broken or malicious ZIPs",
+        "forged or malformed webhooks",
+        "random webhook bodies and header shapes",
+        "weights URLs pointing inside (SSRF)",
+    }
+    for row in rows:
+        assert row.tried >= 10, row
+        assert (row.accepted, row.changed_or_outbound, row.server_errors) == (0, 0, 0), row

@@ -17,12 +17,13 @@ from moto import mock_aws
 from loradrop.events import EventPublisher
 from loradrop.jobs import Job, JobStore, iso, url_digest
 from loradrop.models import JobStatus, Prediction
+from loradrop.redaction import json_for_logs
 from loradrop.settings import ReconcileSettings
 from loradrop.tracking import Reconciler, Tracker
 from loradrop.wavespeed import WaveSpeedError
 from loradrop_local.template import read_template
 
-Logger()  # the parent of the domain's child loggers, as each handler module creates it
+Logger(json_serializer=json_for_logs)  # the parent of the domain's child loggers, as each handler creates it
 POSTED_AT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 OUR_LINK = "https://uploads.s3.amazonaws.com/uploads/ana.zip?X-Amz-Signature=ours"
 MODEL = "wavespeed-ai/flux-dev-lora-trainer"
