@@ -11,21 +11,14 @@ from moto import mock_aws
 
 from loradrop.jobs import EVENT_HISTORY, HISTORY_KEEP_LATEST, HISTORY_LIMIT, Job, JobStore
 from loradrop.models import JobStatus
-from loradrop_local.template import read_template
+from tests.unit.tables import create_jobs_table
 
 
 @pytest.fixture
 def jobs() -> Iterator[JobStore]:
     with mock_aws():
-        table = read_template().table
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="jobs",
-            AttributeDefinitions=table["AttributeDefinitions"],
-            KeySchema=table["KeySchema"],
-            GlobalSecondaryIndexes=table["GlobalSecondaryIndexes"],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_jobs_table(client)
         yield JobStore(client, "jobs")
 
 

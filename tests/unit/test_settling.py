@@ -21,7 +21,7 @@ from loradrop.redaction import json_for_logs
 from loradrop.settings import ReconcileSettings
 from loradrop.tracking import Reconciler, Tracker
 from loradrop.wavespeed import WaveSpeedError
-from loradrop_local.template import read_template
+from tests.unit.tables import create_jobs_table
 
 Logger(json_serializer=json_for_logs)  # the parent of the domain's child loggers, as each handler creates it
 POSTED_AT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -60,15 +60,8 @@ class FakeWaveSpeed:
 @pytest.fixture
 def world() -> Iterator[dict[str, Any]]:
     with mock_aws():
-        table = read_template().table
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        dynamodb.create_table(
-            TableName="jobs",
-            AttributeDefinitions=table["AttributeDefinitions"],
-            KeySchema=table["KeySchema"],
-            GlobalSecondaryIndexes=table["GlobalSecondaryIndexes"],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_jobs_table(dynamodb)
         sqs = boto3.client("sqs", region_name="us-east-1")
         intake = sqs.create_queue(QueueName="intake")["QueueUrl"]
         store = sqs.create_queue(QueueName="store")["QueueUrl"]
