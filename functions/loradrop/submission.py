@@ -155,6 +155,7 @@ class Submitter:
             {JobStatus.FAILED},
             JobStatus.RECEIVED,
             note=f"retried by request after [{job.error_code}]",
+            fields={"lost_submissions": 0},  # a person's retry gets the full count of lost POSTs again
             remove=("prediction_id", "error", "error_code"),
             guard="error_code = :code",
             guard_values={":code": job.error_code},

@@ -21,6 +21,7 @@ from loradrop.redaction import json_for_logs
 from loradrop.settings import ReconcileSettings
 from loradrop.tracking import Reconciler, Tracker
 from loradrop.wavespeed import WaveSpeedError
+from loradrop_local.dataset import training_zip
 from tests.unit.tables import create_jobs_table
 
 Logger(json_serializer=json_for_logs)  # the parent of the domain's child loggers, as each handler creates it
@@ -211,3 +212,28 @@ def test_one_broken_job_does_not_stop_the_run_and_time_running_out_does(world: d
     assert run(world, timedelta(hours=2)) == {"error": 1, "ambiguous": 1}
     summary = world["reconciler"].run(now=POSTED_AT + timedelta(hours=2), remaining_ms=lambda: 5_000)
     assert summary == {"left for the next run": 1}
+
+
+def test_a_persons_retry_of_a_lost_submission_starts_the_count_again(world: dict[str, Any]) -> None:
+    from loradrop.settings import SubmitSettings
+    from loradrop.submission import Submitter
+
+    # Given a job that ended SUBMIT_FAILED after three lost POSTs, its ZIP still in S3
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="uploads")
+    s3.put_object(Bucket="uploads", Key="uploads/ana.zip", Body=training_zip())
+    job = uncertain_job(world["jobs"], lost=2)
+    assert run(world, timedelta(hours=1)) == {"failed": 1}
+    settings = SubmitSettings.model_validate(
+        {"JOBS_TABLE": "jobs", "EVENT_BUS_NAME": "default", "WAVESPEED_SECRET_ID": "x", "WEBHOOK_URL": "https://hook"}
+    )
+    submitted = Prediction(id="fresh-task", model=MODEL)
+    wavespeed = type("Answering", (), {"submit_training": lambda self, model, body, url: submitted})()
+    events = EventPublisher(boto3.client("events", region_name="us-east-1"), "default")
+    submitter = Submitter(jobs=world["jobs"], s3=s3, events=events, wavespeed=lambda: wavespeed, settings=settings)
+    # When a person retries it and WaveSpeed answers
+    retried = submitter.retry(job.job_id)
+    # Then it trains, and a later lost POST would again get its full count of chances
+    assert retried is not None
+    assert (retried.status, retried.prediction_id, retried.attempts) == (JobStatus.SUBMITTED, "fresh-task", 1)
+    assert retried.lost_submissions == 0
