@@ -19,11 +19,12 @@ SAM := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(TOOLS)/bin/sam
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: layers/deps/requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: layers/deps/requirements.txt requirements-dev.txt requirements-nodeps.txt pyproject.toml
 	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found: install it (e.g. 'pyenv install 3.13') and retry." >&2; exit 1; }
 	$(PYTHON313) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r layers/deps/requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import random
-import threading
 from typing import Any
 
 _urls: dict[str, str] = {}
-_lock = threading.Lock()
 
 
 def queue_url(sqs: Any, arn: str) -> str:
     """The queue URL for an event source ARN (arn:aws:sqs:region:account:name), looked up once."""
-    with _lock:
-        if arn not in _urls:
-            _, _, _, _, account, name = arn.split(":", 5)
-            _urls[arn] = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-        return _urls[arn]
+    if arn not in _urls:
+        _, _, _, _, account, name = arn.split(":", 5)
+        _urls[arn] = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+    return _urls[arn]
 
 
 def backoff_seconds(receive_count: int, *, base: int, cap: int = 900) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -29,15 +28,12 @@ if TYPE_CHECKING:
     from loradrop.submission import Submitter
     from loradrop.tracking import Reconciler, Tracker
 
-_lock = threading.Lock()
-
 
 @cache
 def aws(service: str) -> Any:
     """One client per service. S3 presigns with SigV4 (boto3 falls back to SigV2 on custom endpoints)."""
     config = Config(retries={"mode": "standard"}, signature_version="s3v4" if service == "s3" else None)
-    with _lock:  # boto3's default session is not thread-safe while it creates clients
-        return boto3.client(service, config=config)
+    return boto3.client(service, config=config)
 
 
 class WaveSpeedFactory:
@@ -50,17 +46,16 @@ class WaveSpeedFactory:
 
     def __call__(self) -> WaveSpeedClient:
         credentials = load_credentials(self._settings.wavespeed_secret_id, self._settings.secret_max_age_seconds)
-        with _lock:
-            if self._client is None or credentials.api_key != self._key:
-                self._client = WaveSpeedClient(
-                    self._settings.wavespeed_api_base,
-                    credentials.api_key,
-                    submit_timeout=self._settings.submit_timeout_seconds,
-                    result_tries=self._settings.wavespeed_result_tries,
-                    result_timeout=self._settings.wavespeed_result_timeout,
-                )
-                self._key = credentials.api_key
-            return self._client
+        if self._client is None or credentials.api_key != self._key:
+            self._client = WaveSpeedClient(
+                self._settings.wavespeed_api_base,
+                credentials.api_key,
+                submit_timeout=self._settings.submit_timeout_seconds,
+                result_tries=self._settings.wavespeed_result_tries,
+                result_timeout=self._settings.wavespeed_result_timeout,
+            )
+            self._key = credentials.api_key
+        return self._client
 
 
 def _common(settings: CommonSettings) -> tuple[JobStore, EventPublisher, WaveSpeedFactory]:

@@ -83,7 +83,7 @@ class Storer:
         """Copy the weights of a STORING job. Raises to have SQS retry; ends the job on the last try.
 
         `remaining_seconds` is the invocation's time left; `owner` names the invocation (its lease)."""
-        logger.thread_safe_append_keys(job_id=job_id)
+        logger.append_keys(job_id=job_id)
         job = self._jobs.get(job_id)
         if job is None:
             logger.warning("store request for an unknown job ignored")

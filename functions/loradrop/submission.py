@@ -128,7 +128,7 @@ class Submitter:
                 history=[{"status": JobStatus.RECEIVED.value, "at": now}],
             )
         )
-        logger.thread_safe_append_keys(job_id=job.job_id)
+        logger.append_keys(job_id=job.job_id)
         if not created and job.status is not JobStatus.RECEIVED:
             logger.info("repeated delivery ignored", extra={"status": job.status.value})
             return job
@@ -136,7 +136,7 @@ class Submitter:
 
     def resubmit(self, job_id: str) -> Job | None:
         """A job sent back to RECEIVED by a retryable WaveSpeed failure."""
-        logger.thread_safe_append_keys(job_id=job_id)
+        logger.append_keys(job_id=job_id)
         job = self._jobs.get(job_id)
         if job is None or job.status is not JobStatus.RECEIVED:
             logger.info("resubmit request ignored", extra={"status": job.status.value if job else None})
@@ -145,7 +145,7 @@ class Submitter:
 
     def retry(self, job_id: str) -> Job | None:
         """A person's retry (`loradrop retry`) of a job that failed for a reason worth retrying."""
-        logger.thread_safe_append_keys(job_id=job_id)
+        logger.append_keys(job_id=job_id)
         job = self._jobs.get(job_id)
         if job is None or job.status is not JobStatus.FAILED or retry_kind(job.error_code) != "submit":
             logger.info("retry request ignored", extra={"status": job.status.value if job else None})

@@ -102,7 +102,7 @@ class Tracker:
         job = self._jobs.find_by_prediction(hint.id)
         if job is None:
             return self._adopt_from_webhook(hint, job_hint)
-        logger.thread_safe_append_keys(job_id=job.job_id)
+        logger.append_keys(job_id=job.job_id)
         if job.status in TERMINAL_STATUSES or job.status is JobStatus.STORING:
             return job, "unchanged"  # a repeated delivery: answer without asking WaveSpeed again
         return self.apply(job, self._wavespeed().get_result(hint.id), by="webhook")
@@ -115,7 +115,7 @@ class Tracker:
         job = self.uncertain_owner(url_digest(hint.data_url), hint.id, job_hint)
         if job is None:
             raise JobNotFound(hint.id)
-        logger.thread_safe_append_keys(job_id=job.job_id)
+        logger.append_keys(job_id=job.job_id)
         confirmed = self._wavespeed().get_result(hint.id)
         if confirmed.data_url is not None and url_digest(confirmed.data_url) != job.submit_url_sha256:
             logger.warning("webhook's task belongs to another upload by WaveSpeed's GET", extra={"task": hint.id})
@@ -326,7 +326,7 @@ class Reconciler:
             summary["error"] += 1
 
     def _isolated(self, check: Callable[[Job, datetime], str], job: Job, now: datetime) -> str:
-        logger.thread_safe_append_keys(job_id=job.job_id)
+        logger.append_keys(job_id=job.job_id)
         try:
             return check(job, now)
         except Exception:
@@ -334,7 +334,7 @@ class Reconciler:
             metrics.add_metric(name="ReconcileErrors", unit=MetricUnit.Count, value=1)
             return "error"
         finally:
-            logger.thread_safe_remove_keys(["job_id"])
+            logger.remove_keys(["job_id"])
 
     def _check(self, job: Job, now: datetime) -> str:
         if not job.prediction_id:

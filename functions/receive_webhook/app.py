@@ -99,5 +99,4 @@ def wavespeed_unavailable(err: WaveSpeedError) -> Response[Any]:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    logger.thread_safe_clear_keys()  # job ids are per-thread keys (one invocation per thread)
     return app.resolve(event, context)

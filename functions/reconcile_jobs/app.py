@@ -17,5 +17,4 @@ metrics = Metrics()
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    logger.thread_safe_clear_keys()  # job ids are per-thread keys (one invocation per thread)
     return {"summary": reconciler().run(remaining_ms=context.get_remaining_time_in_millis)}

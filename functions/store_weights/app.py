@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -22,8 +21,8 @@ logger = Logger(json_serializer=json_for_logs)  # every log line is redacted
 metrics = Metrics()
 
 
-class _Invocation(threading.local):
-    """The running invocation's context (per thread, as the local stack runs invocations in threads)."""
+class _Invocation:
+    """The running invocation's context (one at a time per container)."""
 
     context: LambdaContext | None = None
 
@@ -58,9 +57,7 @@ def record_handler(record: SQSRecord) -> None:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, Any]:
-    logger.thread_safe_clear_keys()  # job ids are per-thread keys (one invocation per thread)
     _invocation.context = context
-    # One processor per invocation: it keeps the batch's results, and the local stack runs invocations in
-    # threads. A batch whose every record is deferred (a 429 storm) is an outcome, not a function error.
+    # A batch whose every record is deferred (a 429 storm) is an outcome, not a function error.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

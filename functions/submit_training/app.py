@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -23,9 +22,9 @@ logger = Logger(json_serializer=json_for_logs)  # every log line is redacted
 metrics = Metrics()
 
 
-class _Invocation(threading.local):
-    """Per-invocation state (per thread, as the local stack runs invocations in threads): after a 429 the
-    rest of the batch waits instead of hitting WaveSpeed."""
+class _Invocation:
+    """The running invocation's state (one at a time per container): after a 429 the rest of the batch
+    waits instead of hitting WaveSpeed."""
 
     rate_limited = False
     context: LambdaContext | None = None
@@ -95,14 +94,12 @@ def record_handler(record: SQSRecord) -> None:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, Any]:
-    logger.thread_safe_clear_keys()  # job ids are per-thread keys (one invocation per thread)
     _invocation.rate_limited = False
     _invocation.context = context
     records = event.get("Records", [])
     if records and records[0].get("eventSource") == "aws:s3":  # a bare S3 event (e.g. sam local invoke)
         jobs = [submitter().accept_upload(upload) for upload in filter(_is_upload, _uploads(event))]
         return {"jobs": [{"job_id": j.job_id, "status": j.status.value} for j in jobs]}
-    # One processor per invocation: it keeps the batch's results, and the local stack runs invocations in
-    # threads. A batch whose every record is deferred (a 429 storm) is an outcome, not a function error.
+    # A batch whose every record is deferred (a 429 storm) is an outcome, not a function error.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

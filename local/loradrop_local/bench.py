@@ -437,9 +437,10 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def bench_pipeline(jobs: int, e2e_jobs: int, e2e_size: int) -> dict[str, Any]:
+    from loradrop_local.aws.events import http_api_event
+    from loradrop_local.aws.stack import LocalStack, StackOptions
     from loradrop_local.dataset import training_zip
     from loradrop_local.simulator import SimulatorConfig
-    from loradrop_local.stack import LocalStack, StackOptions, http_api_event
 
     options = StackOptions(
         # The reconciler runs as deployed (compressed): a webhook that went astray costs seconds, and the

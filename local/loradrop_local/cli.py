@@ -73,9 +73,10 @@ def _local_target(state_dir: Path) -> Target:
             "terminal, or use --stack NAME for a deployed stack"
         )
     state = json.loads(state_file.read_text())
+    credentials = state["credentials"]  # the local stack's admin user (moto enforces IAM)
     session = boto3.session.Session(
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
+        aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
         region_name=state["region"],
     )
     endpoint = state["endpoint"]
@@ -349,7 +350,7 @@ def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
-    from loradrop_local.stack import LocalStack, StackOptions
+    from loradrop_local.aws.stack import LocalStack, StackOptions
 
     options = StackOptions(state_dir=args.state_dir, log_file=args.state_dir / "handlers.log")
     if args.wavespeed_api:
@@ -374,7 +375,7 @@ def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
     try:
         out.write(f"loradrop local stack is running (state in {args.state_dir}/, handler logs in handlers.log)\n")
         out.write(f"  AWS emulator (moto)   {stack.endpoint}\n")
-        out.write(f"  WaveSpeed             {stack.environment['WAVESPEED_API_BASE']}\n")
+        out.write(f"  WaveSpeed             {stack.wavespeed_api}\n")
         out.write(f"  webhook URL           {stack.webhook_url}\n")
         out.write(f"  uploads bucket        {stack.uploads_bucket}\n")
         out.write(f"  weights bucket        {stack.weights_bucket}\n")
@@ -382,7 +383,9 @@ def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
         out.write("Point the AWS CLI or boto3 at it:\n")
         out.write(
             f"  export AWS_ENDPOINT_URL={stack.endpoint} AWS_DEFAULT_REGION=us-east-1 "
-            "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local\n"
+            f"AWS_ACCESS_KEY_ID={stack.credentials['AWS_ACCESS_KEY_ID']} "
+            f"AWS_SECRET_ACCESS_KEY={stack.credentials['AWS_SECRET_ACCESS_KEY']}\n"
+            "  (the local admin's keys: IAM is enforced, and they last as long as this stack)\n"
         )
         out.write(
             f"  aws s3 cp photos.zip s3://{stack.uploads_bucket}/uploads/photos.zip --metadata trigger-word=zxq\n"

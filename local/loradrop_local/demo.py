@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from loradrop.models import JobStatus
+from loradrop_local.aws.stack import LocalStack, StackOptions
 from loradrop_local.cli import Target, describe, download_weights, follow
 from loradrop_local.dataset import training_zip
 from loradrop_local.simulator import SimulatorConfig
-from loradrop_local.stack import LocalStack, StackOptions
 
 TRIGGER_WORD = "zxq"
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from loradrop_local.stack import http_api_event
+from loradrop_local.aws.events import http_api_event
 
 if TYPE_CHECKING:
     from loradrop_local.reliability import Harness

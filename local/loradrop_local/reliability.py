@@ -15,7 +15,6 @@ import hashlib
 import json
 import statistics
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -29,17 +28,21 @@ from typing import Any
 
 import httpx
 
+from loradrop_local.aws.events import scheduled_event
+from loradrop_local.aws.moto_front import (
+    DYNAMODB_SDK_ATTEMPTS,
+    Fault,
+    dynamodb_write_to,
+    s3_request_for,
+    sqs_send_naming,
+)
+from loradrop_local.aws.stack import LocalStack, StackOptions
 from loradrop_local.dataset import training_zip
 from loradrop_local.hostile import HostileRow, run_hostile
 from loradrop_local.simulator import SimulatorConfig
-from loradrop_local.stack import LocalStack, StackOptions, scheduled_event
 
 TERMINAL = {"COMPLETED", "FAILED", "REJECTED"}
 REPORT = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
-
-
-class SimulatedCrash(Exception):
-    """Stands in for a Lambda that died between two steps."""
 
 
 @dataclass
@@ -170,6 +173,12 @@ class Harness:
         summary: dict[str, Any] = self.stack.invoke("ReconcileJobsFunction", scheduled_event())["summary"]
         return summary
 
+    @staticmethod
+    def wait_until(condition: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def settle(self, tracked: list[Tracked], timeout: float, every: float = 0.5) -> None:
         """Run the reconciler (as its schedule would) until every upload is terminal."""
         deadline = time.monotonic() + timeout
@@ -220,31 +229,6 @@ def simulator_settings(harness: Harness, **changes: Any) -> Iterator[None]:
     finally:
         for name, value in saved.items():
             setattr(harness.sim.config, name, value)
-
-
-@contextmanager
-def crash_once(
-    owner: Any, attribute: str, when: Callable[..., bool] = lambda *a, **k: True
-) -> Iterator[threading.Event]:
-    """Make `owner.attribute` raise SimulatedCrash the first time `when(...)` holds."""
-    original = getattr(owner, attribute)
-    fired = threading.Event()
-    lock = threading.Lock()
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with lock:
-            crash = not fired.is_set() and when(*args, **kwargs)
-            if crash:
-                fired.set()
-        if crash:
-            raise SimulatedCrash(attribute)
-        return original(*args, **kwargs)
-
-    setattr(owner, attribute, wrapper)
-    try:
-        yield fired
-    finally:
-        setattr(owner, attribute, original)
 
 
 # ----- scenarios -----
@@ -485,77 +469,62 @@ def webhook_faults(h: Harness, scale: Scale) -> Outcome:
 
 
 def crashes(h: Harness, scale: Scale) -> Outcome:
-    from loradrop.jobs import JobStore
-    from loradrop.models import JobStatus
-    from loradrop.submission import RECORD_TRIES, Submitter
-    from loradrop.tracking import Tracker
+    """Workers killed (SIGKILL, as a crash or an out-of-memory end would) at the AWS call after each step."""
+    from loradrop.submission import RECORD_TRIES
 
+    inject = h.stack.aws_requests.injected
     results: list[Tracked] = []
     # Between claim and inspection: the message comes back after the visibility timeout.
-    with crash_once(Submitter, "submit"):
+    with inject(Fault(s3_request_for("crash-after-claim", ("GET", "HEAD")), "kill")) as fault:
         results += (t := h.upload("crash-after-claim", 1))
         h.wait(t, timeout=30)
+    fired = [fault.fired]
     # Between STORING and the store message: the reconciler re-queues it.
-    with crash_once(Tracker, "_enqueue_store"):
+    with inject(Fault(sqs_send_naming("crash-before-store-message"), "kill")) as fault:
         results += (t := h.upload("crash-before-store-message", 1))
-        h.wait(t, timeout=3, statuses={"STORING"})
-    h.reconcile()
-    h.wait(results[-1:], timeout=30)
+        h.wait_until(lambda: fault.fired > 0, timeout=10)
+        h.settle(t, timeout=30)
+    fired.append(fault.fired)
     # Between the copy and COMPLETED: SQS redelivers, the copy is redone.
-    with crash_once(JobStore, "transition", lambda self, job_id, expected, to, **_: to is JobStatus.COMPLETED):
+    with inject(Fault(dynamodb_write_to("COMPLETED", "crash-before-completed"), "kill")) as fault:
         results += (t := h.upload("crash-before-completed", 1))
-        h.wait(t, timeout=30)
+        h.wait(t, timeout=10, statuses={"STORING"})
+        h.settle(t, timeout=60)  # the reconciler re-queues it once the dead copy's lease is over
+    fired.append(fault.fired)
     # Between a retryable failure's RECEIVED and the resubmit message: the reconciler re-queues it.
     h.sim.faults.task.append((5003, "unavailable"))
-    with crash_once(Tracker, "enqueue_resubmit"):
+    with inject(Fault(sqs_send_naming("crash-before-resubmit"), "kill")) as fault:
         results += (t := h.upload("crash-before-resubmit", 1))
-        h.wait(t, timeout=5, statuses={"RECEIVED"})
-        time.sleep(0.3)
-    h.reconcile()
-    h.wait(results[-1:], timeout=30)
+        h.wait_until(lambda: fault.fired > 0, timeout=10)
+        h.settle(t, timeout=30)
+    fired.append(fault.fired)
     # Between the POST and SUBMITTED: a crash, then a DynamoDB outage through every retry of the write.
     # The task is paid for: its signed webhook (or the history, if the webhook is lost) adopts it.
-    with crash_once(JobStore, "transition", lambda self, job_id, expected, to, **_: to is JobStatus.SUBMITTED):
+    with inject(Fault(dynamodb_write_to("SUBMITTED", "crash-after-post"), "kill")) as fault:
         uncertain = h.upload("crash-after-post", 1)
         h.wait(uncertain, timeout=30)
-    with failing_writes(JobStatus.SUBMITTED, times=RECORD_TRIES):
+    fired.append(fault.fired)
+    outage = Fault(
+        dynamodb_write_to("SUBMITTED", "write-fails-after-post"),
+        "InternalServerError",
+        RECORD_TRIES * DYNAMODB_SDK_ATTEMPTS,
+    )
+    with inject(outage):
         uncertain += (t := h.upload_with("write-fails-after-post", [(h.sim.faults.webhook, "drop")]))
         time.sleep(2.0)
+    fired.append(outage.fired)
     h.settle(uncertain, timeout=30)
-    return h.outcome(
+    result = h.outcome(
         "crashes between steps",
-        "exceptions after claim, before the store message, before COMPLETED, before the resubmit "
+        "workers killed after claim, before the store message, before COMPLETED, before the resubmit "
         "message, after the POST; the task-id write failing on every try (webhook lost too)",
         results + uncertain,
         expect={"COMPLETED": 6},
         tasks=7,
     )
-
-
-@contextmanager
-def failing_writes(to: Any, times: int) -> Iterator[None]:
-    """The next `times` writes moving a job to `to` fail as a DynamoDB outage would."""
-    from botocore.exceptions import ClientError
-
-    from loradrop.jobs import JobStore
-
-    original = JobStore.transition
-    left = [times]
-    lock = threading.Lock()
-
-    def transition(self: Any, job_id: str, expected: Any, target: Any, **kwargs: Any) -> Any:
-        with lock:
-            fail = target is to and left[0] > 0
-            left[0] -= fail
-        if fail:
-            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "simulated"}}, "UpdateItem")
-        return original(self, job_id, expected, target, **kwargs)
-
-    JobStore.transition = transition  # type: ignore[method-assign,assignment]
-    try:
-        yield
-    finally:
-        JobStore.transition = original  # type: ignore[method-assign]
+    if 0 in fired:
+        result.problems.append(f"faults fired {fired} times: a crash point was never reached")
+    return result
 
 
 def task_endings(h: Harness, scale: Scale) -> Outcome:
@@ -578,8 +547,6 @@ def task_endings(h: Harness, scale: Scale) -> Outcome:
 
 def reconciler_isolation(h: Harness, scale: Scale) -> Outcome:
     """One unparseable answer and one DynamoDB error among healthy jobs: the run goes on."""
-    from loradrop.models import JobStatus
-
     count = max(3, scale["each"])
     tracked = h.upload_with("isolation-garbled", [(h.sim.faults.garbled, 2), (h.sim.faults.webhook, "drop")])
     tracked += h.upload_with("isolation-dberror", [(h.sim.faults.webhook, "drop")])
@@ -587,7 +554,10 @@ def reconciler_isolation(h: Harness, scale: Scale) -> Outcome:
     tracked += h.upload("isolation-healthy", count - 2)
     h.wait(tracked, timeout=20, statuses={"SUBMITTED"})
     time.sleep(1.0)  # the tasks finish; their webhooks are lost
-    with failing_writes(JobStatus.STORING, times=1):
+    # One UpdateItem (every attempt botocore makes of it) fails as a DynamoDB outage would.
+    with h.stack.aws_requests.injected(
+        Fault(dynamodb_write_to("STORING"), "InternalServerError", DYNAMODB_SDK_ATTEMPTS)
+    ):
         first = h.reconcile()
     h.settle(tracked, timeout=30)
     result = h.outcome(
@@ -604,8 +574,6 @@ def reconciler_isolation(h: Harness, scale: Scale) -> Outcome:
 
 def store_recovery(h: Harness, scale: Scale) -> Outcome:
     """Copies that time out, die, race or fail for good all end COMPLETED once retried or re-queued."""
-    from loradrop import storing
-
     s3 = h.stack.client("s3")
     sqs = h.stack.client("sqs")
     store_queue = h.stack.queue_urls["StoreQueue"]
@@ -630,10 +598,7 @@ def store_recovery(h: Harness, scale: Scale) -> Outcome:
         sqs.send_message(QueueUrl=store_queue, MessageBody=json.dumps(body))
     h.wait(gone, timeout=30, statuses={"COMPLETED"})
     # 3. A copy killed mid-way (no clean-up: its lease stays) is re-queued only once the lease is over.
-    with (
-        crash_once(storing, "transfer_weights", lambda **kwargs: "store-killed" in kwargs["key"]),
-        _patched(storing.Storer, "_release", lambda self, job: None),
-    ):
+    with h.stack.aws_requests.injected(Fault(s3_request_for("store-killed", ("PUT", "POST")), "kill")):
         killed = h.upload("store-killed", 1)
         h.wait(killed, timeout=10, statuses={"STORING"})
         time.sleep(1.0)
@@ -667,16 +632,6 @@ def store_recovery(h: Harness, scale: Scale) -> Outcome:
     s3.list_objects_v2(Bucket=h.stack.weights_bucket)  # the stack is still answering
     result.problems += problems
     return result
-
-
-@contextmanager
-def _patched(owner: Any, attribute: str, value: Any) -> Iterator[None]:
-    original = getattr(owner, attribute)
-    setattr(owner, attribute, value)
-    try:
-        yield
-    finally:
-        setattr(owner, attribute, original)
 
 
 SCENARIOS: dict[str, Callable[[Harness, Scale], Outcome]] = {

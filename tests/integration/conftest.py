@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from loradrop_local.aws.stack import LocalStack, StackOptions
 from loradrop_local.reliability import SCENARIO_ENVIRONMENT, SCENARIO_TIMEOUTS
 from loradrop_local.simulator import RecordedRequest, SimulatorConfig
-from loradrop_local.stack import LocalStack, StackOptions
 
 TERMINAL = {"COMPLETED", "FAILED", "REJECTED"}
 
@@ -62,7 +62,7 @@ def events_for(stack: LocalStack, job_id: str, seen: list[dict[str, Any]] | None
 
 
 def reconcile(stack: LocalStack) -> dict[str, Any]:
-    from loradrop_local.stack import scheduled_event
+    from loradrop_local.aws.events import scheduled_event
 
     result: dict[str, Any] = stack.invoke("ReconcileJobsFunction", scheduled_event())
     return result

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from loradrop_local.aws.stack import LocalStack
 from loradrop_local.cli import main
 from loradrop_local.dataset import png, training_zip
-from loradrop_local.stack import LocalStack
 from tests.integration.conftest import posts_for
 
 pytestmark = pytest.mark.integration

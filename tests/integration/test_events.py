@@ -7,8 +7,9 @@ import time
 
 import pytest
 
+from loradrop_local.aws.provision import ACCOUNT
+from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
-from loradrop_local.stack import ACCOUNT, LocalStack
 from tests.conftest import load_event
 from tests.integration.conftest import TERMINAL, posts_for
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from wavespeed import Client
 
+from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
-from loradrop_local.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 MODEL = "wavespeed-ai/flux-dev-lora-trainer"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from loradrop_local.aws.stack import LocalStack
 from loradrop_local.reliability import FAST, SCENARIOS, Harness, run_hostile
-from loradrop_local.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
-from loradrop_local.stack import LocalStack
 from tests.integration.conftest import TERMINAL, events_for, log_lines, posts_for
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
-from loradrop_local.stack import LocalStack
 from tests.integration.conftest import TERMINAL, log_lines, posts_for, reconcile, s3_notification
 from tests.unit.zips import make_zip
 
@@ -246,7 +246,7 @@ def test_wavespeed_refusal_fails_the_job_with_its_message(stack: LocalStack, key
 
 
 def test_batch_defers_when_the_invocation_is_running_out_of_time(stack: LocalStack, key: str) -> None:
-    from loradrop_local.stack import ACCOUNT, LambdaContext
+    from loradrop_local.aws.provision import ACCOUNT
 
     # Given an upload outside the notification filter, and its notification in a scratch queue
     key = key.replace("uploads/", "manual/")
@@ -269,8 +269,7 @@ def test_batch_defers_when_the_invocation_is_running_out_of_time(stack: LocalSta
         "awsRegion": "us-east-1",
     }
     # When the invocation has less time left than a slow WaveSpeed answer could take
-    short = LambdaContext(function_name="loradrop-local-SubmitTrainingFunction", timeout_seconds=5)
-    result = stack.handler("SubmitTrainingFunction")({"Records": [record]}, short)
+    result = stack.invoke("SubmitTrainingFunction", {"Records": [record]}, timeout=5)
     # Then the message goes back to the queue untouched and nothing is sent to WaveSpeed
     assert result == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
     assert posts_for(stack, key) == []

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from loradrop_local.aws.events import http_api_event
+from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
-from loradrop_local.stack import LocalStack, http_api_event
 
 pytestmark = pytest.mark.integration
 

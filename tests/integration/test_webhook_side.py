@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
 from loradrop_local.simulator import Task
-from loradrop_local.stack import LocalStack
 from tests.integration.conftest import TERMINAL, events_for, posts_for, reconcile
 
 pytestmark = pytest.mark.integration
@@ -342,7 +342,7 @@ def test_webhook_for_an_unknown_task_naming_no_waiting_upload_is_not_adopted(sta
 def test_an_output_bigger_than_any_lora_is_refused_before_it_is_copied(stack: LocalStack, key: str) -> None:
     # Given a task whose "weights" are 65 MiB while the stack allows 64 MiB (MaxWeightsMiB)
     assert stack.simulator is not None
-    assert stack.environment["MAX_WEIGHTS_MIB"] == "64"
+    assert stack.function_environment("StoreWeightsFunction")["MAX_WEIGHTS_MIB"] == "64"
     stack.simulator.faults.output_size.append(65 * 1024 * 1024)
     job = stack.wait_for(stack.upload(key, training_zip()), TERMINAL)
     # Then the job fails with the reason and what to do, and nothing was stored

@@ -12,7 +12,7 @@ import pytest
 
 from loradrop.egress import OutputPolicy
 from loradrop.weights import CopyTimedOut, DownloadFailed, PartPlan, transfer_weights
-from loradrop_local.stack import LocalStack
+from loradrop_local.aws.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 MIB = 1024 * 1024

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from loradrop_local.template import read_template
+from loradrop_local.aws.cloudformation import load_template
 
 
 def create_jobs_table(client: Any, name: str = "jobs") -> None:
-    table = read_template().table
+    table = load_template()["Resources"]["JobsTable"]["Properties"]
     client.create_table(
         TableName=name,
         AttributeDefinitions=table["AttributeDefinitions"],

@@ -9,11 +9,33 @@ from typing import Any
 
 import pytest
 
-from loradrop_local.template import PROJECT_ROOT, load_template, read_template
+from loradrop_local.aws.cloudformation import PROJECT_ROOT, Resolver, load_template, translate
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
-SPEC = read_template()
+# What CloudFormation deploys: the SAM translator's output.
+DEPLOYED: dict[str, Any] = translate()["Resources"]
+MAPPINGS = Resolver({"Mappings": TEMPLATE["Mappings"]}, {}, {})
+
+
+def timeout(function: str) -> int:
+    return int(DEPLOYED[function]["Properties"]["Timeout"])
+
+
+def queue_of(function: str) -> str | None:
+    for resource in DEPLOYED.values():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Lambda::EventSourceMapping" and props["FunctionName"] == {"Ref": function}:
+            queue: str = props["EventSourceArn"]["Fn::GetAtt"][0]
+            return queue
+    return None
+
+
+def redrive(queue: str) -> dict[str, Any]:
+    policy: dict[str, Any] = DEPLOYED[queue]["Properties"].get("RedrivePolicy", {})
+    return policy
+
+
 FUNCTIONS = {
     "SubmitTrainingFunction": "functions/submit_training/app.py",
     "ReceiveWebhookFunction": "functions/receive_webhook/app.py",
@@ -61,18 +83,19 @@ def test_functions_match_the_contract() -> None:
         module, handler = props["Handler"].rsplit(".", 1)
         assert (PROJECT_ROOT / "functions" / (module.replace(".", "/") + ".py")) == PROJECT_ROOT / path
         assert callable(getattr(importlib.import_module(module), handler))
-        assert 1 <= SPEC.functions[name].timeout <= 900
+        assert 1 <= timeout(name) <= 900
 
 
 def test_contract_environment_is_set() -> None:
-    provided = {name for spec in SPEC.functions.values() for name in spec.environment}
+    provided = {name for f in FUNCTIONS for name in DEPLOYED[f]["Properties"]["Environment"]["Variables"]}
     assert provided >= CONTRACT_ENV
 
 
 def test_queue_visibility_covers_the_consumer_timeout() -> None:
-    for spec in SPEC.functions.values():
-        if spec.queue:
-            assert SPEC.queues[spec.queue].visibility_timeout >= 6 * spec.timeout
+    for function in FUNCTIONS:
+        queue = queue_of(function)
+        if queue:
+            assert DEPLOYED[queue]["Properties"]["VisibilityTimeout"] >= 6 * timeout(function)
 
 
 def test_every_queue_has_a_dead_letter_queue_with_an_alarm() -> None:
@@ -81,23 +104,22 @@ def test_every_queue_has_a_dead_letter_queue_with_an_alarm() -> None:
         for alarm in of_type("AWS::CloudWatch::Alarm").values()
         if alarm["Properties"]["Namespace"] == "AWS/SQS"
     }
-    sources = [q for q in SPEC.queues.values() if q.dead_letter]
-    assert {q.logical_id for q in sources} == {"IntakeQueue", "StoreQueue"}
+    sources = [name for name, r in DEPLOYED.items() if r["Type"] == "AWS::SQS::Queue" and redrive(name)]
+    assert set(sources) == {"IntakeQueue", "StoreQueue"}
     for queue in sources:
-        assert queue.dead_letter in alarmed
-        assert queue.max_receives is not None
-        assert queue.max_receives >= 3
+        assert redrive(queue)["deadLetterTargetArn"]["Fn::GetAtt"][0] in alarmed
+        assert int(MAPPINGS.resolve(redrive(queue)["maxReceiveCount"])) >= 3
 
 
 def test_webhook_function_answers_before_its_timeout() -> None:
     env = RESOURCES["ReceiveWebhookFunction"]["Properties"]["Environment"]["Variables"]
     budget = int(env["WAVESPEED_RESULT_TRIES"]) * int(env["WAVESPEED_RESULT_TIMEOUT_SECONDS"]) + 5  # + connect, work
-    assert budget < SPEC.functions["ReceiveWebhookFunction"].timeout
+    assert budget < timeout("ReceiveWebhookFunction")
 
 
 def test_store_function_gives_up_when_the_queue_does() -> None:
     env = RESOURCES["StoreWeightsFunction"]["Properties"]["Environment"]["Variables"]
-    assert SPEC.resolve(env["STORE_MAX_RECEIVES"]) == SPEC.queues["StoreQueue"].max_receives
+    assert MAPPINGS.resolve(env["STORE_MAX_RECEIVES"]) == MAPPINGS.resolve(redrive("StoreQueue")["maxReceiveCount"])
 
 
 def test_least_privilege() -> None:
@@ -131,14 +153,14 @@ def test_buckets_are_private_encrypted_versioned_and_tls_only(bucket: str) -> No
 
 
 def test_every_upload_notifies_the_intake_queue_whatever_its_name() -> None:
-    (config,) = SPEC.bucket_notifications("UploadsBucket")
+    (config,) = DEPLOYED["UploadsBucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
     assert config["Queue"] == {"Fn::GetAtt": ["IntakeQueue", "Arn"]}
     # No suffix rule: S3 matches suffixes case-sensitively, and an unnoticed upload is worse than a rejection
     assert {r["Name"]: r["Value"] for r in config["Filter"]["S3Key"]["Rules"]} == {"prefix": "uploads/"}
 
 
 def test_table_has_recovery_and_the_indexes_the_flows_need() -> None:
-    table = SPEC.table
+    table = DEPLOYED["JobsTable"]["Properties"]
     assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     indexes = {i["IndexName"]: [k["AttributeName"] for k in i["KeySchema"]] for i in table["GlobalSecondaryIndexes"]}
     assert indexes == {"by-prediction": ["prediction_id"], "by-status": ["status", "updated_at"]}
@@ -223,4 +245,4 @@ def test_submit_function_outlasts_one_sdk_length_post() -> None:
     from loradrop.wavespeed import SDK_CONNECT_TIMEOUT, SDK_SUBMIT_TIMEOUT
 
     # The handler starts a POST only with connect + submit timeout + 15 s left; it must fit at least one.
-    assert SPEC.functions["SubmitTrainingFunction"].timeout >= SDK_CONNECT_TIMEOUT + SDK_SUBMIT_TIMEOUT + 15 + 30
+    assert timeout("SubmitTrainingFunction") >= SDK_CONNECT_TIMEOUT + SDK_SUBMIT_TIMEOUT + 15 + 30

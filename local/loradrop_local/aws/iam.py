@@ -1,0 +1,150 @@
+"""IAM enforced on the local stack: moto's own evaluator, given the resource ARN where moto leaves it
+as "*", and credentials per principal (an admin for the stack's own calls, an assumed-role session per
+function, as Lambda gives each function its execution role)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+# What is enforced and what is not (the README repeats it).
+ENFORCED = (
+    "every AWS call a function or its event source mapping makes is signed with the function's role "
+    "session and checked by moto against the role's translated policies: action and resource "
+    "(S3 bucket/key, SQS queue, DynamoDB table and index, Secrets Manager secret, EventBridge bus)"
+)
+NOT_ENFORCED = (
+    "policy conditions (moto evaluates only trust-policy conditions)",
+    "bucket and queue policies (S3 notifications and EventBridge targets are delivered regardless)",
+    "KMS key policies, Lambda permissions, the scheduler's role",
+    "presigned URLs are checked for a valid signature, not against the signer's policies",
+)
+
+
+def _json_body(response: Any) -> dict[str, Any]:
+    if isinstance(response.body, dict):  # some handlers have parsed it already
+        return response.body
+    try:
+        body = json.loads(response.body or "{}")
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _dynamodb_resource(self: Any) -> str:
+    body = _json_body(self)
+    table = body.get("TableName")
+    if not table:
+        return "*"
+    arn = f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{table}"
+    return f"{arn}/index/{body['IndexName']}" if body.get("IndexName") else arn
+
+
+def _secret_resource(self: Any) -> str:
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    secret_id = _json_body(self).get("SecretId")
+    if not secret_id:
+        return "*"
+    secrets = secretsmanager_backends[self.current_account][self.region].secrets
+    secret = secrets.get(secret_id) if secret_id in secrets else None
+    return str(secret.arn) if secret is not None else str(secret_id)
+
+
+def _event_bus_resource(self: Any) -> str:
+    entries = _json_body(self).get("Entries") or [{}]
+    bus = entries[0].get("EventBusName") or "default"
+    return bus if bus.startswith("arn:") else f"arn:aws:events:{self.region}:{self.current_account}:event-bus/{bus}"
+
+
+def _authorize_presigned(original: Any) -> Any:
+    """moto reads the principal from the Authorization header, which a presigned URL has not (its
+    credential is in the query): check the request as the signer's, as S3 does."""
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.iam.access_control import S3IAMRequest
+    from moto.s3.responses import S3Response
+
+    def authorize(self: S3Response, bucket_name: str | None = None, key_name: str | None = None) -> None:
+        query = {k: v[0] if isinstance(v, list) else v for k, v in (self.querystring or {}).items()}
+        if "Authorization" in self.headers or "X-Amz-Credential" not in query:
+            return original(self, bucket_name=bucket_name, key_name=key_name)
+        from moto import settings
+
+        if ActionAuthenticatorMixin.request_count < settings.INITIAL_NO_AUTH_ACTION_COUNT:
+            ActionAuthenticatorMixin.request_count += 1
+            return None
+        headers = dict(self.headers)
+        headers["Authorization"] = f"AWS4-HMAC-SHA256 Credential={query['X-Amz-Credential']}, SignedHeaders=host"
+        if "X-Amz-Security-Token" in query:
+            headers["X-Amz-Security-Token"] = query["X-Amz-Security-Token"]
+        request = S3IAMRequest(
+            account_id=self.current_account,
+            method=self.method,
+            path=self.raw_path,
+            data=self.data,
+            body=self.raw_body,
+            headers=headers,
+            action=self._get_action(),
+        )
+        key = f"{bucket_name}/{key_name}" if key_name else bucket_name
+        request.check_action_permitted(f"arn:aws:s3:::{key}")
+        return None
+
+    return authorize
+
+
+def fill_moto_gaps() -> None:
+    """moto checks these services' actions against "*", which no resource-scoped statement matches:
+    give it the resource each request is about. And authorize presigned S3 requests as their signer."""
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.events.responses import EventsHandler
+    from moto.s3.responses import S3Response
+    from moto.secretsmanager.responses import SecretsManagerResponse
+
+    DynamoHandler._determine_resource = _dynamodb_resource  # type: ignore[attr-defined]
+    SecretsManagerResponse._determine_resource = _secret_resource  # type: ignore[attr-defined]
+    EventsHandler._determine_resource = _event_bus_resource  # type: ignore[attr-defined]
+    if not getattr(S3Response._authenticate_and_authorize_s3_action, "_presigned", False):
+        patched = _authorize_presigned(S3Response._authenticate_and_authorize_s3_action)
+        patched._presigned = True
+        S3Response._authenticate_and_authorize_s3_action = patched  # type: ignore[method-assign]
+
+
+@contextmanager
+def enforcement(enabled: bool) -> Iterator[None]:
+    """moto's IAM enforcement (INITIAL_NO_AUTH_ACTION_COUNT = 0) while the stack runs."""
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    saved = settings.INITIAL_NO_AUTH_ACTION_COUNT
+    if enabled:
+        fill_moto_gaps()
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+        ActionAuthenticatorMixin.request_count = 0
+    try:
+        yield
+    finally:
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = saved
+
+
+def admin_credentials(iam: Any, user_name: str) -> dict[str, str]:
+    """An IAM user with AdministratorAccess, for the stack's own calls (tests, the CLI, the pollers'
+    bookkeeping), as a person deploying the stack would have."""
+    iam.create_user(UserName=user_name)
+    iam.attach_user_policy(UserName=user_name, PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
+    key = iam.create_access_key(UserName=user_name)["AccessKey"]
+    return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+
+def role_credentials(sts: Any, role_arn: str, session_name: str) -> dict[str, str]:
+    """An execution-role session, as Lambda puts in a function's environment."""
+    credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name[:64], DurationSeconds=43200)[
+        "Credentials"
+    ]
+    return {
+        "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": credentials["SessionToken"],
+    }

@@ -1,0 +1,186 @@
+"""moto's server behind a thin WSGI front that sees every AWS request the functions make: who sent it
+(each worker names itself in the User-Agent), which operation, and on what. Fault scenarios use it to
+fail a request as AWS would, or to kill the worker that sent it (a crash at exactly that step)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
+
+# botocore's standard retry mode makes up to 4 attempts of a DynamoDB call that meets a 5xx (3 elsewhere).
+DYNAMODB_SDK_ATTEMPTS = 4
+_APP_ID = re.compile(r"\bapp/([\w.-]+)")
+_CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/")
+
+
+@dataclass(frozen=True)
+class AwsRequest:
+    service: str  # from the signature's credential scope: s3, dynamodb, sqs, events, secretsmanager, ...
+    operation: str  # DynamoDB's "UpdateItem", SQS's "SendMessage", S3's "PUT" / "GET" / ...
+    path: str
+    body: bytes
+    caller: str | None  # the worker's tag, when a function sent it
+    access_key: str | None
+
+    def json(self) -> dict[str, Any]:
+        try:
+            parsed = json.loads(self.body or b"{}")
+        except ValueError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+
+
+@dataclass
+class Fault:
+    """`action` is "kill" (the sending worker dies before AWS applies the request) or an AWS error code
+    answered with HTTP 500. It fires on the first `times` matching requests."""
+
+    matches: Callable[[AwsRequest], bool]
+    action: str
+    times: int = 1
+    fired: int = 0
+
+
+@dataclass
+class RequestHooks:
+    faults: list[Fault] = field(default_factory=list)
+    kill: Callable[[str], None] = lambda tag: None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def injected(self, fault: Fault) -> Iterator[Fault]:
+        with self._lock:
+            self.faults.append(fault)
+        try:
+            yield fault
+        finally:
+            with self._lock:
+                self.faults.remove(fault)
+
+    def take(self, request: AwsRequest) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.fired < fault.times and fault.matches(request):
+                    fault.fired += 1
+                    return fault
+        return None
+
+
+def _parse(environ: dict[str, Any], body: bytes) -> AwsRequest:
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    credential = _CREDENTIAL.search(authorization) or _CREDENTIAL.search(
+        "Credential=" + unquote(query.get("X-Amz-Credential", [""])[0])
+    )
+    service = credential.group(2) if credential else ""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    operation = target.rsplit(".", 1)[-1] if target else environ.get("REQUEST_METHOD", "")
+    agent = _APP_ID.search(environ.get("HTTP_USER_AGENT", ""))
+    return AwsRequest(
+        service=service,
+        operation=operation,
+        path=unquote(environ.get("PATH_INFO", "")),
+        body=body,
+        caller=agent.group(1) if agent else None,
+        access_key=credential.group(1) if credential else None,
+    )
+
+
+def _error(code: str, service: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    if service == "s3":
+        body = f"<Error><Code>{code}</Code><Message>simulated by the local stack</Message></Error>".encode()
+        return "500 Internal Server Error", [("Content-Type", "application/xml")], body
+    payload = json.dumps({"__type": code, "message": "simulated by the local stack"}).encode()
+    return "500 Internal Server Error", [("Content-Type", "application/x-amz-json-1.0")], payload
+
+
+class HookedApplication:
+    def __init__(self, app: Any, hooks: RequestHooks) -> None:
+        self.app = app
+        self.hooks = hooks
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not self.hooks.faults:
+            return self.app(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        request = _parse(environ, body)
+        fault = self.hooks.take(request)
+        if fault is not None:
+            if fault.action == "kill" and request.caller:
+                self.hooks.kill(request.caller)
+            status, headers, payload = _error(
+                "InternalServerError" if fault.action == "kill" else fault.action, request.service
+            )
+            start_response(status, [*headers, ("Content-Length", str(len(payload)))])
+            return [payload]
+        return self.app(environ, start_response)
+
+
+class MotoFront(ThreadedMotoServer):
+    """ThreadedMotoServer whose application passes through `hooks` first."""
+
+    def __init__(self, hooks: RequestHooks) -> None:
+        super().__init__(ip_address="127.0.0.1", port=0, verbose=False)
+        self.hooks = hooks
+
+    def _server_entry(self) -> None:
+        app = HookedApplication(DomainDispatcherApplication(create_backend_app), self.hooks)
+        self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
+# ----- what scenarios match on -----
+def dynamodb_write_to(status: str, job_id_part: str = "") -> Callable[[AwsRequest], bool]:
+    """An UpdateItem moving a job (whose id contains `job_id_part`) to `status`."""
+
+    def matches(request: AwsRequest) -> bool:
+        if request.service != "dynamodb" or request.operation != "UpdateItem":
+            return False
+        body = request.json()
+        moving_to = body.get("ExpressionAttributeValues", {}).get(":to", {}).get("S")
+        return bool(moving_to == status and job_id_part in json.dumps(body.get("Key", {})))
+
+    return matches
+
+
+def sqs_send_naming(text: str) -> Callable[[AwsRequest], bool]:
+    """An SQS SendMessage whose body contains `text` (e.g. a job id)."""
+
+    def matches(request: AwsRequest) -> bool:
+        return (
+            request.service == "sqs"
+            and request.operation == "SendMessage"
+            and text in str(request.json().get("MessageBody", ""))
+        )
+
+    return matches
+
+
+def s3_request_for(
+    key_part: str, methods: tuple[str, ...] = ("GET", "HEAD", "PUT", "POST")
+) -> Callable[[AwsRequest], bool]:
+    """An S3 request by a function on an object whose key contains `key_part`."""
+
+    def matches(request: AwsRequest) -> bool:
+        return (
+            request.service == "s3"
+            and request.caller is not None
+            and request.operation in methods
+            and key_part in request.path
+        )
+
+    return matches
