@@ -47,6 +47,10 @@ def job_id_for(bucket: str, key: str, version: str | None, etag: str | None) -> 
     return f"{slug}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
 
 
+# The history note a failed copy attempt leaves (StoreWeights writes it, the reconciler quotes it).
+COPY_FAILED_NOTE = "copy attempt failed"
+
+
 class Job(BaseModel):
     """A job item as stored; `public()` is what users and events see."""
 
@@ -82,6 +86,11 @@ class Job(BaseModel):
     store_requeues: int = 0  # copies the reconciler restarted
     store_lease_until: str | None = None  # a copy is running until then (its invocation's end)
     store_lease_owner: str | None = None
+
+    def last_note(self, prefix: str) -> str | None:
+        """The latest history note starting with `prefix` (e.g. why the last copy attempt failed)."""
+        notes = (str(entry.get("note", "")) for entry in reversed(self.history))
+        return next((note for note in notes if note.startswith(prefix)), None)
 
     def public(self) -> dict[str, Any]:
         """JSON-ready fields for users and events (DynamoDB's Decimals become plain numbers)."""

@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from loradrop.egress import DisallowedOutput, OutputPolicy
 from loradrop.events import EventPublisher, end_job
-from loradrop.jobs import Job, JobStore, iso, parse_iso, utc_now
+from loradrop.jobs import COPY_FAILED_NOTE, Job, JobStore, iso, parse_iso, utc_now
 from loradrop.models import STORE_RETRYABLE, JobStatus
 from loradrop.settings import StoreSettings
 from loradrop.wavespeed import WaveSpeedClient, WaveSpeedError
@@ -116,8 +116,10 @@ class Storer:
             return current, "unchanged"
         try:
             return self._copy(leased, prediction_id, receive_count, deadline)
-        except BaseException:
-            self._release(leased)  # whatever broke, the next delivery may copy at once
+        except Exception as err:
+            # Whatever broke, the next delivery may copy at once; the job's history keeps why this try failed.
+            logger.warning("copy attempt failed", extra={"reason": str(err)})
+            self._release(leased, note=f"{COPY_FAILED_NOTE}: {err}")
             raise
 
     def _reopen(self, job: Job) -> Job:
@@ -200,7 +202,7 @@ class Storer:
         self._events.publish(completed)
         return completed, "completed"
 
-    def _release(self, job: Job) -> None:
+    def _release(self, job: Job, note: str | None = None) -> None:
         """Drop this copy's lease so the next delivery may start at once (best effort: it expires anyway;
         a job that ended meanwhile has no lease left to drop)."""
         try:
@@ -208,6 +210,7 @@ class Storer:
                 job.job_id,
                 {JobStatus.STORING},
                 JobStatus.STORING,
+                note=note,
                 remove=_LEASE,
                 guard="store_lease_owner = :owner",
                 guard_values={":owner": job.store_lease_owner},

@@ -169,9 +169,18 @@ class Submitter:
         try:
             head = self._s3.head_object(**target)
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NoSuchVersion", "403"):
+            code = err.response.get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey", "NoSuchVersion"):
                 return self._reject(
                     job, "INVALID_UPLOAD", "the upload was deleted before it could be read: upload it again"
+                )
+            if code in ("403", "AccessDenied"):
+                # S3 answers 403 for a missing key to a caller without s3:ListBucket, as this role is.
+                return self._reject(
+                    job,
+                    "INVALID_UPLOAD",
+                    "the upload could not be read (403: deleted, or outside uploads/ where SubmitTraining may "
+                    "read): upload it again under uploads/",
                 )
             raise
         if not job.source_version and job.source_etag and head.get("ETag", "").strip('"') != job.source_etag:

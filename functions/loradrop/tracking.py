@@ -24,7 +24,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from loradrop.events import EventPublisher, end_job
-from loradrop.jobs import Job, JobStore, iso, parse_iso, url_digest, utc_now
+from loradrop.jobs import COPY_FAILED_NOTE, Job, JobStore, iso, parse_iso, url_digest, utc_now
 from loradrop.models import TERMINAL_STATUSES, TRAINER_MODELS, JobStatus, Prediction
 from loradrop.settings import ReconcileSettings, WebhookSettings
 from loradrop.wavespeed import (
@@ -213,6 +213,8 @@ class Tracker:
         if job.store_lease_until and job.store_lease_until > now:
             return job, "copy running"
         if job.store_requeues >= self._settings.store_max_requeues:
+            last = job.last_note(COPY_FAILED_NOTE)
+            why = f"the last try said: {last.removeprefix(COPY_FAILED_NOTE + ': ')}" if last else "a timeout?"
             ended = end_job(
                 self._jobs,
                 self._events,
@@ -221,7 +223,7 @@ class Tracker:
                 JobStatus.FAILED,
                 "STORE_FAILED",
                 f"the copy of task {job.prediction_id}'s weights was restarted {job.store_requeues} times and never "
-                f"finished (see StoreWeights' logs: a timeout?); `loradrop retry {job.job_id}` copies it again while "
+                f"finished ({why}; see StoreWeights' logs); `loradrop retry {job.job_id}` copies it again while "
                 "WaveSpeed keeps the output (about 7 days)",
                 remove=("store_lease_until", "store_lease_owner"),
             )

@@ -21,7 +21,7 @@ def _point_at(stack: LocalStack, event: dict, key: str) -> dict:  # type: ignore
     record = event["Records"][0]
     record["s3"]["bucket"]["name"] = stack.uploads_bucket
     record["s3"]["object"].update({"key": key.replace(" ", "+"), "eTag": etag})
-    record["s3"]["object"].pop("versionId")  # moto's uploads are named by ETag (see stack.job_id_for_upload)
+    record["s3"]["object"].pop("versionId")  # moto's uploads are named by ETag (see LocalStack.upload)
     return event
 
 
@@ -30,12 +30,25 @@ def _queue_arn(stack: LocalStack, logical_id: str) -> str:
 
 
 def test_bare_s3_event(stack: LocalStack, key: str) -> None:
-    key = key.replace("uploads/", "manual/")  # outside the notification filter: only this invoke sees it
+    # An upload under uploads/ (the only prefix SubmitTraining may read) also notifies the intake queue:
+    # the bare event and the notification name the same upload, so they make one job and one task.
     stack.client("s3").put_object(Bucket=stack.uploads_bucket, Key=key, Body=training_zip())
     result = stack.invoke("SubmitTrainingFunction", _point_at(stack, load_event("s3_put.json"), key))
     (job,) = result["jobs"]
-    assert job["status"] == "SUBMITTED"
+    assert job["status"] in ("RECEIVED", "SUBMITTING", "SUBMITTED", "STORING", "COMPLETED")
     assert stack.wait_for(job["job_id"], TERMINAL)["status"] == "COMPLETED"
+    assert len(posts_for(stack, key)) == 1
+
+
+def test_a_bare_s3_event_outside_uploads_is_refused_with_what_to_do(stack: LocalStack, key: str) -> None:
+    # Outside uploads/ the role may not read (IAM enforced locally, as on AWS): REJECTED, nothing sent
+    key = key.replace("uploads/", "manual/")
+    stack.client("s3").put_object(Bucket=stack.uploads_bucket, Key=key, Body=training_zip())
+    result = stack.invoke("SubmitTrainingFunction", _point_at(stack, load_event("s3_put.json"), key))
+    (job,) = result["jobs"]
+    assert job["status"] == "REJECTED"
+    assert "under uploads/" in stack.job(job["job_id"])["error"]  # type: ignore[index]
+    assert posts_for(stack, key) == []
 
 
 def test_sqs_upload_and_resubmit_events(stack: LocalStack, key: str) -> None:

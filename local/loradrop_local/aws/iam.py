@@ -59,6 +59,17 @@ def _event_bus_resource(self: Any) -> str:
     return bus if bus.startswith("arn:") else f"arn:aws:events:{self.region}:{self.current_account}:event-bus/{bus}"
 
 
+def _sqs_resource(original: Any) -> Any:
+    def resource(self: Any) -> str:
+        name = self._get_param("QueueName")  # GetQueueUrl names the queue, it has no URL yet
+        if name:
+            return f"arn:aws:sqs:{self.region}:{self.current_account}:{name}"
+        return str(original(self))
+
+    resource._filled = True  # type: ignore[attr-defined]
+    return resource
+
+
 def _authorize_presigned(original: Any) -> Any:
     """moto reads the principal from the Authorization header, which a presigned URL has not (its
     credential is in the query): check the request as the signer's, as S3 does."""
@@ -102,10 +113,13 @@ def fill_moto_gaps() -> None:
     from moto.events.responses import EventsHandler
     from moto.s3.responses import S3Response
     from moto.secretsmanager.responses import SecretsManagerResponse
+    from moto.sqs.responses import SQSResponse
 
     DynamoHandler._determine_resource = _dynamodb_resource  # type: ignore[attr-defined]
     SecretsManagerResponse._determine_resource = _secret_resource  # type: ignore[attr-defined]
     EventsHandler._determine_resource = _event_bus_resource  # type: ignore[attr-defined]
+    if not getattr(SQSResponse._determine_resource, "_filled", False):
+        SQSResponse._determine_resource = _sqs_resource(SQSResponse._determine_resource)  # type: ignore[method-assign]
     if not getattr(S3Response._authenticate_and_authorize_s3_action, "_presigned", False):
         patched = _authorize_presigned(S3Response._authenticate_and_authorize_s3_action)
         patched._presigned = True
