@@ -11,7 +11,7 @@ from loradrop.models import JobStatus
 from loradrop_local.aws.stack import LocalStack, StackOptions
 from loradrop_local.dataset import training_zip
 from loradrop_local.job_client import Target, describe, download_weights, follow
-from loradrop_local.simulator import SimulatorConfig
+from loradrop_local.simulator.model import SimulatorConfig
 
 TRIGGER_WORD = "zxq"
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from loradrop_local.aws.stack import LocalStack, StackOptions
-from loradrop_local.reliability import SCENARIO_ENVIRONMENT, SCENARIO_TIMEOUTS
-from loradrop_local.simulator import RecordedRequest, SimulatorConfig
+from loradrop_local.reliability.harness import SCENARIO_ENVIRONMENT, SCENARIO_TIMEOUTS
+from loradrop_local.simulator.model import RecordedRequest, SimulatorConfig
 
 TERMINAL = {"COMPLETED", "FAILED", "REJECTED"}
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from loradrop_local.aws.stack import LocalStack
-from loradrop_local.reliability import FAST, SCENARIOS, Harness, run_hostile
+from loradrop_local.reliability.harness import Harness
+from loradrop_local.reliability.hostile import run_hostile
+from loradrop_local.reliability.scenarios import FAST, SCENARIOS
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import pytest
 
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
-from loradrop_local.simulator import Task
+from loradrop_local.simulator.model import Task
 from tests.integration.conftest import TERMINAL, events_for, posts_for, reconcile
 
 pytestmark = pytest.mark.integration

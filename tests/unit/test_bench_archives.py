@@ -6,7 +6,7 @@ import zipfile
 from pathlib import Path
 
 from loradrop.archive import ArchiveLimits, inspect_archive
-from loradrop_local.bench import ENTRIES, FileRangeReader, write_stored_zip
+from loradrop_local.bench.inspection import ENTRIES, FileRangeReader, write_stored_zip
 
 
 def test_stored_zip_is_valid(tmp_path: Path) -> None:

@@ -33,7 +33,9 @@ from loradrop_local.aws.lambda_runtime import FunctionConfig, FunctionError, Fun
 from loradrop_local.aws.moto_front import MotoFront, RequestHooks
 from loradrop_local.aws.pollers import poll_queue, run_every
 from loradrop_local.aws.provision import ACCOUNT, REGION, Deployment, Provisioner, schedule_seconds
-from loradrop_local.simulator import LoopbackHTTPServer, Simulator, SimulatorConfig
+from loradrop_local.loopback import LoopbackHTTPServer
+from loradrop_local.simulator.model import SimulatorConfig
+from loradrop_local.simulator.server import Simulator
 
 # Lambda scales a function up to the account's concurrency (1,000 by default); a 2-core machine cannot
 # run that many workers, so locally a function without reserved concurrency has at most this many.

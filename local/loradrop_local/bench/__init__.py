@@ -1,0 +1,1 @@
+"""The benchmark behind `make bench` (docs/benchmarks.md): processes, the five measurements, costs, report."""

@@ -1,0 +1,50 @@
+"""`make reliability`: every scenario (and the hostile inputs) on one local stack; writes docs/reliability.md."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from loradrop_local.aws.cloudformation import TEMPLATE_PATH
+from loradrop_local.aws.stack import LocalStack
+from loradrop_local.reliability.harness import Harness, reliability_options
+from loradrop_local.reliability.hostile import HostileRow, run_hostile
+from loradrop_local.reliability.report import REPORT, write_report
+from loradrop_local.reliability.scenarios import FAST, FULL, SCENARIOS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loradrop_local.reliability", description=__doc__)
+    parser.add_argument("--scale", choices=["fast", "full"], default="full")
+    parser.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="run only these scenarios")
+    parser.add_argument("--output", type=Path, default=REPORT)
+    parser.add_argument("--template", type=Path, default=TEMPLATE_PATH, help="another template (e.g. a changed copy)")
+    parser.add_argument("--skip-hostile", action="store_true", help="skip the hostile-input section")
+    args = parser.parse_args(argv)
+    scale = FULL if args.scale == "full" else FAST
+    started = time.monotonic()
+    outcomes = []
+    hostile: list[HostileRow] = []
+    options = reliability_options()
+    options.template = args.template
+    with LocalStack(options) as stack:
+        harness = Harness(stack)
+        for name in args.only or SCENARIOS:
+            print(f"running {name} ...", flush=True)
+            outcome = SCENARIOS[name](harness, scale)
+            harness.sim.faults.clear()
+            print(f"  {'pass' if outcome.passed else 'FAIL'}: {outcome.end_states} {outcome.problems}", flush=True)
+            outcomes.append(outcome)
+        if not args.skip_hostile:
+            print("running hostile input ...", flush=True)
+            hostile = run_hostile(harness, scale["fuzz"])
+            for row in hostile:
+                print(f"  {'pass' if row.passed else 'FAIL'}: {row}", flush=True)
+    write_report(outcomes, hostile, args.scale, time.monotonic() - started, args.output)
+    print(f"wrote {args.output}")
+    return 0 if all(o.passed for o in outcomes) and all(r.passed for r in hostile) else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,238 @@
+"""What the scenarios stand on: a local stack set up for them, uploads tracked to their end, and
+each scenario's outcome judged as a user would judge it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from loradrop_local.aws.events import scheduled_event
+from loradrop_local.aws.stack import LocalStack, StackOptions
+from loradrop_local.dataset import training_zip
+from loradrop_local.simulator.model import SimulatorConfig
+
+TERMINAL = {"COMPLETED", "FAILED", "REJECTED"}
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    injected: str
+    uploads: int
+    end_states: dict[str, int] = field(default_factory=dict)
+    posts: int = 0
+    tasks: int = 0
+    attempts: int = 0
+    objects_ok: int = 0
+    orphan_uploads: int = 0
+    seconds_median: float = 0.0
+    seconds_max: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class Tracked:
+    key: str
+    job_id: str
+    started: float
+    ended: float | None = None
+    job: dict[str, Any] | None = None
+
+
+class Harness:
+    """Upload, wait, and check outcomes on one running local stack."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        assert stack.simulator is not None
+        self.sim = stack.simulator
+
+    def upload(self, label: str, count: int, metadata: dict[str, str] | None = None) -> list[Tracked]:
+        body = training_zip(images=4)
+
+        def one(i: int) -> Tracked:
+            key = f"uploads/{label}-{uuid.uuid4().hex[:8]}-{i}.zip"
+            started = time.monotonic()
+            return Tracked(key, self.stack.upload(key, body, metadata), started)
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            return list(pool.map(one, range(count)))
+
+    def upload_bytes(self, label: str, data: bytes) -> list[Tracked]:
+        """One upload of exactly these bytes (a hostile archive, say)."""
+        key = f"uploads/{label}-{uuid.uuid4().hex[:8]}.zip"
+        return [Tracked(key, self.stack.upload(key, data), time.monotonic())]
+
+    def wait(self, tracked: list[Tracked], timeout: float, statuses: set[str] = TERMINAL) -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(tracked)
+        while pending and time.monotonic() < deadline:
+            for item in list(pending):
+                job = self.stack.job(item.job_id)
+                if job is not None and job["status"] in statuses:
+                    item.job, item.ended = job, time.monotonic()
+                    pending.remove(item)
+            time.sleep(min(1.0, 0.01 * len(pending)))  # hundreds of GetItems a round would load moto
+        for item in pending:
+            item.job = self.stack.job(item.job_id)
+
+    def posts(self, tracked: list[Tracked]) -> int:
+        """Training POSTs WaveSpeed received for these uploads (429s and other refusals included)."""
+        names = [t.key.split("/", 1)[1] for t in tracked]
+        return sum(
+            1
+            for r in self.sim.submissions()
+            if isinstance(r.body, dict) and any(n in str(r.body.get("data")) for n in names)
+        )
+
+    def tasks_created(self, tracked: list[Tracked]) -> int:
+        """Tasks WaveSpeed created (and would bill) for these uploads."""
+        names = [t.key.split("/", 1)[1] for t in tracked]
+        return sum(1 for task in list(self.sim.tasks.values()) if any(n in str(task.input.get("data")) for n in names))
+
+    def downloads(self, task_id: str) -> int:
+        return sum(1 for r in self.sim.requests if r.method == "GET" and r.path.startswith(f"/outputs/{task_id}/"))
+
+    def outcome(
+        self, scenario: str, injected: str, tracked: list[Tracked], *, expect: dict[str, int], tasks: int
+    ) -> Outcome:
+        states = Counter((t.job or {}).get("status", "MISSING") for t in tracked)
+        durations = [t.ended - t.started for t in tracked if t.ended is not None]
+        result = Outcome(
+            scenario=scenario,
+            injected=injected,
+            uploads=len(tracked),
+            end_states=dict(states),
+            posts=self.posts(tracked),
+            tasks=self.tasks_created(tracked),
+            seconds_median=round(statistics.median(durations), 2) if durations else 0.0,
+            seconds_max=round(max(durations), 2) if durations else 0.0,
+        )
+        result.attempts = sum(int((t.job or {}).get("attempts", 0)) for t in tracked)
+        left = {state: n for state, n in states.items() if state not in TERMINAL}
+        if left:
+            result.problems.append(f"uploads left non-terminal: {left}")
+        if dict(states) != expect:
+            errors = sorted({str((t.job or {}).get("error")) for t in tracked if (t.job or {}).get("error")})
+            result.problems.append(f"end states {dict(states)} != expected {expect}; errors: {errors}")
+        if result.tasks != tasks:
+            result.problems.append(f"WaveSpeed created {result.tasks} tasks, expected {tasks}")
+        if result.tasks != result.attempts:
+            result.problems.append(f"WaveSpeed created {result.tasks} tasks but the jobs count {result.attempts}")
+        s3 = self.stack.client("s3")
+        for item in tracked:
+            job = item.job or {}
+            if job.get("status") == "COMPLETED":
+                bucket, key = job["weights_uri"].removeprefix("s3://").split("/", 1)
+                digest = hashlib.sha256(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest()
+                if digest == job["weights_sha256"] == self.sim.expected_output(job["prediction_id"])[1]:
+                    result.objects_ok += 1
+                else:
+                    result.problems.append(f"{item.job_id}: checksum mismatch")
+        uploads = s3.list_multipart_uploads(Bucket=self.stack.weights_bucket).get("Uploads", [])
+        result.orphan_uploads = len(uploads)
+        if uploads:
+            result.problems.append(f"{len(uploads)} orphan multipart uploads")
+        return result
+
+    def reconcile(self) -> dict[str, Any]:
+        summary: dict[str, Any] = self.stack.invoke("ReconcileJobsFunction", scheduled_event())["summary"]
+        return summary
+
+    @staticmethod
+    def wait_until(condition: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def settle(self, tracked: list[Tracked], timeout: float, every: float = 0.5) -> None:
+        """Run the reconciler (as its schedule would) until every upload is terminal."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.wait(tracked, timeout=every)
+            if all((t.job or {}).get("status") in TERMINAL for t in tracked):
+                return
+            self.reconcile()
+        self.wait(tracked, timeout=0)
+
+    def upload_with(self, label: str, faults: list[tuple[Any, Any]]) -> list[Tracked]:
+        """One upload, with faults queued just for it (each (queue, value)); waits until WaveSpeed has
+        answered (or dropped) a POST of it other than a 429, so the next upload cannot take these faults."""
+        for queue, value in faults:
+            queue.append(value)
+        tracked = self.upload(label, 1)
+        deadline = time.monotonic() + 30
+        while not any(r.status != 429 for r in self.submissions(tracked[0])) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return tracked
+
+    def submissions(self, item: Tracked) -> list[Any]:
+        name = item.key.split("/", 1)[1]
+        return [r for r in list(self.sim.submissions()) if isinstance(r.body, dict) and name in str(r.body.get("data"))]
+
+    def posts_for(self, item: Tracked) -> int:
+        return len(self.submissions(item))
+
+    def post_webhook(self, task: Any) -> int:
+        body = json.dumps(task.public(self.sim.url)).encode()
+        ts = str(int(time.time()))
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": task.id,
+            "webhook-timestamp": ts,
+            "webhook-signature": self.sim.sign(task.id, ts, body),
+        }
+        return httpx.post(self.stack.webhook_url, content=body, headers=headers, timeout=30).status_code
+
+
+@contextmanager
+def simulator_settings(harness: Harness, **changes: Any) -> Iterator[None]:
+    saved = {name: getattr(harness.sim.config, name) for name in changes}
+    for name, value in changes.items():
+        setattr(harness.sim.config, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(harness.sim.config, name, value)
+
+
+# What every stack that runs the scenarios needs (the test stack too): a 1 s submit timeout, a 2 s
+# grace before the history counts as proof, a 10 s settle deadline, and a 6 s StoreWeights timeout
+# so that a dead copy's lease runs out within a scenario.
+SCENARIO_ENVIRONMENT = {
+    "SUBMIT_TIMEOUT_SECONDS": "1",
+    "WEIGHTS_PART_SIZE_MIB": "5",
+    "UNCERTAIN_GRACE_SECONDS": "2",
+    "SETTLE_DEADLINE_SECONDS": "10",
+    "MAX_WEIGHTS_MIB": "64",
+}
+SCENARIO_TIMEOUTS = {"StoreWeightsFunction": 6.0}
+
+
+def reliability_options() -> StackOptions:
+    return StackOptions(
+        run_reconciler=False,
+        reconcile_after=0,
+        simulator=SimulatorConfig(output_size=2 * 1024 * 1024 + 17, webhook_backoff=0.05),
+        extra_environment=dict(SCENARIO_ENVIRONMENT),
+        function_timeouts=dict(SCENARIO_TIMEOUTS),
+        log_file=Path(tempfile.gettempdir()) / "loradrop-reliability-handlers.log",
+    )

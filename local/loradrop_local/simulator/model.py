@@ -1,0 +1,167 @@
+"""The simulator's configuration, its fault queues, and WaveSpeed's task as the API shows it."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+TRAINER_MODELS = ("wavespeed-ai/flux-dev-lora-trainer", "wavespeed-ai/flux-dev-lora-trainer-turbo")
+BLOCK = 1024 * 1024
+
+
+@dataclass
+class SimulatorConfig:
+    api_key: str = "sim-api-key"
+    webhook_secret: str = "whsec_simulated-webhook-secret"
+    starts_per_minute: int | None = None  # None: no rate limit
+    minute_seconds: float = 60.0  # shorten "a minute" for tests
+    processing_after: float = 0.05  # created → processing (the ZIP is fetched then)
+    train_seconds: float = 0.2  # processing → completed
+    output_size: int = 1024 * 1024
+    lora_rank: int = 16
+    webhook_retries: int = 3
+    webhook_backoff: float = 0.2  # doubles on each retry
+    webhook_timeout: float = 5.0
+    # Whether GET .../result carries the task's `input` (the docs mark it optional; webhooks always do).
+    result_has_input: bool = True
+
+
+@dataclass
+class Faults:
+    """Queues of faults, each consumed by the next matching request or task.
+
+    submit: "429", "500", "503", "slow:<seconds>", "drop_before_create", "drop_after_create",
+            "502_after_create", "504_after_create" (a gateway's error after the task was created),
+            "400_echo" (a refusal quoting the request, presigned link and all)
+    result: "500", "429", "drop", "slow:<seconds>"
+    history: "500", "drop" — the next prediction-history requests fail
+    download: "truncate", "vanish", "slow:<seconds>", "reset", "redirect:<url>"
+    webhook: "drop", "duplicate:<n>", "out_of_order", "lie:<url>", "early"
+    task: (code, message) pairs — the next tasks fail with that WaveSpeed code ("{input}" in the message
+          echoes the task's input)
+    ending: "cancelled", "timeout", "deleted" — the next tasks end in that status instead
+    garbled: N — the next task's first N result answers do not parse (`"status": null`, no outputs list)
+    output: URLs — the next completed tasks list this URL as their output (hostile WaveSpeed data)
+    output_size: bytes — the next task's output is this big
+    """
+
+    submit: deque[str] = field(default_factory=deque)
+    result: deque[str] = field(default_factory=deque)
+    download: deque[str] = field(default_factory=deque)
+    webhook: deque[str] = field(default_factory=deque)
+    task: deque[tuple[int, str]] = field(default_factory=deque)
+    ending: deque[str] = field(default_factory=deque)
+    garbled: deque[int] = field(default_factory=deque)
+    output: deque[str] = field(default_factory=deque)
+    output_size: deque[int] = field(default_factory=deque)
+    history: deque[str] = field(default_factory=deque)
+
+    def clear(self) -> None:
+        for queue in (
+            self.submit,
+            self.result,
+            self.download,
+            self.webhook,
+            self.task,
+            self.ending,
+            self.garbled,
+            self.output,
+            self.output_size,
+            self.history,
+        ):
+            queue.clear()
+
+
+def take_fault(queue: deque[Any]) -> Any:
+    try:
+        return queue.popleft()
+    except IndexError:
+        return None
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: Any
+    status: int
+    at: float
+
+
+@dataclass
+class Task:
+    id: str
+    model: str
+    input: dict[str, Any]
+    webhook: str | None
+    api_key: str
+    status: str = "created"
+    outputs: list[str] = field(default_factory=list)
+    error: str = ""
+    code: int | None = None
+    created_at: str = field(default_factory=lambda: iso(datetime.now(UTC)))
+    webhooks_sent: int = 0
+    webhook_answers: list[int] = field(default_factory=list)  # HTTP status per delivery; 0: no answer
+    downloads_completed: int = 0  # outputs served to the last byte
+    zip_fetched: bool = False
+    hostile_output: str | None = None
+    output_size: int | None = None  # overrides the simulator's output size for this task
+    ended_at: float | None = None  # wall clock when the task ended and its webhook went out
+    garbled_answers: int = 0  # result GETs still to answer with an unparseable body
+
+    def public(self, base_url: str, *, with_input: bool = True) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "model": self.model,
+            **({"input": self.input} if with_input else {}),
+            "outputs": self.outputs,
+            "urls": {"get": f"{base_url}/api/v3/predictions/{self.id}/result"},
+            "has_nsfw_contents": [False] * len(self.outputs),  # one flag per output
+            "status": self.status,
+            "created_at": self.created_at,
+            "error": self.error,
+            "timings": {"inference": 0},
+        }
+        if self.code is not None:
+            body["code"] = self.code
+        return body
+
+
+def iso(moment: datetime) -> str:
+    """The documented created_at form: ISO 8601, UTC, milliseconds (2026-11-25T09:30:00.123Z)."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+MISSING_PARAMETER, INVALID_PARAMETER = 1400, 1401
+
+
+def validation_error(body: Any) -> tuple[int, str] | None:
+    """WaveSpeed's documented parameter rules, with its codes (1400 missing, 1401 invalid); the
+    message mimics its 400 answers. Fields it does not know are ignored, as WaveSpeed does."""
+    if not isinstance(body, dict):
+        return INVALID_PARAMETER, "request body must be a JSON object"
+    data = body.get("data")
+    if data is None or data == "":
+        return MISSING_PARAMETER, "data is required"
+    if not isinstance(data, str):
+        return INVALID_PARAMETER, "data must be a URL"
+    rules: dict[str, tuple[Any, float, float]] = {
+        "steps": (int, 1000, 10000),
+        "learning_rate": ((int, float), 0, 1),
+        "lora_rank": (int, 1, 64),
+    }
+    for name, (kind, low, high) in rules.items():
+        if name in body:
+            value = body[name]
+            if isinstance(value, bool) or not isinstance(value, kind) or not low <= float(value) <= high:
+                return INVALID_PARAMETER, f"{name} must be between {low} and {high}"
+    if "trigger_word" in body and not isinstance(body["trigger_word"], str):
+        return INVALID_PARAMETER, "trigger_word must be a string"
+    return None

@@ -1,0 +1,243 @@
+"""The simulated WaveSpeed: tasks, rate limits, ZIP downloads, signed webhooks with retries."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from loradrop_local.loopback import LoopbackHTTPServer
+from loradrop_local.simulator.http_api import make_handler
+from loradrop_local.simulator.model import Faults, RecordedRequest, SimulatorConfig, Task, parse_iso, take_fault
+from loradrop_local.simulator.outputs import safetensors_chunks
+
+
+class Simulator:
+    def __init__(self, config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.config = config or SimulatorConfig()
+        self.faults = Faults()
+        self.requests: list[RecordedRequest] = []
+        self.tasks: dict[str, Task] = {}
+        self._starts: deque[float] = deque()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server = LoopbackHTTPServer((host, port), make_handler(self))
+        self._thread: threading.Thread | None = None
+        self._http = httpx.Client(timeout=self.config.webhook_timeout)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> Simulator:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="wavespeed-sim", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._http.close()
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ----- for tests -----
+    def submissions(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == "POST" and r.path.startswith("/api/v3/wavespeed-ai/")]
+
+    def output_size(self, task_id: str) -> int:
+        task = self.tasks.get(task_id)
+        return task.output_size if task is not None and task.output_size else self.config.output_size
+
+    def add_completed_task(self, task_id: str, output_size: int) -> Task:
+        """A finished task with an output of the given size (benchmarks serve weights this way)."""
+        task = Task(
+            id=task_id,
+            model="wavespeed-ai/flux-dev-lora-trainer",
+            input={},
+            webhook=None,
+            api_key=self.config.api_key,
+            status="completed",
+            output_size=output_size,
+        )
+        task.outputs = [f"{self.url}/outputs/{task.id}/lora-{task.id[:8]}.safetensors"]
+        self.tasks[task.id] = task
+        return task
+
+    def expected_output(self, task_id: str) -> tuple[int, str]:
+        """Size and SHA-256 of the output this task serves."""
+        size, chunks = safetensors_chunks(task_id, self.output_size(task_id), self.config.lora_rank)
+        digest = hashlib.sha256()
+        for chunk in chunks():
+            digest.update(chunk)
+        return size, digest.hexdigest()
+
+    def sign(self, webhook_id: str, timestamp: str, body: bytes, secret: str | None = None) -> str:
+        key = (secret or self.config.webhook_secret).removeprefix("whsec_").encode()
+        mac = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256)
+        return f"v3,{mac.hexdigest()}"
+
+    def history(self, query: dict[str, Any], api_key: str) -> tuple[int, dict[str, Any] | str]:
+        """POST /api/v3/predictions: the documented filters and paging; items carry no `input`."""
+        page, size = query.get("page"), query.get("page_size")
+        if not isinstance(page, int) or isinstance(page, bool) or page < 1:
+            return 400, "page is required and must be at least 1"
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 100:
+            return 400, "page_size is required and must be between 1 and 100"
+        if query.get("status") not in (None, "completed", "failed", "processing"):
+            return 400, "status must be completed, failed or processing"
+        bounds = {}
+        for name in ("created_after", "created_before"):
+            if query.get(name) is not None:
+                try:
+                    bounds[name] = parse_iso(str(query[name]))
+                except ValueError:
+                    return 400, f"{name} must be an ISO 8601 time"
+        with self._lock:
+            tasks = [t for t in self.tasks.values() if t.api_key == api_key]
+        week_ago = datetime.now(UTC).timestamp() - 7 * 86400
+        chosen = [
+            t
+            for t in tasks
+            if (query.get("model") in (None, t.model))
+            and (query.get("status") in (None, t.status))
+            and parse_iso(t.created_at).timestamp() >= week_ago
+            and ("created_after" not in bounds or parse_iso(t.created_at) >= bounds["created_after"])
+            and ("created_before" not in bounds or parse_iso(t.created_at) <= bounds["created_before"])
+        ]
+        chosen.sort(key=lambda t: t.created_at, reverse=True)
+        items = [t.public(self.url, with_input=False) for t in chosen[(page - 1) * size : page * size]]
+        return 200, {"page": page, "total": len(chosen), "items": items}
+
+    # ----- behaviour -----
+    def _rate_limited(self) -> bool:
+        limit = self.config.starts_per_minute
+        if limit is None:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            while self._starts and now - self._starts[0] >= self.config.minute_seconds:
+                self._starts.popleft()
+            if len(self._starts) >= limit:
+                return True
+            self._starts.append(now)
+            return False
+
+    def create_task(self, model: str, body: dict[str, Any], webhook: str | None, api_key: str) -> Task:
+        task = Task(id=uuid.uuid4().hex, model=f"wavespeed-ai/{model}", input=body, webhook=webhook, api_key=api_key)
+        failure = take_fault(self.faults.task)
+        ending = take_fault(self.faults.ending)
+        if ending is not None:
+            failure = (None, ending)
+        webhook_fault = take_fault(self.faults.webhook)
+        task.hostile_output = take_fault(self.faults.output)
+        task.garbled_answers = take_fault(self.faults.garbled) or 0
+        task.output_size = take_fault(self.faults.output_size)
+        with self._lock:
+            self.tasks[task.id] = task
+        threading.Thread(target=self._run_task, args=(task, failure, webhook_fault), daemon=True).start()
+        return task
+
+    def _run_task(self, task: Task, failure: tuple[int | None, str] | None, webhook_fault: str | None) -> None:
+        if webhook_fault == "early":  # a webhook for a task that has barely started
+            self._deliver(task, None, snapshot=task.public(self.url) | {"status": "completed"})
+            webhook_fault = None
+        if self._stopping.wait(self.config.processing_after):
+            return
+        task.status = "processing"
+        problem = self._fetch_zip(task.input.get("data", ""))
+        task.zip_fetched = problem is None
+        if self._stopping.wait(self.config.train_seconds):
+            return
+        if problem is not None:
+            task.status, task.code, task.error = "failed", problem[0], problem[1]
+        elif failure is not None and failure[0] is None:  # cancelled, timeout or deleted
+            task.status, task.error = failure[1], f"task {failure[1]}"
+        elif failure is not None:  # "{input}" in the message echoes the request, as some errors do
+            message = failure[1].replace("{input}", json.dumps(task.input))
+            task.status, task.code, task.error = "failed", failure[0], message
+        else:
+            task.outputs = [task.hostile_output or f"{self.url}/outputs/{task.id}/lora-{task.id[:8]}.safetensors"]
+            task.status = "completed"
+        task.ended_at = time.time()
+        self._deliver(task, webhook_fault)
+
+    def _fetch_zip(self, url: str) -> tuple[int, str] | None:
+        """Download the training data as WaveSpeed would; a link that does not work fails with 1402."""
+        query = parse_qs(urlsplit(url).query)
+        if query.get("X-Amz-Algorithm") == ["AWS4-HMAC-SHA256"]:
+            try:
+                signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+                expires = int(query["X-Amz-Expires"][0])
+            except (KeyError, ValueError):
+                return 1402, "media URL is not a valid presigned URL"
+            if time.time() > signed.timestamp() + expires:
+                return 1402, "media URL expired"
+        elif "Signature" in query or "X-Amz-Signature" in query:
+            return 1402, "media URL is not signed with SigV4"
+        try:
+            with self._http.stream("GET", url) as answer:
+                if answer.status_code != 200:
+                    return 1402, f"media URL not reachable (HTTP {answer.status_code})"
+                head = next(answer.iter_bytes(4), b"")
+        except httpx.HTTPError as err:
+            return 1402, f"media URL not reachable: {err}"
+        if not head.startswith(b"PK"):
+            return 1401, "data is not a ZIP archive"
+        return None
+
+    def _deliver(self, task: Task, fault: str | None, snapshot: dict[str, Any] | None = None) -> None:
+        if not task.webhook or fault == "drop" or self._stopping.is_set():
+            return
+        body = snapshot or task.public(self.url)
+        if fault and fault.startswith("lie:"):
+            body = body | {"outputs": [fault[4:]], "status": "completed"}
+        copies = int(fault.split(":", 1)[1]) if fault and fault.startswith("duplicate:") else 1
+        threads = [threading.Thread(target=self._post_webhook, args=(task, body), daemon=True) for _ in range(copies)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if fault == "out_of_order":  # an older state arrives after the final one
+            self._post_webhook(task, body | {"status": "processing", "outputs": []})
+
+    def _post_webhook(self, task: Task, body: dict[str, Any]) -> None:
+        raw = json.dumps(body).encode()
+        delay = self.config.webhook_backoff
+        for _ in range(1 + self.config.webhook_retries):
+            if self._stopping.is_set():
+                return
+            timestamp = str(int(time.time()))
+            headers = {
+                "content-type": "application/json",
+                "webhook-id": task.id,
+                "webhook-timestamp": timestamp,
+                "webhook-signature": self.sign(task.id, timestamp, raw),
+            }
+            try:
+                answer = self._http.post(task.webhook or "", content=raw, headers=headers)
+                task.webhooks_sent += 1
+                task.webhook_answers.append(answer.status_code)
+                if 200 <= answer.status_code < 300:
+                    return
+            except httpx.HTTPError:
+                task.webhooks_sent += 1
+                task.webhook_answers.append(0)
+            if self._stopping.wait(delay):
+                return
+            delay *= 2
