@@ -5,6 +5,7 @@ function, as Lambda gives each function its execution role)."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -73,7 +74,6 @@ def _sqs_resource(original: Any) -> Any:
 def _authorize_presigned(original: Any) -> Any:
     """moto reads the principal from the Authorization header, which a presigned URL has not (its
     credential is in the query): check the request as the signer's, as S3 does."""
-    from moto.core.authorization import ActionAuthenticatorMixin
     from moto.iam.access_control import S3IAMRequest
     from moto.s3.responses import S3Response
 
@@ -81,10 +81,7 @@ def _authorize_presigned(original: Any) -> Any:
         query = {k: v[0] if isinstance(v, list) else v for k, v in (self.querystring or {}).items()}
         if "Authorization" in self.headers or "X-Amz-Credential" not in query:
             return original(self, bucket_name=bucket_name, key_name=key_name)
-        from moto import settings
-
-        if ActionAuthenticatorMixin.request_count < settings.INITIAL_NO_AUTH_ACTION_COUNT:
-            ActionAuthenticatorMixin.request_count += 1
+        if not enforcing():
             return None
         headers = dict(self.headers)
         headers["Authorization"] = f"AWS4-HMAC-SHA256 Credential={query['X-Amz-Credential']}, SignedHeaders=host"
@@ -126,21 +123,44 @@ def fill_moto_gaps() -> None:
         S3Response._authenticate_and_authorize_s3_action = patched  # type: ignore[method-assign]
 
 
-@contextmanager
-def enforcement(enabled: bool) -> Iterator[None]:
-    """moto's IAM enforcement (INITIAL_NO_AUTH_ACTION_COUNT = 0) while the stack runs."""
-    from moto import settings
-    from moto.core.authorization import ActionAuthenticatorMixin
+_request = threading.local()
 
-    saved = settings.INITIAL_NO_AUTH_ACTION_COUNT
-    if enabled:
+
+class _PerRequestSettings:
+    """moto reads INITIAL_NO_AUTH_ACTION_COUNT from its settings module for every request, process-wide.
+    Seen through this proxy, it is 0 (enforce) only while a request that came through an enforcing
+    stack's front is handled on this thread, so in-process moto (the unit tests) stays as moto is."""
+
+    def __init__(self, settings: Any) -> None:
+        self._settings = settings
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "INITIAL_NO_AUTH_ACTION_COUNT":
+            return 0 if getattr(_request, "enforce", False) else float("inf")
+        return getattr(self._settings, name)
+
+
+def install() -> None:
+    """Fill moto's gaps and route its enforcement switch through the per-request proxy (once)."""
+    from moto.core import authorization
+
+    if not isinstance(authorization.settings, _PerRequestSettings):
         fill_moto_gaps()
-        settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
-        ActionAuthenticatorMixin.request_count = 0
+        authorization.settings = _PerRequestSettings(authorization.settings)  # type: ignore[assignment]
+
+
+@contextmanager
+def enforced(enabled: bool) -> Iterator[None]:
+    """Mark the AWS request handled on this thread as one to check (the moto front wraps each request)."""
+    _request.enforce = enabled
     try:
         yield
     finally:
-        settings.INITIAL_NO_AUTH_ACTION_COUNT = saved
+        _request.enforce = False
+
+
+def enforcing() -> bool:
+    return bool(getattr(_request, "enforce", False))
 
 
 def admin_credentials(iam: Any, user_name: str) -> dict[str, str]:

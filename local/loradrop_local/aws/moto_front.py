@@ -18,6 +18,8 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
+from loradrop_local.aws import iam
+
 # botocore's standard retry mode makes up to 4 attempts of a DynamoDB call that meets a 5xx (3 elsewhere).
 DYNAMODB_SDK_ATTEMPTS = 4
 _APP_ID = re.compile(r"\bapp/([\w.-]+)")
@@ -56,6 +58,7 @@ class Fault:
 class RequestHooks:
     faults: list[Fault] = field(default_factory=list)
     kill: Callable[[str], None] = lambda tag: None
+    enforce_iam: bool = False  # turned on once the stack is provisioned
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @contextmanager
@@ -111,6 +114,10 @@ class HookedApplication:
         self.hooks = hooks
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        with iam.enforced(self.hooks.enforce_iam):
+            return self._handle(environ, start_response)
+
+    def _handle(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if not self.hooks.faults:
             return self.app(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)

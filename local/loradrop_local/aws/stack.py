@@ -17,7 +17,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from loradrop_local.aws import iam
 from loradrop_local.aws.cloudformation import TEMPLATE_PATH, Resolver, translate
@@ -113,6 +114,7 @@ class LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
         warnings.filterwarnings("ignore", message="No application metrics to publish")
         make_dynamodb_writes_atomic()
+        iam.install()
         self.aws_requests.kill = self._kill_worker
         self._moto = MotoFront(self.aws_requests)
         self._moto.start()
@@ -131,8 +133,7 @@ class LocalStack:
             for spec in self.deployment.functions.values()
         }
         self.credentials = admin
-        os.environ.update(admin)
-        self._cleanup.enter_context(iam.enforcement(self.options.enforce_iam))
+        self.aws_requests.enforce_iam = self.options.enforce_iam
         self._start_runtimes(roles)
         self._start_pollers(roles)
         if self.options.state_dir is not None:
@@ -211,16 +212,8 @@ class LocalStack:
 
     # ----- setup -----
     def _set_aws_environment(self) -> None:
+        """Only what moto itself reads: callers get clients from `client()`, functions their own variables."""
         self._saved_environ = dict(os.environ)
-        os.environ.update(
-            {
-                "AWS_ENDPOINT_URL": self.endpoint,
-                "AWS_DEFAULT_REGION": REGION,
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
-            }
-        )
-        os.environ.pop("AWS_SESSION_TOKEN", None)
         # The roles attach AWS managed policies (AWSLambdaBasicExecutionRole, ...): moto must know them.
         os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
 
@@ -276,7 +269,12 @@ class LocalStack:
             secret = {"api_key": self.options.wavespeed_api_key}
         secrets = self.client("secretsmanager")
         arn = secrets.create_secret(Name=SECRET_NAME, SecretString=json.dumps(secret))["ARN"]
-        self._cleanup.callback(lambda: secrets.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True))
+
+        def delete() -> None:
+            with suppress(ClientError):  # moto's state may have been reset meanwhile (in-process mocks)
+                secrets.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+
+        self._cleanup.callback(delete)
 
     def _create_event_subscriber(self) -> None:
         """Not in the template: a queue subscribed to the bus, so the demo and tests see what was published."""
