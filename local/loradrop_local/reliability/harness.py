@@ -27,6 +27,13 @@ from loradrop_local.simulator.model import SimulatorConfig
 TERMINAL = {"COMPLETED", "FAILED", "REJECTED"}
 
 
+def times_entered(job: dict[str, Any], status: str) -> int:
+    """How often the job moved into `status` from another state. Entries within a state (a failed copy
+    try's note, a re-queue) do not count."""
+    statuses = [entry["status"] for entry in job.get("history", [])]
+    return sum(1 for before, now in zip([None, *statuses], statuses, strict=False) if now == status != before)
+
+
 @dataclass
 class Outcome:
     scenario: str

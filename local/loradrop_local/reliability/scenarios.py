@@ -15,7 +15,7 @@ from loradrop_local.aws.moto_front import (
     s3_request_for,
     sqs_send_naming,
 )
-from loradrop_local.reliability.harness import Harness, Outcome, Tracked, simulator_settings
+from loradrop_local.reliability.harness import Harness, Outcome, Tracked, simulator_settings, times_entered
 
 # ----- scenarios -----
 Scale = dict[str, int]
@@ -67,7 +67,7 @@ def webhook_flood(h: Harness, scale: Scale) -> Outcome:
         job = item.job or {}
         # One store per job: one STORING transition and one complete download. (A download that broke
         # off under this load is retried by SQS and leaves nothing behind, so it is allowed.)
-        if [e["status"] for e in job.get("history", [])].count("STORING") != 1:
+        if times_entered(job, "STORING") != 1:
             result.problems.append(f"{item.job_id} moved to STORING more than once")
         task = h.sim.tasks.get(job.get("prediction_id", ""))
         if task is None or task.downloads_completed != 1:
@@ -413,11 +413,8 @@ def store_recovery(h: Harness, scale: Scale) -> Outcome:
     raced = h.sim.tasks.get((racing[0].job or {}).get("prediction_id", ""))
     if raced is None or raced.downloads_completed != 1:
         problems.append(f"racing copies downloaded {getattr(raced, 'downloads_completed', 0)} times")
-    statuses = [e["status"] for e in (racing[0].job or {}).get("history", [])]
-    # Entries within STORING (a lease's failed try, a re-queue) are notes; entering it twice is the fault.
-    entered = sum(1 for before, now in zip([None, *statuses], statuses, strict=False) if now == "STORING" != before)
-    if entered != 1:
-        problems.append(f"the raced job entered STORING {entered} times: {statuses}")
+    if times_entered(racing[0].job or {}, "STORING") != 1:
+        problems.append("the raced job moved to STORING more than once")
     s3.list_objects_v2(Bucket=h.stack.weights_bucket)  # the stack is still answering
     result.problems += problems
     return result
