@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -199,7 +200,10 @@ def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"  webhook URL           {stack.webhook_url}\n")
         out.write(f"  uploads bucket        {stack.uploads_bucket}\n")
         out.write(f"  weights bucket        {stack.weights_bucket}\n")
-        out.write(f"  jobs table            {stack.table_name}\n\n")
+        out.write(f"  jobs table            {stack.table_name}\n")
+        kinds = Counter(reason.split(":", 1)[0] for reason in stack.deployment.not_emulated.values())
+        listed = ", ".join(f"{kind} x{count}" if count > 1 else kind for kind, count in sorted(kinds.items()))
+        out.write(f"  not emulated          {listed} (README: Local development)\n\n")
         out.write("Point the AWS CLI or boto3 at it:\n")
         out.write(
             f"  export AWS_ENDPOINT_URL={stack.endpoint} AWS_DEFAULT_REGION=us-east-1 "

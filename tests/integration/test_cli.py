@@ -51,6 +51,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert "AWS_ENDPOINT_URL=http://127.0.0.1:" in output
+    assert "not emulated          AWS::CloudWatch::Alarm x" in output  # listed, not silently skipped
     assert "stopped" in output
     assert not (state / "local.json").exists()
 

@@ -131,8 +131,16 @@ class FunctionRuntime:
         self._serial = 0
         self.cold_starts = 0
         self.invocations = 0
+        self.durations: list[float] = []  # seconds per invocation, cold starts included
 
     def invoke(self, event: dict[str, Any], timeout: float | None = None) -> Any:
+        started = time.monotonic()
+        try:
+            return self._invoke(event, timeout)
+        finally:
+            self.durations.append(time.monotonic() - started)
+
+    def _invoke(self, event: dict[str, Any], timeout: float | None) -> Any:
         worker = self._acquire()
         try:
             result = worker.invoke(event, timeout or self.config.timeout)

@@ -29,7 +29,8 @@ _CREDENTIAL = re.compile(r"Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/")
 @dataclass(frozen=True)
 class AwsRequest:
     service: str  # from the signature's credential scope: s3, dynamodb, sqs, events, secretsmanager, ...
-    operation: str  # DynamoDB's "UpdateItem", SQS's "SendMessage", S3's "PUT" / "GET" / ...
+    operation: str  # "UpdateItem", "SendMessage", "PutObject", "UploadPart", ...
+    method: str
     path: str
     body: bytes
     caller: str | None  # the worker's tag, when a function sent it
@@ -59,6 +60,7 @@ class RequestHooks:
     faults: list[Fault] = field(default_factory=list)
     kill: Callable[[str], None] = lambda tag: None
     enforce_iam: bool = False  # turned on once the stack is provisioned
+    observers: list[Callable[[AwsRequest], None]] = field(default_factory=list)  # e.g. counting calls
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @contextmanager
@@ -82,22 +84,56 @@ class RequestHooks:
 
 def _parse(environ: dict[str, Any], body: bytes) -> AwsRequest:
     authorization = environ.get("HTTP_AUTHORIZATION", "")
-    query = parse_qs(environ.get("QUERY_STRING", ""))
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
     credential = _CREDENTIAL.search(authorization) or _CREDENTIAL.search(
         "Credential=" + unquote(query.get("X-Amz-Credential", [""])[0])
     )
     service = credential.group(2) if credential else ""
     target = environ.get("HTTP_X_AMZ_TARGET", "")
-    operation = target.rsplit(".", 1)[-1] if target else environ.get("REQUEST_METHOD", "")
+    method = environ.get("REQUEST_METHOD", "")
+    path = unquote(environ.get("PATH_INFO", ""))
+    if target:
+        operation = target.rsplit(".", 1)[-1]
+    elif service == "s3":
+        operation = _s3_operation(method, path, query)
+    else:
+        operation = str(query.get("Action", [method])[0])
     agent = _APP_ID.search(environ.get("HTTP_USER_AGENT", ""))
     return AwsRequest(
         service=service,
         operation=operation,
-        path=unquote(environ.get("PATH_INFO", "")),
+        method=method,
+        path=path,
         body=body,
         caller=agent.group(1) if agent else None,
         access_key=credential.group(1) if credential else None,
     )
+
+
+_S3_OBJECT_OPERATIONS = (  # (method, query parameter present, operation), first match wins
+    ("PUT", "partNumber", "UploadPart"),
+    ("PUT", "tagging", "PutObjectTagging"),
+    ("PUT", "", "PutObject"),
+    ("POST", "uploads", "CreateMultipartUpload"),
+    ("POST", "uploadId", "CompleteMultipartUpload"),
+    ("DELETE", "uploadId", "AbortMultipartUpload"),
+    ("DELETE", "", "DeleteObject"),
+    ("GET", "tagging", "GetObjectTagging"),
+    ("GET", "", "GetObject"),
+    ("HEAD", "", "HeadObject"),
+)
+
+
+def _s3_operation(method: str, path: str, query: dict[str, list[str]]) -> str:
+    """S3's REST operation name, for object requests (path-style: /bucket/key) and the bucket listings."""
+    if path.strip("/").count("/") == 0:  # a bucket
+        if method == "GET":
+            return "ListMultipartUploads" if "uploads" in query else "ListObjectsV2"
+        return f"{method.title()}Bucket"
+    for verb, parameter, name in _S3_OBJECT_OPERATIONS:
+        if verb == method and (not parameter or parameter in query):
+            return name
+    return method
 
 
 def _error(code: str, service: str) -> tuple[str, list[tuple[str, str]], bytes]:
@@ -118,12 +154,14 @@ class HookedApplication:
             return self._handle(environ, start_response)
 
     def _handle(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if not self.hooks.faults:
+        if not self.hooks.faults and not self.hooks.observers:
             return self.app(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
         request = _parse(environ, body)
+        for observe in list(self.hooks.observers):
+            observe(request)
         fault = self.hooks.take(request)
         if fault is not None:
             if fault.action == "kill" and request.caller:
@@ -180,13 +218,13 @@ def sqs_send_naming(text: str) -> Callable[[AwsRequest], bool]:
 def s3_request_for(
     key_part: str, methods: tuple[str, ...] = ("GET", "HEAD", "PUT", "POST")
 ) -> Callable[[AwsRequest], bool]:
-    """An S3 request by a function on an object whose key contains `key_part`."""
+    """An S3 request (by HTTP method) of a function, on an object whose key contains `key_part`."""
 
     def matches(request: AwsRequest) -> bool:
         return (
             request.service == "s3"
             and request.caller is not None
-            and request.operation in methods
+            and request.method in methods
             and key_part in request.path
         )
 

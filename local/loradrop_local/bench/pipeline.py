@@ -22,6 +22,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 def bench_pipeline(jobs: int, e2e_jobs: int, e2e_size: int) -> dict[str, Any]:
     from loradrop_local.aws.events import http_api_event
+    from loradrop_local.aws.moto_front import AwsRequest
     from loradrop_local.aws.stack import LocalStack, StackOptions
     from loradrop_local.dataset import training_zip
     from loradrop_local.simulator.model import SimulatorConfig
@@ -42,30 +43,20 @@ def bench_pipeline(jobs: int, e2e_jobs: int, e2e_size: int) -> dict[str, Any]:
         body = training_zip(images=4)
         calls: Counter[str] = Counter()
         durations: dict[str, list[float]] = {}
-        invoke = stack.invoke
+        runtimes = stack.runtimes
 
-        def timed_invoke(logical_id: str, event: dict[str, Any], timeout: float | None = None) -> Any:
-            started = time.perf_counter()
-            try:
-                return invoke(logical_id, event, timeout)
-            finally:
-                if counting.is_set():
-                    durations.setdefault(logical_id, []).append(time.perf_counter() - started)
-
-        def count_call(model: Any, **_: Any) -> None:
-            if counting.is_set():
-                calls[f"{model.service_model.service_name}:{model.name}"] += 1
+        def count_call(request: AwsRequest) -> None:
+            if counting.is_set() and request.caller is not None:  # a function's call, not the harness's
+                calls[f"{request.service}:{request.operation}"] += 1
 
         counting = threading.Event()
-        stack.invoke = timed_invoke  # type: ignore[method-assign]
+        stack.aws_requests.observers.append(count_call)
         # End to end, one job at a time: upload → POST at WaveSpeed, webhook sent → COMPLETED.
         to_post, to_done = [], []
+        before: dict[str, int] = {}
         for i in range(e2e_jobs):
-            if i == 1:  # the first job created every client: count what the handlers call from here on
-                from loradrop import services
-
-                for service in ("s3", "dynamodb", "sqs", "events"):
-                    services.aws(service).meta.events.register("before-call", count_call)
+            if i == 1:  # the first job started every worker: count what the handlers call from here on
+                before = {name: len(runtime.durations) for name, runtime in runtimes.items()}
                 counting.set()
             key = f"uploads/e2e-{i}.zip"
             sent = time.time()
@@ -79,7 +70,9 @@ def bench_pipeline(jobs: int, e2e_jobs: int, e2e_size: int) -> dict[str, Any]:
             assert task.ended_at is not None
             to_done.append(done_at - task.ended_at)
         counting.clear()
-        stack.invoke = invoke  # type: ignore[method-assign]
+        stack.aws_requests.observers.remove(count_call)
+        durations = {name: runtime.durations[before.get(name, 0) :] for name, runtime in runtimes.items()}
+        durations = {name: d for name, d in durations.items() if d}
         counted = max(1, e2e_jobs - 1)
         results["calls_per_job"] = {name: count / counted for name, count in sorted(calls.items())}
         results["seconds_per_job"] = {name: sum(d) / counted for name, d in durations.items()}

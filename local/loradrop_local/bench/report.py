@@ -142,7 +142,7 @@ def write_report(data: dict[str, Any], seconds: float, path: Path = REPORT) -> N
         "",
         "## 4. Webhook path and pipeline overhead",
         "",
-        f"ReceiveWebhook warm and in process (moto + simulator on loopback), {data['hook_jobs']} jobs each:",
+        f"ReceiveWebhook in a warm worker process (moto + simulator on loopback), {data['hook_jobs']} jobs each:",
         "",
         "| delivery | p50 (ms) | p99 (ms) | per second (one thread) |",
         "|---|---|---|---|",
