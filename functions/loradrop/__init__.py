@@ -1,7 +1,17 @@
 """loradrop's domain package: everything the four Lambda handlers share.
 
-Split by what each module talks to: models (data), settings (environment), jobs (DynamoDB),
-wavespeed (the WaveSpeed API), archive (ZIP inspection by range reads), weights (streamed
-transfer into S3), egress (which hosts weights may come from), signing (webhook HMAC),
-events (EventBridge), and lifecycle (the job state machine that ties them together).
+The handlers (`functions/<name>/app.py`) only parse events and call a use case built by `services`.
+Which module owns which rule:
+
+- `models`: job states and the one table of allowed moves (`ALLOWED_MOVES`), training parameters and
+  their limits, WaveSpeed predictions, which failures are worth a retry.
+- `jobs`: the jobs table; every write is a conditional move checked against `ALLOWED_MOVES`.
+- `submission`: upload → one WaveSpeed task (claim, inspect, validate, submit once, `loradrop retry`).
+- `tracking`: WaveSpeed task state → job state for the webhook and the reconciler; settling an
+  uncertain submission from WaveSpeed's own records.
+- `storing`: STORING → COMPLETED, one copy at a time under a lease; `weights` streams the bytes.
+- `archive` (ZIP inspection by range reads), `egress` (where weights may come from), `signing`
+  (webhook HMAC), `wavespeed` (the REST client), `credentials` (Secrets Manager), `events`
+  (EventBridge, and ending a job), `queues` (SQS delays), `settings` (environment),
+  `redaction` (no secrets in what leaves), `log_context` (job and task keys on every log line).
 """

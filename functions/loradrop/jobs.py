@@ -13,7 +13,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from loradrop.models import JobStatus
+from loradrop.models import JobStatus, check_move
 from loradrop.redaction import redact
 
 # A job's history grows with every reconciler touch; DynamoDB items stop at 400 KB. Past the limit
@@ -226,8 +226,10 @@ class JobStore:
         Every write goes through here, so a late or repeated event that finds the job elsewhere
         changes nothing. A history entry is added when the status changes or a note is given.
         `attempts` adds to the count of WaveSpeed tasks that may exist (+1 before a POST, -1 when
-        WaveSpeed proved it created nothing); `increment` names counters to add one to.
+        WaveSpeed proved it created nothing); `increment` names counters to add one to. A move that
+        models.ALLOWED_MOVES does not allow raises IllegalMove before anything is written.
         """
+        check_move(expected, to)
         now = utc_now()
         fields = _redacted(fields)
         note = redact(note) if note else note

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Literal
@@ -22,6 +22,41 @@ class JobStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.REJECTED})
+
+# The one place that says which moves a job may make; the job store refuses any other. A state may
+# move to itself where the flows add a note (a re-queue, a failed copy try) or update fields.
+ALLOWED_MOVES: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.RECEIVED: frozenset({JobStatus.RECEIVED, JobStatus.SUBMITTING, JobStatus.REJECTED, JobStatus.FAILED}),
+    JobStatus.SUBMITTING: frozenset({JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.RECEIVED, JobStatus.FAILED}),
+    JobStatus.SUBMITTED: frozenset({JobStatus.TRAINING, JobStatus.STORING, JobStatus.RECEIVED, JobStatus.FAILED}),
+    JobStatus.TRAINING: frozenset({JobStatus.STORING, JobStatus.RECEIVED, JobStatus.FAILED}),
+    JobStatus.STORING: frozenset({JobStatus.STORING, JobStatus.COMPLETED, JobStatus.FAILED}),
+    JobStatus.FAILED: frozenset({JobStatus.RECEIVED, JobStatus.STORING}),  # `loradrop retry`, a DLQ redrive
+    JobStatus.COMPLETED: frozenset(),
+    JobStatus.REJECTED: frozenset(),
+}
+
+
+class IllegalMove(ValueError):
+    """A flow asked for a move the state machine does not allow: a bug, refused before any write."""
+
+
+def check_move(expected: Iterable[JobStatus], to: JobStatus) -> None:
+    illegal = sorted(status.value for status in expected if to not in ALLOWED_MOVES[status])
+    if illegal:
+        raise IllegalMove(f"a job may not move from {', '.join(illegal)} to {to.value}")
+
+
+def state_diagram() -> str:
+    """ALLOWED_MOVES as a Mermaid state diagram, moves in place left out (the README shows it; a test
+    keeps the two in step)."""
+    lines = ["stateDiagram-v2", f"    [*] --> {JobStatus.RECEIVED.value}"]
+    for source, targets in ALLOWED_MOVES.items():
+        lines += [f"    {source.value} --> {t.value}" for t in JobStatus if t in targets and t is not source]
+    lines += [f"    {status.value} --> [*]" for status in JobStatus if status in TERMINAL_STATUSES]
+    return "\n".join(lines)
+
+
 # States the reconciler asks WaveSpeed about when a job has sat in them too long.
 WAITING_ON_WAVESPEED = (JobStatus.SUBMITTED, JobStatus.TRAINING, JobStatus.STORING)
 

@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from loradrop.egress import DisallowedOutput, OutputPolicy
 from loradrop.events import EventPublisher, end_job
 from loradrop.jobs import COPY_FAILED_NOTE, Job, JobStore, iso, parse_iso, utc_now
+from loradrop.log_context import about_job
 from loradrop.models import STORE_RETRYABLE, JobStatus
 from loradrop.settings import StoreSettings
 from loradrop.wavespeed import WaveSpeedClient, WaveSpeedError
@@ -83,7 +84,7 @@ class Storer:
         """Copy the weights of a STORING job. Raises to have SQS retry; ends the job on the last try.
 
         `remaining_seconds` is the invocation's time left; `owner` names the invocation (its lease)."""
-        logger.append_keys(job_id=job_id)
+        about_job(job_id, prediction_id)
         job = self._jobs.get(job_id)
         if job is None:
             logger.warning("store request for an unknown job ignored")

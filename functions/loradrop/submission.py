@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from loradrop.archive import ArchiveLimits, ArchiveRejected, S3RangeReader, inspect_archive
 from loradrop.events import EventPublisher, end_job
 from loradrop.jobs import Job, JobStore, job_id_for, url_digest, utc_now
+from loradrop.log_context import about_job, about_task
 from loradrop.models import InvalidParameters, JobStatus, Prediction, TrainingParams, retry_kind
 from loradrop.settings import SubmitSettings
 from loradrop.wavespeed import (
@@ -128,7 +129,7 @@ class Submitter:
                 history=[{"status": JobStatus.RECEIVED.value, "at": now}],
             )
         )
-        logger.append_keys(job_id=job.job_id)
+        about_job(job.job_id, job.prediction_id)
         if not created and job.status is not JobStatus.RECEIVED:
             logger.info("repeated delivery ignored", extra={"status": job.status.value})
             return job
@@ -136,7 +137,7 @@ class Submitter:
 
     def resubmit(self, job_id: str) -> Job | None:
         """A job sent back to RECEIVED by a retryable WaveSpeed failure."""
-        logger.append_keys(job_id=job_id)
+        about_job(job_id)
         job = self._jobs.get(job_id)
         if job is None or job.status is not JobStatus.RECEIVED:
             logger.info("resubmit request ignored", extra={"status": job.status.value if job else None})
@@ -145,7 +146,7 @@ class Submitter:
 
     def retry(self, job_id: str) -> Job | None:
         """A person's retry (`loradrop retry`) of a job that failed for a reason worth retrying."""
-        logger.append_keys(job_id=job_id)
+        about_job(job_id)
         job = self._jobs.get(job_id)
         if job is None or job.status is not JobStatus.FAILED or retry_kind(job.error_code) != "submit":
             logger.info("retry request ignored", extra={"status": job.status.value if job else None})
@@ -258,6 +259,7 @@ class Submitter:
             )
             return uncertain or job
         # Logged before any write: if every write below fails, this line still names the paid task.
+        about_task(prediction.id)
         logger.info("WaveSpeed created a task", extra={"prediction_id": prediction.id, "job_id": job.job_id})
         metrics.add_metric(name="TasksSubmitted", unit=MetricUnit.Count, value=1)
         return self._record_task(job, prediction)

@@ -25,6 +25,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from loradrop.events import EventPublisher, end_job
 from loradrop.jobs import COPY_FAILED_NOTE, Job, JobStore, iso, parse_iso, url_digest, utc_now
+from loradrop.log_context import about_job, forget_job
 from loradrop.models import TERMINAL_STATUSES, TRAINER_MODELS, JobStatus, Prediction
 from loradrop.settings import ReconcileSettings, WebhookSettings
 from loradrop.wavespeed import (
@@ -102,7 +103,7 @@ class Tracker:
         job = self._jobs.find_by_prediction(hint.id)
         if job is None:
             return self._adopt_from_webhook(hint, job_hint)
-        logger.append_keys(job_id=job.job_id)
+        about_job(job.job_id, hint.id)
         if job.status in TERMINAL_STATUSES or job.status is JobStatus.STORING:
             return job, "unchanged"  # a repeated delivery: answer without asking WaveSpeed again
         return self.apply(job, self._wavespeed().get_result(hint.id), by="webhook")
@@ -115,7 +116,7 @@ class Tracker:
         job = self.uncertain_owner(url_digest(hint.data_url), hint.id, job_hint)
         if job is None:
             raise JobNotFound(hint.id)
-        logger.append_keys(job_id=job.job_id)
+        about_job(job.job_id, hint.id)
         confirmed = self._wavespeed().get_result(hint.id)
         if confirmed.data_url is not None and url_digest(confirmed.data_url) != job.submit_url_sha256:
             logger.warning("webhook's task belongs to another upload by WaveSpeed's GET", extra={"task": hint.id})
@@ -328,7 +329,7 @@ class Reconciler:
             summary["error"] += 1
 
     def _isolated(self, check: Callable[[Job, datetime], str], job: Job, now: datetime) -> str:
-        logger.append_keys(job_id=job.job_id)
+        about_job(job.job_id, job.prediction_id)
         try:
             return check(job, now)
         except Exception:
@@ -336,7 +337,7 @@ class Reconciler:
             metrics.add_metric(name="ReconcileErrors", unit=MetricUnit.Count, value=1)
             return "error"
         finally:
-            logger.remove_keys(["job_id"])
+            forget_job()
 
     def _check(self, job: Job, now: datetime) -> str:
         if not job.prediction_id:

@@ -14,7 +14,7 @@ import pytest
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
 from loradrop_local.simulator.model import Task
-from tests.integration.conftest import TERMINAL, events_for, posts_for, reconcile
+from tests.integration.conftest import TERMINAL, events_for, log_lines, posts_for, reconcile
 
 pytestmark = pytest.mark.integration
 
@@ -353,3 +353,20 @@ def test_an_output_bigger_than_any_lora_is_refused_before_it_is_copied(stack: Lo
     assert stack.simulator.tasks[job["prediction_id"]].downloads_completed == 0
     listing = stack.client("s3").list_objects_v2(Bucket=stack.weights_bucket, Prefix=f"loras/{job['job_id']}/")
     assert listing.get("KeyCount", 0) == 0
+
+
+def test_every_log_line_of_a_job_names_the_job_the_task_and_the_request(stack: LocalStack, key: str) -> None:
+    job_id, task = submitted_job(stack, key)
+    body = task_body(stack, task)
+    assert post(stack, body, signed(stack, body, "log-keys-1")).status_code == 200
+    stack.wait_for(job_id, TERMINAL)
+    lines = [json.loads(line) for line in log_lines(stack).splitlines() if line.startswith("{") and job_id in line]
+    handled = [line for line in lines if line["message"] == "webhook handled"]
+    stored = [line for line in lines if line["message"] == "weights stored"]
+    assert handled
+    assert stored
+    for line in handled + stored:
+        assert line["job_id"] == job_id
+        assert line["prediction_id"] == task.id
+    # The webhook's lines carry API Gateway's request id, to find them from an access log entry
+    assert all(len(line.get("correlation_id", "")) == 36 for line in handled)
