@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from functools import cache
+from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -21,7 +22,7 @@ class _EnvModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     @classmethod
-    def from_env(cls) -> _EnvModel:
+    def from_env(cls) -> Self:
         try:
             return cls.model_validate(dict(os.environ))
         except ValidationError as err:
@@ -29,9 +30,15 @@ class _EnvModel(BaseModel):
             raise SettingsError(f"{cls.__name__} cannot be read from the environment: {problems}") from err
 
 
-class CommonSettings(_EnvModel):
+# ----- small parts, composed below into each function's settings -----
+class JobsPart(_EnvModel):
     jobs_table: str = Field(alias="JOBS_TABLE", min_length=1)
     event_bus_name: str = Field(alias="EVENT_BUS_NAME", min_length=1)
+    # Multiplies queue retry delays; the local stack compresses time with it.
+    retry_delay_scale: float = Field(alias="RETRY_DELAY_SCALE", default=1.0, gt=0, le=1)
+
+
+class WaveSpeedPart(_EnvModel):
     wavespeed_api_base: str = Field(alias="WAVESPEED_API_BASE", default="https://api.wavespeed.ai")
     wavespeed_secret_id: str = Field(alias="WAVESPEED_SECRET_ID", min_length=1)
     secret_max_age_seconds: int = Field(alias="SECRET_MAX_AGE_SECONDS", default=300, ge=0)
@@ -40,11 +47,33 @@ class CommonSettings(_EnvModel):
     wavespeed_result_timeout: float = Field(alias="WAVESPEED_RESULT_TIMEOUT_SECONDS", default=15.0, gt=0)
     # The official SDK's submit timeout; the reconciler waits this long before it questions a POST.
     submit_timeout_seconds: float = Field(alias="SUBMIT_TIMEOUT_SECONDS", default=60.0, gt=0)
-    # Multiplies queue retry delays; the local stack compresses time with it.
-    retry_delay_scale: float = Field(alias="RETRY_DELAY_SCALE", default=1.0, gt=0, le=1)
 
 
-class SubmitSettings(CommonSettings):
+class HandOffPart(_EnvModel):
+    """Where a tracked task goes next: the store queue, or the intake queue for one more attempt."""
+
+    store_queue_url: str = Field(alias="STORE_QUEUE_URL", min_length=1)
+    intake_queue_url: str = Field(alias="INTAKE_QUEUE_URL", min_length=1)
+    max_attempts: int = Field(alias="MAX_ATTEMPTS", default=2, ge=1, le=10)
+    store_max_requeues: int = Field(alias="STORE_MAX_REQUEUES", default=3, ge=0, le=20)
+
+
+class WebhookPart(_EnvModel):
+    webhook_tolerance_seconds: int = Field(alias="WEBHOOK_TOLERANCE_SECONDS", default=300, ge=1)
+    webhook_max_body_bytes: int = Field(alias="WEBHOOK_MAX_BODY_BYTES", default=256 * 1024, ge=1024)
+
+
+class ReconcilePart(_EnvModel):
+    reconcile_after_seconds: int = Field(alias="RECONCILE_AFTER_SECONDS", default=900, ge=0)
+    reconcile_batch_limit: int = Field(alias="RECONCILE_BATCH_LIMIT", default=200, ge=1)
+    # An uncertain submission: wait this long for WaveSpeed's history to show a task before deciding
+    # none was created (at most an hour), and end the job FAILED if its records stay ambiguous this
+    # long (at most six days: the history covers seven).
+    uncertain_grace_seconds: int = Field(alias="UNCERTAIN_GRACE_SECONDS", default=1800, ge=0, le=3600)
+    settle_deadline_seconds: int = Field(alias="SETTLE_DEADLINE_SECONDS", default=86400, ge=0, le=6 * 86400)
+
+
+class SubmitPart(_EnvModel):
     webhook_url: str = Field(alias="WEBHOOK_URL", min_length=1)
     trainer_model: str = Field(alias="TRAINER_MODEL", default="wavespeed-ai/flux-dev-lora-trainer")
     default_trigger_word: str = Field(alias="DEFAULT_TRIGGER_WORD", default="p3r5on")
@@ -58,16 +87,7 @@ class SubmitSettings(CommonSettings):
     max_compression_ratio: int = Field(alias="MAX_COMPRESSION_RATIO", default=100, gt=1)
 
 
-class WebhookSettings(CommonSettings):
-    store_queue_url: str = Field(alias="STORE_QUEUE_URL", min_length=1)
-    intake_queue_url: str = Field(alias="INTAKE_QUEUE_URL", min_length=1)
-    max_attempts: int = Field(alias="MAX_ATTEMPTS", default=2, ge=1, le=10)
-    webhook_tolerance_seconds: int = Field(alias="WEBHOOK_TOLERANCE_SECONDS", default=300, ge=1)
-    webhook_max_body_bytes: int = Field(alias="WEBHOOK_MAX_BODY_BYTES", default=256 * 1024, ge=1024)
-    store_max_requeues: int = Field(alias="STORE_MAX_REQUEUES", default=3, ge=0, le=20)
-
-
-class StoreSettings(CommonSettings):
+class StorePart(_EnvModel):
     weights_bucket: str = Field(alias="WEIGHTS_BUCKET", min_length=1)
     weights_prefix: str = Field(alias="WEIGHTS_PREFIX", default="loras/")
     output_hosts: str = Field(alias="OUTPUT_HOSTS", default="*.cloudfront.net,*.wavespeed.ai")
@@ -79,31 +99,46 @@ class StoreSettings(CommonSettings):
     max_weights_mib: int = Field(alias="MAX_WEIGHTS_MIB", default=4096, ge=1)
 
 
-class ReconcileSettings(WebhookSettings):
-    reconcile_after_seconds: int = Field(alias="RECONCILE_AFTER_SECONDS", default=900, ge=0)
-    reconcile_batch_limit: int = Field(alias="RECONCILE_BATCH_LIMIT", default=200, ge=1)
-    # An uncertain submission: wait this long for WaveSpeed's history to show a task before deciding
-    # none was created (at most an hour), and end the job FAILED if its records stay ambiguous this
-    # long (at most six days: the history covers seven).
-    uncertain_grace_seconds: int = Field(alias="UNCERTAIN_GRACE_SECONDS", default=1800, ge=0, le=3600)
-    settle_deadline_seconds: int = Field(alias="SETTLE_DEADLINE_SECONDS", default=86400, ge=0, le=6 * 86400)
+# ----- each function's settings: exactly the parts it uses -----
+class CommonSettings(JobsPart, WaveSpeedPart):
+    """What every function needs: the jobs table, the bus, WaveSpeed."""
+
+
+class TrackingSettings(CommonSettings, HandOffPart):
+    """What tracking a task needs, from a webhook or the reconciler."""
+
+
+class SubmitSettings(CommonSettings, SubmitPart):
+    pass
+
+
+class WebhookSettings(TrackingSettings, WebhookPart):
+    pass
+
+
+class StoreSettings(CommonSettings, StorePart):
+    pass
+
+
+class ReconcileSettings(TrackingSettings, ReconcilePart):
+    pass
 
 
 @cache
 def submit_settings() -> SubmitSettings:
-    return SubmitSettings.from_env()  # type: ignore[return-value]
+    return SubmitSettings.from_env()
 
 
 @cache
 def webhook_settings() -> WebhookSettings:
-    return WebhookSettings.from_env()  # type: ignore[return-value]
+    return WebhookSettings.from_env()
 
 
 @cache
 def store_settings() -> StoreSettings:
-    return StoreSettings.from_env()  # type: ignore[return-value]
+    return StoreSettings.from_env()
 
 
 @cache
 def reconcile_settings() -> ReconcileSettings:
-    return ReconcileSettings.from_env()  # type: ignore[return-value]
+    return ReconcileSettings.from_env()

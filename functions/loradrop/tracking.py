@@ -27,7 +27,7 @@ from loradrop.events import EventPublisher, end_job
 from loradrop.jobs import COPY_FAILED_NOTE, Job, JobStore, iso, parse_iso, url_digest, utc_now
 from loradrop.log_context import about_job, forget_job
 from loradrop.models import TERMINAL_STATUSES, TRAINER_MODELS, JobStatus, Prediction
-from loradrop.settings import ReconcileSettings, WebhookSettings
+from loradrop.settings import ReconcileSettings, TrackingSettings
 from loradrop.wavespeed import (
     HISTORY_PAGE_SIZE,
     RequestRejected,
@@ -90,7 +90,7 @@ class Tracker:
         sqs: Any,
         events: EventPublisher,
         wavespeed: Callable[[], WaveSpeedClient],
-        settings: WebhookSettings,
+        settings: TrackingSettings,
     ) -> None:
         self._jobs = jobs
         self._sqs = sqs
