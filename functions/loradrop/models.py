@@ -255,3 +255,34 @@ def parse_predictions(items: list[Any]) -> list[Prediction]:
         except ValidationError:
             continue
     return parsed
+
+
+# ----- what WaveSpeed's task outcomes mean for a user -----
+ENDED_TASK_STATUSES = frozenset({"failed", "cancelled", "timeout", "deleted"})
+KNOWN_TASK_STATUSES = frozenset({"created", "processing", "completed"}) | ENDED_TASK_STATUSES
+# What a user should do about each documented failure code.
+FAILURE_HINTS = {
+    1200: "an image was flagged by content moderation: remove it and upload again",
+    1400: "a required parameter was missing: check the upload's metadata",
+    1401: "a parameter was invalid: check the upload's metadata",
+    1402: "WaveSpeed could not download the ZIP (the link may have expired): upload it again",
+}
+
+
+def is_retryable(prediction: Prediction) -> bool:
+    code = prediction.code
+    return prediction.status == "timeout" or (code is not None and (5000 <= code <= 5999 or code == 1402))
+
+
+def describe_failure(prediction: Prediction) -> str:
+    text = f"WaveSpeed task {prediction.id} {prediction.status}"
+    if prediction.code is not None:
+        text += f" with code {prediction.code}"
+    if prediction.error:
+        text += f": {prediction.error[:500]}"
+    hint = FAILURE_HINTS.get(prediction.code or 0)
+    if hint is None and prediction.code is not None and 1000 <= prediction.code < 2000:
+        hint = "fix the input and upload again"
+    if hint is None and (is_retryable(prediction) or prediction.status in ("cancelled", "deleted")):
+        hint = "a WaveSpeed-side problem: `loradrop retry JOB_ID` or upload again later"
+    return f"{text} ({hint})" if hint else text

@@ -20,7 +20,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from loradrop.egress import DisallowedOutput, OutputPolicy
-from loradrop.events import EventPublisher, end_job
+from loradrop.ending import end_job
+from loradrop.events import EventPublisher
 from loradrop.jobs import COPY_FAILED_NOTE, Job, JobStore, iso, parse_iso, utc_now
 from loradrop.log_context import about_job
 from loradrop.models import STORE_RETRYABLE, JobStatus

@@ -13,7 +13,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from loradrop.archive import ArchiveLimits, ArchiveRejected, S3RangeReader, inspect_archive
-from loradrop.events import EventPublisher, end_job
+from loradrop.ending import end_job
+from loradrop.events import EventPublisher
 from loradrop.jobs import Job, JobStore, job_id_for, url_digest, utc_now
 from loradrop.log_context import about_job, about_task
 from loradrop.models import InvalidParameters, JobStatus, Prediction, TrainingParams, retry_kind

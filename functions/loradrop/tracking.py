@@ -23,10 +23,20 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from loradrop.events import EventPublisher, end_job
+from loradrop.ending import end_job
+from loradrop.events import EventPublisher
 from loradrop.jobs import COPY_FAILED_NOTE, Job, JobStore, iso, parse_iso, url_digest, utc_now
 from loradrop.log_context import about_job, forget_job
-from loradrop.models import TERMINAL_STATUSES, TRAINER_MODELS, JobStatus, Prediction
+from loradrop.models import (
+    ENDED_TASK_STATUSES,
+    KNOWN_TASK_STATUSES,
+    TERMINAL_STATUSES,
+    TRAINER_MODELS,
+    JobStatus,
+    Prediction,
+    describe_failure,
+    is_retryable,
+)
 from loradrop.settings import ReconcileSettings, TrackingSettings
 from loradrop.wavespeed import (
     HISTORY_PAGE_SIZE,
@@ -39,8 +49,6 @@ from loradrop.wavespeed import (
 logger = Logger(child=True)
 metrics = Metrics()
 
-ENDED_TASK_STATUSES = frozenset({"failed", "cancelled", "timeout", "deleted"})
-KNOWN_TASK_STATUSES = frozenset({"created", "processing", "completed"}) | ENDED_TASK_STATUSES
 _ACTIVE = {JobStatus.SUBMITTED, JobStatus.TRAINING}
 _LEASE_FREE = "attribute_not_exists(store_lease_until) OR store_lease_until < :now"
 
@@ -50,36 +58,9 @@ MAX_HISTORY_PAGES = 5  # per job and run: 500 tasks in the few minutes around on
 MAX_CANDIDATE_CHECKS = 20  # authoritative GETs per job and run
 MAX_LOST_SUBMISSIONS = 3  # POSTs proven to have created nothing before the job gives up
 
-# What a user should do about each documented failure code.
-_HINTS = {
-    1200: "an image was flagged by content moderation: remove it and upload again",
-    1400: "a required parameter was missing: check the upload's metadata",
-    1401: "a parameter was invalid: check the upload's metadata",
-    1402: "WaveSpeed could not download the ZIP (the link may have expired): upload it again",
-}
-
 
 class JobNotFound(LookupError):
     """No job has this WaveSpeed task id (yet)."""
-
-
-def is_retryable(prediction: Prediction) -> bool:
-    code = prediction.code
-    return prediction.status == "timeout" or (code is not None and (5000 <= code <= 5999 or code == 1402))
-
-
-def describe_failure(prediction: Prediction) -> str:
-    text = f"WaveSpeed task {prediction.id} {prediction.status}"
-    if prediction.code is not None:
-        text += f" with code {prediction.code}"
-    if prediction.error:
-        text += f": {prediction.error[:500]}"
-    hint = _HINTS.get(prediction.code or 0)
-    if hint is None and prediction.code is not None and 1000 <= prediction.code < 2000:
-        hint = "fix the input and upload again"
-    if hint is None and (is_retryable(prediction) or prediction.status in ("cancelled", "deleted")):
-        hint = "a WaveSpeed-side problem: `loradrop retry JOB_ID` or upload again later"
-    return f"{text} ({hint})" if hint else text
 
 
 class Tracker:

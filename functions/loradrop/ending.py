@@ -1,0 +1,40 @@
+"""How a job ends early: FAILED or REJECTED with a reason a user can act on, counted, and announced."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from loradrop.events import EventPublisher
+from loradrop.jobs import Job, JobStore
+from loradrop.models import JobStatus
+from loradrop.redaction import redact
+
+logger = Logger(child=True)
+metrics = Metrics()
+
+
+def end_job(
+    jobs: JobStore,
+    events: EventPublisher,
+    job_id: str,
+    expected: Collection[JobStatus],
+    status: JobStatus,
+    code: str,
+    reason: str,
+    *,
+    attempts: int = 0,
+    remove: Collection[str] = (),
+) -> Job | None:
+    """Move a job to FAILED or REJECTED with a reason and announce it; None if it had moved on."""
+    reason = redact(reason)  # it may quote WaveSpeed, which may quote our presigned link
+    logger.info("job ended", extra={"status": status.value, "error_code": code, "reason": reason})
+    metrics.add_metric(name=f"Jobs{status.value.title()}", unit=MetricUnit.Count, value=1)
+    ended = jobs.transition(
+        job_id, expected, status, fields={"error_code": code, "error": reason}, attempts=attempts, remove=remove
+    )
+    if ended is not None:
+        events.publish(ended)
+    return ended
