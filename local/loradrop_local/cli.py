@@ -28,6 +28,7 @@ from loradrop.models import (
     TrainingParams,
     retry_kind,
 )
+from loradrop_local.aws.stack import PROFILE
 from loradrop_local.job_client import (
     CliError,
     Target,
@@ -201,15 +202,14 @@ def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"  uploads bucket        {stack.uploads_bucket}\n")
         out.write(f"  weights bucket        {stack.weights_bucket}\n")
         out.write(f"  jobs table            {stack.table_name}\n")
-        kinds = Counter(reason.split(":", 1)[0] for reason in stack.deployment.not_emulated.values())
+        kinds = Counter(reason.split(": ", 1)[0] for reason in stack.deployment.not_emulated.values())
         listed = ", ".join(f"{kind} x{count}" if count > 1 else kind for kind, count in sorted(kinds.items()))
         out.write(f"  not emulated          {listed} (README: Local development)\n\n")
         out.write("Point the AWS CLI or boto3 at it:\n")
         out.write(
             f"  export AWS_ENDPOINT_URL={stack.endpoint} AWS_DEFAULT_REGION=us-east-1 "
-            f"AWS_ACCESS_KEY_ID={stack.credentials['AWS_ACCESS_KEY_ID']} "
-            f"AWS_SECRET_ACCESS_KEY={stack.credentials['AWS_SECRET_ACCESS_KEY']}\n"
-            "  (the local admin's keys: IAM is enforced, and they last as long as this stack)\n"
+            f"AWS_SHARED_CREDENTIALS_FILE={args.state_dir / 'credentials'} AWS_PROFILE={PROFILE}\n"
+            "  (the local admin's keys, valid while this stack runs: IAM is enforced)\n"
         )
         out.write(
             f"  aws s3 cp photos.zip s3://{stack.uploads_bucket}/uploads/photos.zip --metadata trigger-word=zxq\n"
@@ -222,6 +222,7 @@ def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         stack.stop()
         (args.state_dir / "local.json").unlink(missing_ok=True)
+        (args.state_dir / "credentials").unlink(missing_ok=True)
         out.write("stopped\n")
     return EXIT_OK
 

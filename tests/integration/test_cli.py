@@ -14,7 +14,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.cli import main
@@ -51,9 +53,11 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert "AWS_ENDPOINT_URL=http://127.0.0.1:" in output
-    assert "not emulated          AWS::CloudWatch::Alarm x" in output  # listed, not silently skipped
+    assert f"AWS_SHARED_CREDENTIALS_FILE={state / 'credentials'} AWS_PROFILE=loradrop-local" in output
+    assert re.search(r"not emulated .*AWS::CloudWatch::Alarm x\d+", output)  # listed, not silently skipped
     assert "stopped" in output
     assert not (state / "local.json").exists()
+    assert not (state / "credentials").exists()
 
 
 def test_submit_folder_wait_and_download(local_stack: Path, tmp_path: Path) -> None:
@@ -238,3 +242,25 @@ def test_retry_refuses_what_needs_a_new_upload(
     assert code == 2
     assert out == ""
     assert f"job {job_id} cannot be retried: it is REJECTED" in capsys.readouterr().err
+
+
+def test_the_local_admin_profile_reaches_the_stack_and_nothing_else_does(
+    local_stack: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the profile `loradrop local` wrote, used the way it prints (any SDK, or the AWS CLI)
+    state = json.loads((local_stack / "local.json").read_text())
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(local_stack / "credentials"))
+    session = boto3.session.Session(profile_name="loradrop-local", region_name="us-east-1")
+    s3 = session.client("s3", endpoint_url=state["endpoint"])
+    # Then it lists the uploads bucket, and made-up keys are refused (IAM is enforced)
+    assert s3.list_objects_v2(Bucket=state["names"]["UploadsBucket"])["ResponseMetadata"]["HTTPStatusCode"] == 200
+    stranger = boto3.client(
+        "s3",
+        endpoint_url=state["endpoint"],
+        region_name="us-east-1",
+        aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+        aws_secret_access_key="x",
+    )
+    with pytest.raises(ClientError) as refused:
+        stranger.list_objects_v2(Bucket=state["names"]["UploadsBucket"])
+    assert refused.value.response["Error"]["Code"] == "InvalidAccessKeyId"

@@ -46,6 +46,7 @@ SQS_DEFAULT_POLLERS = 2
 # Not in the template: the local stack's time compression, and metrics kept out of the logs.
 LOCAL_KNOBS = ("RETRY_DELAY_SCALE", "POWERTOOLS_METRICS_DISABLED")
 SECRET_NAME = "loradrop/wavespeed"
+PROFILE = "loradrop-local"  # the AWS CLI profile `loradrop local` writes to its state directory
 
 _dynamodb_lock = threading.RLock()
 
@@ -389,6 +390,13 @@ class LocalStack:
         path = state_dir / "local.json"
         path.write_text(json.dumps(state, indent=2))
         path.chmod(0o600)
+        # For the AWS CLI and other SDKs: AWS_SHARED_CREDENTIALS_FILE=<this> AWS_PROFILE=loradrop-local
+        credentials = state_dir / "credentials"
+        credentials.write_text(
+            f"[{PROFILE}]\naws_access_key_id = {self.credentials['AWS_ACCESS_KEY_ID']}\n"
+            f"aws_secret_access_key = {self.credentials['AWS_SECRET_ACCESS_KEY']}\n"
+        )
+        credentials.chmod(0o600)
 
     # ----- Lambda-like invocation -----
     def invoke(self, logical_id: str, event: dict[str, Any], timeout: float | None = None) -> Any:
