@@ -47,7 +47,8 @@ def webhook_flood(h: Harness, scale: Scale) -> Outcome:
     h.sim.faults.webhook.extend(["drop"] * jobs)
     tracked = h.upload("flood", jobs)
     h.wait(tracked, timeout=30, statuses={"SUBMITTED"})
-    tasks = [h.sim.tasks[t.job["prediction_id"]] for t in tracked if t.job]
+    missed = {t.job_id: (t.job or {}).get("status") for t in tracked if not (t.job or {}).get("prediction_id")}
+    tasks = [h.sim.tasks[t.job["prediction_id"]] for t in tracked if t.job_id not in missed and t.job]
     deadline = time.monotonic() + 10
     while any(t.status != "completed" for t in tasks) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -63,6 +64,8 @@ def webhook_flood(h: Harness, scale: Scale) -> Outcome:
     )
     if set(statuses) != {200}:
         result.problems.append(f"webhook answers {dict(statuses)}")
+    if missed:
+        result.problems.append(f"jobs not seen SUBMITTED with a task within 30 s: {missed}")
     for item in tracked:
         job = item.job or {}
         # One store per job: one STORING transition and one complete download. (A download that broke
