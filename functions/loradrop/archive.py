@@ -219,7 +219,7 @@ def inspect_archive(reader: RangeReader, limits: ArchiveLimits) -> ArchiveReport
     return replace(_check_entries(listing, directory.entries, limits), trailing_bytes=directory.trailing_bytes)
 
 
-def _check_entries(listing: bytes, count: int, limits: ArchiveLimits) -> ArchiveReport:
+def _check_entries(listing: bytes, count: int, limits: ArchiveLimits) -> ArchiveReport:  # noqa: PLR0912 - one pass over the central directory applies every entry rule
     images: set[str] = set()
     captions: list[str] = []
     ignored = compressed_total = uncompressed_total = 0

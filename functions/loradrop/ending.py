@@ -16,7 +16,7 @@ logger = Logger(child=True)
 metrics = Metrics()
 
 
-def end_job(
+def end_job(  # noqa: PLR0913, PLR0917 - a job ends with its store, publisher, id, states, code, reason
     jobs: JobStore,
     events: EventPublisher,
     job_id: str,

@@ -207,7 +207,7 @@ class JobStore:
             return existing, False
         return job, True
 
-    def transition(
+    def transition(  # noqa: PLR0913 - one conditional write carries every part of a move
         self,
         job_id: str,
         expected: Collection[JobStatus],

@@ -60,7 +60,7 @@ def _ascii(value: object) -> str:
 
 
 class Storer:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - its collaborators, injected
         self,
         *,
         jobs: JobStore,

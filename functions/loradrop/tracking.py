@@ -443,7 +443,7 @@ class Reconciler:
         metrics.add_metric(name="SubmissionsProvenLost", unit=MetricUnit.Count, value=1)
         return "resubmitted (nothing was created)"
 
-    def _undecided(
+    def _undecided(  # noqa: PLR0913, PLR0917 - one settling decision, all of it recorded
         self,
         job: Job,
         now: datetime,

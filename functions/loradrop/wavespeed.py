@@ -93,7 +93,7 @@ def _error_from_answer(status: int, payload: Any, text: str) -> WaveSpeedError:
 class WaveSpeedClient:
     """A small synchronous client; one instance per warm Lambda container."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the SDK's timeouts and tries, each set per function
         self,
         base_url: str,
         api_key: str,

@@ -183,7 +183,7 @@ def _open(http: httpx.Client, url: str, policy: OutputPolicy) -> httpx.Response:
     raise DownloadFailed(f"more than {_MAX_REDIRECTS} redirects")
 
 
-def transfer_weights(
+def transfer_weights(  # noqa: PLR0913 - keyword-only: source, destination, limits
     *,
     url: str,
     http: httpx.Client,

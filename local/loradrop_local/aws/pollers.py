@@ -13,7 +13,7 @@ from loradrop_local.aws.lambda_runtime import FunctionError
 Invoke = Callable[[str, dict[str, Any]], Any]
 
 
-def poll_queue(
+def poll_queue(  # noqa: PLR0913, PLR0917 - a thread target: the event source mapping's parts
     stopping: threading.Event, sqs: Any, url: str, arn: str, function: str, batch_size: int, invoke: Invoke
 ) -> None:
     """Receive a batch, invoke, delete what succeeded (partial batch responses); a function error returns
