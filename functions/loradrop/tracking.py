@@ -13,7 +13,6 @@ submits again. Records that stay ambiguous end the job FAILED after a bounded ti
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from loradrop.ending import end_job
 from loradrop.events import EventPublisher
 from loradrop.jobs import COPY_FAILED_NOTE, Job, JobStore, iso, parse_iso, url_digest, utc_now
 from loradrop.log_context import about_job, forget_job
+from loradrop.messages import StoreRequest, SubmitRequest
 from loradrop.models import (
     ENDED_TASK_STATUSES,
     KNOWN_TASK_STATUSES,
@@ -235,12 +235,13 @@ class Tracker:
         return moved, "resubmitted"
 
     def _enqueue_store(self, job: Job) -> None:
-        body = {"job_id": job.job_id, "prediction_id": job.prediction_id}
-        self._sqs.send_message(QueueUrl=self._settings.store_queue_url, MessageBody=json.dumps(body))
+        assert job.prediction_id is not None  # a job reaches STORING only with its task
+        body = StoreRequest(job_id=job.job_id, prediction_id=job.prediction_id).model_dump_json()
+        self._sqs.send_message(QueueUrl=self._settings.store_queue_url, MessageBody=body)
 
     def enqueue_resubmit(self, job: Job) -> None:
-        body = {"job_id": job.job_id, "action": "resubmit"}
-        self._sqs.send_message(QueueUrl=self._settings.intake_queue_url, MessageBody=json.dumps(body))
+        body = SubmitRequest(job_id=job.job_id, action="resubmit").model_dump_json()
+        self._sqs.send_message(QueueUrl=self._settings.intake_queue_url, MessageBody=body)
 
 
 class OutOfTime(Exception):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -11,6 +10,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from loradrop.messages import MalformedMessage, read_store
 from loradrop.queues import backoff_seconds, delay_redelivery
 from loradrop.redaction import json_for_logs
 from loradrop.services import aws, storer
@@ -31,14 +31,20 @@ _invocation = _Invocation()
 
 
 def record_handler(record: SQSRecord) -> None:
-    body = json.loads(record.body)
     count = int(record.attributes.approximate_receive_count or 1)
     context = _invocation.context
     assert context is not None  # set by handler() before any record
     try:
+        request = read_store(record.body)
+    except MalformedMessage as err:
+        # No retry can fix it: back on the queue at once, so it reaches the DLQ in seconds.
+        logger.error("malformed store message: it goes to the dead-letter queue", extra={"problem": str(err)})
+        delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, 1)
+        raise
+    try:
         storer().store(
-            str(body["job_id"]),
-            str(body["prediction_id"]),
+            request.job_id,
+            request.prediction_id,
             count,
             remaining_seconds=context.get_remaining_time_in_millis() / 1000,
             owner=context.aws_request_id,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -11,6 +10,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from loradrop.messages import MalformedMessage, S3Notification, S3TestEvent, SubmitRequest, read_intake
 from loradrop.queues import backoff_seconds, delay_redelivery, rate_limit_backoff_seconds
 from loradrop.redaction import json_for_logs
 from loradrop.services import aws, submitter
@@ -60,20 +60,20 @@ def _is_upload(upload: UploadRef) -> bool:
     return True
 
 
-def _process_message(body: dict[str, Any]) -> None:
-    if body.get("Event") == "s3:TestEvent":
+def _process_message(message: SubmitRequest | S3TestEvent | S3Notification) -> None:
+    if isinstance(message, S3TestEvent):
         logger.info("S3 test event ignored")
         return
-    if body.get("action") in ("resubmit", "retry"):
+    if isinstance(message, SubmitRequest):
         _may_submit()
-        if body["action"] == "retry":  # a person's `loradrop retry` of a FAILED job
-            submitter().retry(str(body["job_id"]))
+        if message.action == "retry":  # a person's `loradrop retry` of a FAILED job
+            submitter().retry(message.job_id)
         else:
-            submitter().resubmit(str(body["job_id"]))
+            submitter().resubmit(message.job_id)
         return
-    uploads = _uploads(body)
+    uploads = _uploads(message.model_dump())
     if not uploads:
-        raise ValueError(f"not an S3 upload notification, resubmit or retry request: {json.dumps(body)[:200]}")
+        raise MalformedMessage("an S3 notification without ObjectCreated records")
     for upload in filter(_is_upload, uploads):
         _may_submit()
         submitter().accept_upload(upload)
@@ -81,7 +81,12 @@ def _process_message(body: dict[str, Any]) -> None:
 
 def record_handler(record: SQSRecord) -> None:
     try:
-        _process_message(json.loads(record.body))
+        _process_message(read_intake(record.body))
+    except MalformedMessage as err:
+        # No retry can fix it: back on the queue at once, so it reaches the DLQ in seconds, not hours.
+        logger.error("malformed intake message: it goes to the dead-letter queue", extra={"problem": str(err)})
+        delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, 1)
+        raise
     except RetryLater as err:
         _invocation.rate_limited = _invocation.rate_limited or err.rate_limited
         count = int(record.attributes.approximate_receive_count or 1)

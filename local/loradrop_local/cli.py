@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from botocore.exceptions import BotoCoreError, ClientError
 
 from loradrop.jobs import Job
+from loradrop.messages import StoreRequest, SubmitRequest
 from loradrop.models import (
     PARAMETER_METADATA,
     InvalidParameters,
@@ -145,16 +146,18 @@ def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
     if kind is None:
         why = f"it is {job.status.value}" if job.status is not JobStatus.FAILED else f"[{job.error_code}] {job.error}"
         raise CliError(f"job {job.job_id} cannot be retried: {why}")
+    body: StoreRequest | SubmitRequest
     if kind == "store":
-        queue, body = target.store_queue_url, {"job_id": job.job_id, "prediction_id": job.prediction_id}
+        assert job.prediction_id is not None  # retry_kind "store" means the task is known
+        queue, body = target.store_queue_url, StoreRequest(job_id=job.job_id, prediction_id=job.prediction_id)
         out.write(f"copying the weights of task {job.prediction_id} again (WaveSpeed keeps outputs about 7 days)\n")
     else:
-        queue, body = target.intake_queue_url, {"job_id": job.job_id, "action": "retry"}
+        queue, body = target.intake_queue_url, SubmitRequest(job_id=job.job_id, action="retry")
         out.write("submitting the upload to WaveSpeed again: this starts a new, paid training task\n")
     if not queue or target.sqs is None:
         raise CliError(f"{target.description} has no queue URL outputs: is it an older loradrop stack? Update it.")
     try:
-        target.sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(body))
+        target.sqs.send_message(QueueUrl=queue, MessageBody=body.model_dump_json())
     except (ClientError, BotoCoreError) as err:
         raise CliError(f"could not queue the retry: {err}") from None
     if not args.wait:

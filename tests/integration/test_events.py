@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,7 @@ from loradrop_local.aws.provision import ACCOUNT
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
 from tests.conftest import load_event
-from tests.integration.conftest import TERMINAL, posts_for
+from tests.integration.conftest import TERMINAL, log_lines, posts_for
 
 pytestmark = pytest.mark.integration
 
@@ -93,3 +94,19 @@ def test_store_event_for_unknown_job_is_acknowledged(stack: LocalStack) -> None:
 def test_schedule_event(stack: LocalStack) -> None:
     result = stack.invoke("ReconcileJobsFunction", load_event("schedule.json"))
     assert isinstance(result["summary"], dict)
+
+
+def test_a_malformed_store_message_is_dead_lettered_in_seconds_with_a_log_line(stack: LocalStack) -> None:
+    # Given a store message that names no task (no retry can fix it)
+    marker = f"malformed-{time.time_ns()}"
+    sqs = stack.client("sqs")
+    sqs.send_message(QueueUrl=stack.queue_urls["StoreQueue"], MessageBody=json.dumps({"job_id": marker}))
+    # Then it reaches the store DLQ within seconds (not after 5 visibility timeouts), and the log says why
+    deadline = time.monotonic() + 30
+    dead: list[dict[str, Any]] = []
+    while not dead and time.monotonic() < deadline:
+        dead = [body for body in stack.drain_queue("StoreDeadLetterQueue") if body.get("job_id") == marker]
+        time.sleep(0.2)
+    assert dead == [{"job_id": marker}]
+    assert "malformed store message: it goes to the dead-letter queue" in log_lines(stack)
+    assert "prediction_id: Field required" in log_lines(stack)

@@ -1,0 +1,81 @@
+"""The messages loradrop's queues carry, defined once: the senders build them and the handlers read them
+with the same models. Anything else on a queue is malformed: it is logged and dead-lettered quickly."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
+
+_ID = Field(min_length=1, max_length=256)
+
+
+class StoreRequest(BaseModel):
+    """Store queue: copy this task's weights for this job."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    job_id: str = _ID
+    prediction_id: str = _ID
+
+
+class SubmitRequest(BaseModel):
+    """Intake queue: submit this job again (`resubmit`, after a retryable failure or a proven loss) or on a
+    person's `loradrop retry` of a FAILED job (`retry`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    job_id: str = _ID
+    action: Literal["resubmit", "retry"]
+
+
+class S3Notification(BaseModel):
+    """Intake queue: S3's ObjectCreated notification (its records are read by UploadRef)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    Records: list[dict[str, Any]] = Field(min_length=1)
+
+
+class S3TestEvent(BaseModel):
+    """Intake queue: the test message S3 sends when the notification is configured."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    Event: Literal["s3:TestEvent"]
+
+
+def _intake_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        if "action" in value:
+            return "request"
+        if value.get("Event") == "s3:TestEvent":
+            return "test"
+    return "s3"
+
+
+IntakeMessage = Annotated[
+    Annotated[SubmitRequest, Tag("request")]
+    | Annotated[S3TestEvent, Tag("test")]
+    | Annotated[S3Notification, Tag("s3")],
+    Discriminator(_intake_kind),
+]
+_INTAKE: TypeAdapter[SubmitRequest | S3TestEvent | S3Notification] = TypeAdapter(IntakeMessage)
+
+
+class MalformedMessage(ValueError):
+    """A queue message no model accepts. Retrying cannot fix it."""
+
+
+def _problems(err: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in err.errors()[:5])
+
+
+def read_intake(body: str) -> SubmitRequest | S3TestEvent | S3Notification:
+    try:
+        return _INTAKE.validate_json(body)
+    except ValidationError as err:
+        raise MalformedMessage(f"not an S3 notification, resubmit or retry request: {_problems(err)}") from err
+
+
+def read_store(body: str) -> StoreRequest:
+    try:
+        return StoreRequest.model_validate_json(body)
+    except ValidationError as err:
+        raise MalformedMessage(f"not a store request: {_problems(err)}") from err
