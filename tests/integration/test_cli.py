@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.cli import main
 from loradrop_local.dataset import png, training_zip
-from tests.integration.conftest import posts_for
+from tests.integration.helpers import posts_for
 
 pytestmark = pytest.mark.integration
 

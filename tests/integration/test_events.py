@@ -12,7 +12,7 @@ from loradrop_local.aws.provision import ACCOUNT
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
 from tests.conftest import load_event
-from tests.integration.conftest import TERMINAL, log_lines, posts_for
+from tests.integration.helpers import TERMINAL, log_lines, posts_for
 
 pytestmark = pytest.mark.integration
 

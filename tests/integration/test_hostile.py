@@ -12,7 +12,7 @@ import pytest
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
 from loradrop_local.reliability.hostile import Listener
-from tests.integration.conftest import TERMINAL, posts_for
+from tests.integration.helpers import TERMINAL, posts_for
 from tests.unit.zips import make_zip
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from loradrop_local.aws.events import http_api_event
 from loradrop_local.aws.lambda_runtime import FunctionError
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
-from tests.integration.conftest import TERMINAL, log_lines
+from tests.integration.helpers import TERMINAL, log_lines
 from tests.integration.test_webhook_side import signed, submitted_job, task_body
 
 pytestmark = pytest.mark.integration

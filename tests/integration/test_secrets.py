@@ -11,7 +11,7 @@ import pytest
 
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
-from tests.integration.conftest import TERMINAL, events_for, log_lines, posts_for
+from tests.integration.helpers import TERMINAL, events_for, log_lines, posts_for
 
 pytestmark = pytest.mark.integration
 

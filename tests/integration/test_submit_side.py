@@ -14,7 +14,7 @@ import pytest
 
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
-from tests.integration.conftest import TERMINAL, log_lines, posts_for, reconcile, s3_notification
+from tests.integration.helpers import TERMINAL, log_lines, posts_for, reconcile, s3_notification
 from tests.unit.zips import make_zip
 
 pytestmark = pytest.mark.integration

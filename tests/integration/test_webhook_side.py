@@ -14,7 +14,7 @@ import pytest
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
 from loradrop_local.simulator.model import Task
-from tests.integration.conftest import TERMINAL, events_for, log_lines, posts_for, reconcile
+from tests.integration.helpers import TERMINAL, events_for, log_lines, posts_for, reconcile
 
 pytestmark = pytest.mark.integration
 
