@@ -19,8 +19,9 @@ TRIGGER_WORD = "zxq"
 def run_demo(state_dir: Path, out: TextIO, *, images: int = 8, timeout: float = 60) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     log_file = state_dir / "demo-handlers.log"
-    out.write("Starting the local stack: moto's server (S3, SQS, DynamoDB, Secrets Manager, EventBridge),\n")
-    out.write("the WaveSpeed simulator, and the four Lambda handlers (no AWS account, no Docker)...\n")
+    out.write("Starting the local stack: moto's server (S3, SQS, DynamoDB, Secrets Manager, EventBridge, IAM),\n")
+    out.write("the WaveSpeed simulator, and the four Lambda functions, each in processes of its own with its\n")
+    out.write("IAM role enforced (no AWS account, no Docker)...\n")
     started = time.monotonic()
     # A short, visible "training": the simulator takes a couple of seconds and serves a 24 MiB LoRA.
     options = StackOptions(
