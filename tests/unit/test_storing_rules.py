@@ -1,0 +1,197 @@
+"""Storer.store, rule by rule: one copy per job under a lease, what each failure records, the last try.
+moto in process for DynamoDB and S3, a mock transport for WaveSpeed's CDN, a fake WaveSpeed."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from aws_lambda_powertools import Logger
+from moto import mock_aws
+
+from loradrop.events import EventPublisher
+from loradrop.jobs import Job, JobStore, utc_now
+from loradrop.models import JobStatus, Prediction
+from loradrop.redaction import json_for_logs
+from loradrop.settings import StoreSettings
+from loradrop.storing import CopyInProgress, Storer
+from loradrop.weights import DownloadFailed
+from tests.unit.tables import create_jobs_table
+
+Logger(json_serializer=json_for_logs)
+TASK = "task-1"
+CDN = "https://cdn.test"
+OUTPUT = f"{CDN}/outputs/{TASK}/lora.safetensors"
+WEIGHTS = bytes(range(256)) * 4096  # 1 MiB
+KEY = "loras/ana-1/lora.safetensors"
+
+
+class FakeWaveSpeed:
+    def __init__(self) -> None:
+        self.outputs = [OUTPUT]
+
+    def get_result(self, task_id: str) -> Prediction:
+        return Prediction(id=task_id, model="m", status="completed", outputs=self.outputs)
+
+
+class _Chunks(httpx.SyncByteStream):
+    """A body that arrives in pieces, as a network stream does (bytes content would be pre-read)."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        for start in range(0, len(WEIGHTS), 64 * 1024):
+            yield WEIGHTS[start : start + 64 * 1024]
+
+
+class CDNServer:
+    """WaveSpeed's CDN: serves the weights, or fails as told."""
+
+    def __init__(self) -> None:
+        self.fail_with: int | None = None
+        self.requests = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        if self.fail_with:
+            return httpx.Response(self.fail_with)
+        return httpx.Response(200, stream=_Chunks(), headers={"content-length": str(len(WEIGHTS))})
+
+
+@pytest.fixture
+def world() -> Iterator[dict[str, Any]]:
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        create_jobs_table(dynamodb)
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="weights")
+        settings = StoreSettings.model_validate(
+            {
+                "JOBS_TABLE": "jobs",
+                "EVENT_BUS_NAME": "default",
+                "WAVESPEED_SECRET_ID": "unused",
+                "WEIGHTS_BUCKET": "weights",
+                "OUTPUT_HOSTS": CDN,
+                "STORE_MAX_RECEIVES": "3",
+                "WEIGHTS_PART_SIZE_MIB": "5",
+                "MAX_WEIGHTS_MIB": "2",
+            }
+        )
+        jobs = JobStore(dynamodb, "jobs")
+        cdn = CDNServer()
+        wavespeed = FakeWaveSpeed()
+        storer = Storer(
+            jobs=jobs,
+            s3=s3,
+            http=httpx.Client(transport=httpx.MockTransport(cdn)),
+            events=EventPublisher(boto3.client("events", region_name="us-east-1"), "default"),
+            wavespeed=lambda: wavespeed,  # type: ignore[arg-type,return-value]
+            settings=settings,
+        )
+        yield {"jobs": jobs, "s3": s3, "cdn": cdn, "ws": wavespeed, "storer": storer}
+
+
+def job_in(jobs: JobStore, status: JobStatus, **fields: Any) -> Job:
+    now = utc_now()
+    job = Job(
+        job_id="ana-1",
+        status=status,
+        source_bucket="uploads",
+        source_key="uploads/ana.zip",
+        prediction_id=TASK,
+        attempts=1,
+        created_at=now,
+        updated_at=now,
+        history=[{"status": status.value, "at": now}],
+        **fields,
+    )
+    jobs.claim(job)
+    return job
+
+
+def store(world: dict[str, Any], receive: int = 1, seconds: float = 600, owner: str = "inv-1") -> tuple[Any, str]:
+    result: tuple[Any, str] = world["storer"].store("ana-1", TASK, receive, remaining_seconds=seconds, owner=owner)
+    return result
+
+
+def test_a_storing_job_ends_completed_with_its_weights_checksummed(world: dict[str, Any]) -> None:
+    job_in(world["jobs"], JobStatus.STORING)
+    job, _ = store(world)
+    assert job.status is JobStatus.COMPLETED
+    body = world["s3"].get_object(Bucket="weights", Key=KEY)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == hashlib.sha256(WEIGHTS).hexdigest() == job.weights_sha256
+    assert job.weights_uri == f"s3://weights/{KEY}"
+    assert job.store_lease_until is None  # the lease ends with the copy
+
+
+@pytest.mark.parametrize("status", [JobStatus.SUBMITTED, JobStatus.TRAINING, JobStatus.COMPLETED, JobStatus.REJECTED])
+def test_only_a_storing_job_is_copied(world: dict[str, Any], status: JobStatus) -> None:
+    job_in(world["jobs"], status)
+    job, said = store(world)
+    assert (said, job.status) == ("unchanged", status)
+    assert world["cdn"].requests == 0
+
+
+def test_an_unknown_job_or_another_task_changes_nothing(world: dict[str, Any]) -> None:
+    assert store(world) == (None, "unknown job")
+    job_in(world["jobs"], JobStatus.STORING)
+    job, said = world["storer"].store("ana-1", "someone-elses", 1, remaining_seconds=600, owner="inv-1")
+    assert (said, job.status, world["cdn"].requests) == ("unchanged", JobStatus.STORING, 0)
+
+
+def test_a_live_lease_defers_a_second_copy_until_it_ends(world: dict[str, Any]) -> None:
+    job_in(world["jobs"], JobStatus.STORING, store_lease_until="2999-01-01T00:00:00.000Z", store_lease_owner="inv-0")
+    with pytest.raises(CopyInProgress) as busy:
+        store(world)
+    assert busy.value.seconds_left > 0
+    assert world["cdn"].requests == 0
+
+
+def test_a_failed_try_is_noted_and_released_and_the_last_try_ends_the_job(world: dict[str, Any]) -> None:
+    job_in(world["jobs"], JobStatus.STORING)
+    world["cdn"].fail_with = 404
+    with pytest.raises(DownloadFailed):
+        store(world, receive=1)
+    after_one = world["jobs"].get("ana-1")
+    assert after_one.status is JobStatus.STORING
+    assert after_one.store_lease_until is None  # the next delivery may copy at once
+    assert after_one.last_note("copy attempt failed") == "copy attempt failed: weights download answered HTTP 404"
+    with pytest.raises(DownloadFailed):
+        store(world, receive=3)  # STORE_MAX_RECEIVES
+    ended = world["jobs"].get("ana-1")
+    assert (ended.status, ended.error_code) == (JobStatus.FAILED, "STORE_FAILED")
+    assert "loradrop retry ana-1" in ended.error
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"outputs": ["https://elsewhere.test/lora.safetensors"]}, "OUTPUT_REFUSED"),
+        ({"outputs": []}, "NO_OUTPUT"),
+    ],
+)
+def test_outputs_that_cannot_be_weights_end_the_job_with_the_reason(
+    world: dict[str, Any], change: dict[str, Any], code: str
+) -> None:
+    job_in(world["jobs"], JobStatus.STORING)
+    world["ws"].outputs = change["outputs"]
+    job, said = store(world)
+    assert (said, job.status, job.error_code) == ("failed", JobStatus.FAILED, code)
+    assert world["cdn"].requests == 0
+
+
+def test_an_output_over_the_cap_is_refused_with_what_to_change(world: dict[str, Any]) -> None:
+    job_in(world["jobs"], JobStatus.STORING)
+    world["storer"]._settings = world["storer"]._settings.model_copy(update={"max_weights_mib": 0})
+    job, _ = store(world)
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "OUTPUT_TOO_LARGE")
+    assert "MaxWeightsMiB" in job.error
+
+
+def test_a_failed_copy_is_reopened_by_its_store_message(world: dict[str, Any]) -> None:
+    job_in(world["jobs"], JobStatus.FAILED, error_code="STORE_FAILED", error="earlier tries failed")
+    job, _ = store(world)
+    assert job.status is JobStatus.COMPLETED
+    assert [e.get("note") for e in job.history if e.get("note")] == ["copy retried after [STORE_FAILED]"]

@@ -1,0 +1,158 @@
+"""Submitter, rule by rule: every outcome of a submission (created, refused, rate limited, uncertain,
+no connection) and every reason an upload is refused before paying. moto in process for S3 and
+DynamoDB, a fake WaveSpeed that answers as told and records what it was sent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools import Logger
+from moto import mock_aws
+
+from loradrop.events import EventPublisher
+from loradrop.jobs import JobStore
+from loradrop.models import JobStatus, Prediction
+from loradrop.redaction import json_for_logs
+from loradrop.settings import SubmitSettings
+from loradrop.submission import RetryLater, Submitter, UploadRef
+from loradrop.wavespeed import OutcomeUncertain, RateLimited, RequestRejected, TransientError, WaveSpeedError
+from loradrop_local.dataset import training_zip
+from tests.unit.tables import create_jobs_table
+
+Logger(json_serializer=json_for_logs)
+
+
+class FakeWaveSpeed:
+    """Answers the next POST as told: a task, or one of the client's errors."""
+
+    def __init__(self) -> None:
+        self.answer: Prediction | WaveSpeedError = Prediction(id="task-1", model="m", status="created")
+        self.posts: list[dict[str, Any]] = []
+
+    def submit_training(self, model: str, body: dict[str, Any], webhook_url: str) -> Prediction:
+        self.posts.append({"model": model, "body": body, "webhook": webhook_url})
+        if isinstance(self.answer, WaveSpeedError):
+            raise self.answer
+        return self.answer
+
+
+@pytest.fixture
+def world() -> Iterator[dict[str, Any]]:
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        create_jobs_table(dynamodb)
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="uploads")
+        settings = SubmitSettings.model_validate(
+            {
+                "JOBS_TABLE": "jobs",
+                "EVENT_BUS_NAME": "default",
+                "WAVESPEED_SECRET_ID": "unused",
+                "WEBHOOK_URL": "https://hooks.test/webhooks/wavespeed",
+            }
+        )
+        jobs = JobStore(dynamodb, "jobs")
+        wavespeed = FakeWaveSpeed()
+        submitter = Submitter(
+            jobs=jobs,
+            s3=s3,
+            events=EventPublisher(boto3.client("events", region_name="us-east-1"), "default"),
+            wavespeed=lambda: wavespeed,  # type: ignore[arg-type,return-value]
+            settings=settings,
+        )
+        yield {"jobs": jobs, "s3": s3, "ws": wavespeed, "submitter": submitter}
+
+
+def upload(world: dict[str, Any], body: bytes, metadata: dict[str, str] | None = None) -> UploadRef:
+    answer = world["s3"].put_object(Bucket="uploads", Key="uploads/ana.zip", Body=body, Metadata=metadata or {})
+    return UploadRef("uploads", "uploads/ana.zip", None, answer["ETag"].strip('"'), len(body))
+
+
+def test_a_created_task_is_recorded_with_one_attempt(world: dict[str, Any]) -> None:
+    job = world["submitter"].accept_upload(upload(world, training_zip()))
+    assert (job.status, job.prediction_id, job.attempts) == (JobStatus.SUBMITTED, "task-1", 1)
+    (post,) = world["ws"].posts
+    assert post["webhook"] == f"https://hooks.test/webhooks/wavespeed?job={job.job_id}"
+    assert post["body"]["trigger_word"] == "p3r5on"  # the stack's default, as nothing else was asked
+    assert "uploads/ana.zip" in post["body"]["data"]  # the presigned link to the ZIP
+
+
+def test_a_repeated_notification_makes_no_second_task(world: dict[str, Any]) -> None:
+    ref = upload(world, training_zip())
+    first = world["submitter"].accept_upload(ref)
+    again = world["submitter"].accept_upload(ref)
+    assert (again.job_id, again.status) == (first.job_id, JobStatus.SUBMITTED)
+    assert len(world["ws"].posts) == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "rate_limited"),
+    [(RateLimited("429 too many requests", status=429), True), (TransientError("connection refused"), False)],
+)
+def test_nothing_created_means_try_again_later_with_the_attempt_given_back(
+    world: dict[str, Any], answer: WaveSpeedError, rate_limited: bool
+) -> None:
+    world["ws"].answer = answer
+    ref = upload(world, training_zip())
+    with pytest.raises(RetryLater) as later:
+        world["submitter"].accept_upload(ref)
+    assert later.value.rate_limited is rate_limited
+    job = world["jobs"].get(ref.job_id)
+    assert (job.status, job.attempts) == (JobStatus.RECEIVED, 0)
+
+
+def test_a_refusal_fails_the_job_with_wavespeeds_reason_and_no_attempt_counted(world: dict[str, Any]) -> None:
+    world["ws"].answer = RequestRejected("invalid parameter: steps", status=400, code=1401)
+    job = world["submitter"].accept_upload(upload(world, training_zip()))
+    assert (job.status, job.error_code, job.attempts) == (JobStatus.FAILED, "1401", 0)
+    assert "WaveSpeed refused the task (HTTP 400): invalid parameter: steps" in job.error
+
+
+def test_an_uncertain_answer_is_never_resent_and_is_left_for_settling(world: dict[str, Any]) -> None:
+    world["ws"].answer = OutcomeUncertain("HTTP 502 after the request was sent", status=502)
+    ref = upload(world, training_zip())
+    job = world["submitter"].accept_upload(ref)
+    assert (job.status, job.error_code, job.attempts) == (JobStatus.SUBMITTING, "SUBMIT_UNCERTAIN", 1)
+    assert job.submit_url_sha256  # what settling matches WaveSpeed's records against
+    assert world["submitter"].accept_upload(ref).status is JobStatus.SUBMITTING  # a redelivery sends nothing
+    assert len(world["ws"].posts) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "metadata", "code"),
+    [
+        (b"not a zip at all", {}, "INVALID_UPLOAD"),
+        (training_zip(), {"steps": "many"}, "INVALID_PARAMETERS"),
+        (training_zip(), {"lora-rank": "4096"}, "INVALID_PARAMETERS"),
+    ],
+    ids=["not-a-zip", "steps-not-a-number", "rank-out-of-range"],
+)
+def test_bad_input_is_rejected_before_paying(
+    world: dict[str, Any], body: bytes, metadata: dict[str, str], code: str
+) -> None:
+    job = world["submitter"].accept_upload(upload(world, body, metadata))
+    assert (job.status, job.error_code) == (JobStatus.REJECTED, code)
+    assert job.error
+    assert world["ws"].posts == []
+
+
+def test_an_upload_deleted_before_it_is_read_is_rejected_with_what_to_do(world: dict[str, Any]) -> None:
+    ref = upload(world, training_zip())
+    world["s3"].delete_object(Bucket="uploads", Key="uploads/ana.zip")
+    job = world["submitter"].accept_upload(ref)
+    assert (job.status, job.error_code) == (JobStatus.REJECTED, "INVALID_UPLOAD")
+    assert "upload it again" in job.error
+
+
+def test_retry_resubmits_only_what_a_new_upload_would_not_fix(world: dict[str, Any]) -> None:
+    world["ws"].answer = RequestRejected("account suspended", status=403)
+    job = world["submitter"].accept_upload(upload(world, training_zip()))
+    assert job.status is JobStatus.FAILED
+    world["ws"].answer = Prediction(id="task-2", model="m", status="created")
+    retried = world["submitter"].retry(job.job_id)
+    # A refusal is the user's to fix (a new upload, or the account): `loradrop retry` leaves it
+    assert retried is None or retried.status is JobStatus.FAILED
+    assert len(world["ws"].posts) == 1
