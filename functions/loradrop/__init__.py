@@ -11,6 +11,8 @@ Which module owns which rule:
   uncertain submission from WaveSpeed's own records.
 - `storing`: STORING → COMPLETED, one copy at a time under a lease; `weights` streams the bytes.
 - `ending`: a job ending FAILED or REJECTED, with its reason, metric and event.
+- `ports`: what the use cases need from outside (WaveSpeed, the bus, a queue), as protocols the
+  adapters and the unit tests' fakes both fit.
 - `archive` (ZIP inspection by range reads), `egress` (where weights may come from), `signing`
   (webhook HMAC), `wavespeed` (the REST client), `credentials` (Secrets Manager), `events`
   (EventBridge), `queues` (SQS delays), `settings` (each function's environment, composed from

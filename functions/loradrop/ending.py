@@ -7,9 +7,9 @@ from collections.abc import Collection
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from loradrop.events import EventPublisher
 from loradrop.jobs import Job, JobStore
 from loradrop.models import JobStatus
+from loradrop.ports import JobEvents
 from loradrop.redaction import redact
 
 logger = Logger(child=True)
@@ -18,7 +18,7 @@ metrics = Metrics()
 
 def end_job(  # noqa: PLR0913, PLR0917 - a job ends with its store, publisher, id, states, code, reason
     jobs: JobStore,
-    events: EventPublisher,
+    events: JobEvents,
     job_id: str,
     expected: Collection[JobStatus],
     status: JobStatus,

@@ -21,12 +21,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from loradrop.egress import DisallowedOutput, OutputPolicy
 from loradrop.ending import end_job
-from loradrop.events import EventPublisher
 from loradrop.jobs import COPY_FAILED_NOTE, Job, JobStore, iso, parse_iso, utc_now
 from loradrop.log_context import about_job
 from loradrop.models import STORE_RETRYABLE, JobStatus
+from loradrop.ports import JobEvents, WaveSpeed
 from loradrop.settings import StoreSettings
-from loradrop.wavespeed import WaveSpeedClient, WaveSpeedError
+from loradrop.wavespeed import WaveSpeedError
 from loradrop.weights import (
     CopyTimedOut,
     DownloadFailed,
@@ -66,8 +66,8 @@ class Storer:
         jobs: JobStore,
         s3: Any,
         http: httpx.Client,
-        events: EventPublisher,
-        wavespeed: Callable[[], WaveSpeedClient],
+        events: JobEvents,
+        wavespeed: Callable[[], WaveSpeed],
         settings: StoreSettings,
     ) -> None:
         self._jobs = jobs

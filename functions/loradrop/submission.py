@@ -14,17 +14,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from loradrop.archive import ArchiveLimits, ArchiveRejected, S3RangeReader, inspect_archive
 from loradrop.ending import end_job
-from loradrop.events import EventPublisher
 from loradrop.jobs import Job, JobStore, job_id_for, url_digest, utc_now
 from loradrop.log_context import about_job, about_task
 from loradrop.models import InvalidParameters, JobStatus, Prediction, TrainingParams, retry_kind
+from loradrop.ports import JobEvents, WaveSpeed
 from loradrop.settings import SubmitSettings
 from loradrop.wavespeed import (
     OutcomeUncertain,
     RateLimited,
     RequestRejected,
     TransientError,
-    WaveSpeedClient,
 )
 
 logger = Logger(child=True)
@@ -88,8 +87,8 @@ class Submitter:
         *,
         jobs: JobStore,
         s3: Any,
-        events: EventPublisher,
-        wavespeed: Callable[[], WaveSpeedClient],
+        events: JobEvents,
+        wavespeed: Callable[[], WaveSpeed],
         settings: SubmitSettings,
     ) -> None:
         self._jobs = jobs

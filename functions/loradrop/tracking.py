@@ -17,13 +17,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from itertools import chain
-from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from loradrop.ending import end_job
-from loradrop.events import EventPublisher
 from loradrop.jobs import COPY_FAILED_NOTE, Job, JobStore, iso, parse_iso, url_digest, utc_now
 from loradrop.log_context import about_job, forget_job
 from loradrop.messages import StoreRequest, SubmitRequest
@@ -37,11 +35,11 @@ from loradrop.models import (
     describe_failure,
     is_retryable,
 )
+from loradrop.ports import JobEvents, QueueSender, WaveSpeed
 from loradrop.settings import ReconcileSettings, TrackingSettings
 from loradrop.wavespeed import (
     HISTORY_PAGE_SIZE,
     RequestRejected,
-    WaveSpeedClient,
     WaveSpeedError,
     longest_submit_seconds,
 )
@@ -68,9 +66,9 @@ class Tracker:
         self,
         *,
         jobs: JobStore,
-        sqs: Any,
-        events: EventPublisher,
-        wavespeed: Callable[[], WaveSpeedClient],
+        sqs: QueueSender,
+        events: JobEvents,
+        wavespeed: Callable[[], WaveSpeed],
         settings: TrackingSettings,
     ) -> None:
         self._jobs = jobs
@@ -256,8 +254,8 @@ class Reconciler:
         self,
         tracker: Tracker,
         jobs: JobStore,
-        events: EventPublisher,
-        wavespeed: Callable[[], WaveSpeedClient],
+        events: JobEvents,
+        wavespeed: Callable[[], WaveSpeed],
         settings: ReconcileSettings,
     ) -> None:
         self._tracker = tracker

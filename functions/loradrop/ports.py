@@ -1,0 +1,30 @@
+"""What the use cases need from the world outside, as small protocols: WaveSpeed, the event bus and the
+queues. The adapters (`wavespeed.WaveSpeedClient`, `events.EventPublisher`, boto3's SQS client) fit them,
+and so do the unit tests' fakes."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from loradrop.jobs import Job
+from loradrop.models import Prediction
+
+
+class WaveSpeed(Protocol):
+    def submit_training(self, model: str, body: dict[str, Any], webhook_url: str) -> Prediction: ...
+
+    def get_result(self, prediction_id: str) -> Prediction: ...
+
+    def list_predictions(
+        self, *, model: str, created_after: str, created_before: str, page: int, page_size: int = ...
+    ) -> tuple[list[Prediction], int]: ...
+
+
+class JobEvents(Protocol):
+    def publish(self, job: Job) -> bool: ...
+
+
+class QueueSender(Protocol):
+    """The one SQS call the use cases make (boto3's client has it)."""
+
+    def send_message(self, *, QueueUrl: str, MessageBody: str) -> Any: ...
