@@ -1,30 +1,36 @@
-"""Inspect a ZIP by range reads of its end records and central directory — never the whole file.
+"""Inspect a ZIP by range reads — never the whole file — and apply loradrop's rules to its entries.
 
-The central directory lists every entry's name, sizes, flags and attributes, which is all that
-validation needs: a multi-GB archive costs a few small reads.
+The standard library's `zipfile` does the parsing (ZIP64, comments, prepended data, Unicode names)
+over `RangeFile`, a seekable file that fetches only the bytes it is asked for: the last 64 KiB in
+one ranged GET (end records and, for ordinary archives, the whole central directory), anything else
+on demand, within a byte budget. This module keeps the policy: which end record to trust, names,
+symbolic links, encryption, compression methods, sizes and ratios. The same file later lets the
+dataset survey read the first bytes of each image through `ZipFile.open`.
 """
 
 from __future__ import annotations
 
+import io
 import posixpath
 import re
 import struct
-from dataclasses import dataclass, replace
+import threading
+import zipfile
+from bisect import bisect_right
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 CAPTION_EXTENSION = ".txt"
-FEW_IMAGES = 4
+FEW_IMAGES = 4  # WaveSpeed's trainer page: "try to use at least 4 images, in general the more the better"
 
 _EOCD = b"PK\x05\x06"
-_ZIP64_LOCATOR = b"PK\x06\x07"
-_ZIP64_EOCD = b"PK\x06\x06"
-_CENTRAL_HEADER = b"PK\x01\x02"
 _EOCD_SIZE = 22
 _LOCATOR_SIZE = 20
 _ZIP64_EOCD_SIZE = 56
-_CENTRAL_HEADER_SIZE = 46
-_TAIL_BYTES = _EOCD_SIZE + 0xFFFF + _LOCATOR_SIZE  # the EOCD may be followed by a 64 KiB comment
+TAIL_BYTES = _EOCD_SIZE + 0xFFFF + _LOCATOR_SIZE  # the end record may be followed by a 64 KiB comment
 _UNIX = 3
 _SYMLINK = 0o120000
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -38,6 +44,152 @@ class RangeReader(Protocol):
 
 class ArchiveRejected(ValueError):
     """The upload cannot be used for training; the message tells the user what to fix."""
+
+
+class ReadBudgetExceeded(Exception):
+    """A read would fetch more than the file's budget allows (a lying directory size, say)."""
+
+
+class RangeFile(io.RawIOBase):
+    """A read-only, seekable file over a RangeReader that fetches only what is read.
+
+    The first read fetches the tail (`tail_bytes`, one request) and keeps it; other reads fetch what
+    the cache lacks, at least `read_ahead` bytes at a time, and `prefetch` fetches many ranges at once.
+    `end` limits the file a reader sees (the archive may carry bytes after its end record). Nothing is
+    fetched past `budget` bytes in all."""
+
+    def __init__(self, source: RangeReader, *, budget: int | None = None, tail_bytes: int = TAIL_BYTES) -> None:
+        super().__init__()
+        self.source = source
+        self.end = source.size
+        self.budget = budget
+        self.read_ahead = 0
+        self.fetched = 0  # bytes asked for (the budget counts these)
+        self.bytes_read = 0  # bytes received
+        self.requests = 0
+        self._tail_start = max(0, source.size - tail_bytes)
+        self._starts: list[int] = []  # cached segments, sorted and disjoint
+        self._segments: list[bytes] = []
+        self._position = 0
+
+    # ----- what zipfile uses -----
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.end}[whence]
+        if base + offset < 0:
+            raise OSError("seek before the start of the file")
+        self._position = base + offset
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.bytes_at(self._position, min(self._position + len(view), self.end))
+        view[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+    # ----- fetching and caching -----
+    def tail(self) -> tuple[int, bytes]:
+        """Where the tail starts, and its bytes (fetched once)."""
+        return self._tail_start, self.bytes_at(self._tail_start, self.source.size)
+
+    def bytes_at(self, start: int, stop: int) -> bytes:
+        if not self._starts and stop > start:
+            self._fetch_into_cache(self._tail_start, self.source.size)  # the tail first, in one request
+        pieces = []
+        position = start
+        while position < stop:
+            index = bisect_right(self._starts, position) - 1
+            if index >= 0 and position < self._starts[index] + len(self._segments[index]):
+                offset = position - self._starts[index]
+                piece = self._segments[index][offset : offset + stop - position]
+                pieces.append(piece)
+                position += len(piece)
+                continue
+            following = self._starts[index + 1] if index + 1 < len(self._starts) else self.source.size
+            if not self._fetch_into_cache(position, min(following, max(stop, position + self.read_ahead))):
+                break  # past the end of the object
+        return b"".join(pieces)
+
+    def prefetch(self, ranges: Iterable[tuple[int, int]], *, merge_gap: int = 0, concurrency: int = 8) -> None:
+        """Fetch what the cache lacks of these [start, stop) ranges, several requests at a time. Ranges
+        closer than `merge_gap` are fetched as one (fewer requests for a few more bytes)."""
+        merged: list[list[int]] = []
+        for start, wanted_stop in sorted(ranges):
+            stop = min(wanted_stop, self.source.size)
+            if merged and start <= merged[-1][1] + merge_gap:
+                merged[-1][1] = max(merged[-1][1], stop)
+            elif start < stop:
+                merged.append([start, stop])
+        wanted = [gap for start, stop in merged for gap in self._gaps(start, stop)]
+        self._charge(sum(stop - start for start, stop in wanted))
+        if not wanted:
+            return
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(wanted))) as pool:
+            answers = list(pool.map(lambda gap: self.source.read(gap[0], gap[1] - gap[0]), wanted))
+        for (start, _), data in zip(wanted, answers, strict=True):
+            self._count(data)
+            if data:
+                self._insert(start, data)
+
+    def forget(self, start: int, stop: int) -> None:
+        """Drop the cached segments that lie inside [start, stop), never the tail: memory stays flat over
+        many reads."""
+        kept = [
+            (s, data)
+            for s, data in zip(self._starts, self._segments, strict=True)
+            if s == self._tail_start or not (start <= s and s + len(data) <= stop)
+        ]
+        self._starts = [s for s, _ in kept]
+        self._segments = [data for _, data in kept]
+
+    def _gaps(self, start: int, stop: int) -> list[tuple[int, int]]:
+        gaps = []
+        position = start
+        for seg_start, data in zip(self._starts, self._segments, strict=True):
+            seg_stop = seg_start + len(data)
+            if seg_stop <= position:
+                continue
+            if seg_start >= stop:
+                break
+            if seg_start > position:
+                gaps.append((position, seg_start))
+            position = max(position, seg_stop)
+        if position < stop:
+            gaps.append((position, stop))
+        return gaps
+
+    def _charge(self, length: int) -> None:
+        if self.budget is not None and self.fetched + length > self.budget:
+            raise ReadBudgetExceeded(f"reading {length:,} more bytes would pass the budget of {self.budget:,}")
+        self.fetched += length
+
+    def _fetch_into_cache(self, start: int, stop: int) -> bool:
+        if stop <= start:
+            return False
+        self._charge(stop - start)
+        data = self.source.read(start, stop - start)
+        self._count(data)
+        if data:
+            self._insert(start, data)
+        return bool(data)
+
+    def _count(self, data: bytes) -> None:
+        self.requests += 1
+        self.bytes_read += len(data)
+
+    def _insert(self, start: int, data: bytes) -> None:
+        index = bisect_right(self._starts, start)
+        self._starts.insert(index, start)
+        self._segments.insert(index, data)
 
 
 @dataclass(frozen=True)
@@ -86,12 +238,28 @@ class ArchiveReport:
         }
 
 
+@dataclass
+class Archive:
+    """An inspected archive: its report, and what a closer look at the images needs."""
+
+    report: ArchiveReport
+    zip: zipfile.ZipFile
+    file: RangeFile
+    images: list[zipfile.ZipInfo] = field(default_factory=list)
+    captions: list[zipfile.ZipInfo] = field(default_factory=list)
+
+
 def _mib(n: int) -> str:
     return f"{n / 1024**2:,.1f} MiB" if n < 1024**3 else f"{n / 1024**3:,.2f} GiB"
 
 
 def _shown(name: str) -> str:
     return repr(name if len(name) <= 80 else name[:77] + "...")
+
+
+def stem_of(name: str) -> str:
+    """An entry's path without its extension, lower-cased: how an image and its caption pair up."""
+    return posixpath.splitext("/".join(p for p in name.replace("\\", "/").split("/") if p).lower())[0]
 
 
 # Compression methods the trainer can be expected to unpack: stored and deflate are what every zip
@@ -111,53 +279,19 @@ METHOD_NAMES = {
     98: "ppmd",
 }
 
-
-@dataclass(frozen=True)
-class _Directory:
-    entries: int
-    size: int
-    offset: int
-    trailing_bytes: int = 0
-
-
-def _find_directory(reader: RangeReader) -> tuple[_Directory, bytes, int]:
-    """Locate the central directory from the end records; return it, the tail bytes and their offset."""
-    tail_start = max(0, reader.size - _TAIL_BYTES)
-    tail = reader.read(tail_start, reader.size - tail_start)
-    found = _end_record(tail)
-    if found is None:
-        raise ArchiveRejected(
-            "not a ZIP archive (no end-of-central-directory record): upload a .zip made with a zip tool, "
-            "e.g. `zip -r photos.zip photos/`; a truncated upload looks like this too"
-        )
-    position, trailing = found
-    (disk, cd_disk, _, entries, size, offset, _comment) = struct.unpack(
-        "<4xHHHHLLH", tail[position : position + _EOCD_SIZE]
-    )
-    if disk != 0 or cd_disk != 0:
-        raise ArchiveRejected("split (multi-part) ZIP archives are not supported: upload a single .zip file")
-    directory = _Directory(entries, size, offset, trailing)
-    locator_at = position - _LOCATOR_SIZE
-    if locator_at >= 0 and tail[locator_at : locator_at + 4] == _ZIP64_LOCATOR:
-        (zip64_offset,) = struct.unpack("<8xQ4x", tail[locator_at : locator_at + _LOCATOR_SIZE])
-        if zip64_offset + _ZIP64_EOCD_SIZE > reader.size:
-            raise ArchiveRejected("the ZIP is truncated or corrupt (ZIP64 record out of range): upload it again")
-        record = _slice(reader, tail, tail_start, zip64_offset, _ZIP64_EOCD_SIZE)
-        if record[:4] != _ZIP64_EOCD:
-            raise ArchiveRejected("the ZIP is corrupt (bad ZIP64 end record): re-create the archive")
-        (entries64, size64, offset64) = struct.unpack("<32xQQQ", record[:_ZIP64_EOCD_SIZE])
-        directory = _Directory(entries64, size64, offset64, trailing)
-    if directory.offset + directory.size > tail_start + position:
-        raise ArchiveRejected("the ZIP is truncated or corrupt (its directory points past the end): upload it again")
-    return directory, tail, tail_start
+_NOT_A_ZIP = (
+    "not a ZIP archive (no end-of-central-directory record): upload a .zip made with a zip tool, "
+    "e.g. `zip -r photos.zip photos/`; a truncated upload looks like this too"
+)
 
 
 def _end_record(tail: bytes) -> tuple[int, int] | None:
     """Where the end-of-central-directory record is, and how many bytes follow it and its comment.
 
     An end record whose comment reaches exactly to the end of the file wins (a signature inside a
-    comment cannot fool it). Failing that, like CPython's zipfile and Info-ZIP, the last complete
-    record is used and the bytes after it are ignored (some uploaders and tools append data)."""
+    comment cannot fool it, where zipfile would take the last signature it finds). Failing that, like
+    CPython's zipfile and Info-ZIP, the last complete record is used and the bytes after it are
+    ignored (some uploaders and tools append data)."""
     last_complete = None
     position = len(tail)
     while (position := tail.rfind(_EOCD, 0, position)) >= 0:
@@ -171,33 +305,50 @@ def _end_record(tail: bytes) -> tuple[int, int] | None:
     return last_complete
 
 
-def _slice(reader: RangeReader, tail: bytes, tail_start: int, start: int, length: int) -> bytes:
-    """Bytes [start, start+length), from the tail already read where possible."""
-    if start >= tail_start:
-        return tail[start - tail_start : start - tail_start + length]
-    return reader.read(start, length)
+def _open_zip(reader: RangeReader, limits: ArchiveLimits) -> tuple[zipfile.ZipFile, RangeFile, int]:
+    """zipfile over the archive as far as its trusted end record; the bytes after it are counted."""
+    file = RangeFile(reader, budget=TAIL_BYTES + limits.max_central_directory_bytes + _ZIP64_EOCD_SIZE)
+    tail_start, tail = file.tail()
+    found = _end_record(tail)
+    if found is None:
+        raise ArchiveRejected(_NOT_A_ZIP)
+    position, trailing = found
+    disk, cd_disk, _, entries = struct.unpack("<4xHHHH", tail[position : position + 12])
+    if disk != 0 or cd_disk != 0:
+        raise ArchiveRejected("split (multi-part) ZIP archives are not supported: upload a single .zip file")
+    if entries != 0xFFFF and entries > limits.max_entries:  # 0xFFFF: the ZIP64 record has the count
+        raise _too_many(entries, limits)
+    # zipfile sees the archive end with the end record: a comment cut off, or appended bytes, cannot mislead it.
+    file.end = tail_start + position + _EOCD_SIZE
+    try:
+        return zipfile.ZipFile(file), file, trailing
+    except ReadBudgetExceeded:
+        raise ArchiveRejected(
+            f"the ZIP's directory is larger than {_mib(limits.max_central_directory_bytes)}, implausibly large "
+            f"for at most {limits.max_entries:,} entries: re-create the archive"
+        ) from None
+    except (zipfile.BadZipFile, NotImplementedError, ValueError, struct.error, EOFError, OverflowError) as err:
+        # A BadZipFile, an unknown ZIP version, a name marked UTF-8 that is not: zipfile's own words.
+        raise ArchiveRejected(
+            f"the ZIP is truncated or corrupt ({str(err)[:120] or type(err).__name__}): upload it again; if that "
+            "does not help, re-create it with a zip tool"
+        ) from None
 
 
-def _zip64_sizes(extra: bytes, usize: int, csize: int) -> tuple[int, int]:
-    """Real sizes from the ZIP64 extra field for the values that were set to 0xFFFFFFFF."""
-    i = 0
-    while i + 4 <= len(extra):
-        tag, length = struct.unpack("<HH", extra[i : i + 4])
-        data = extra[i + 4 : i + 4 + length]
-        if tag == 0x0001:
-            j = 0
-            if usize == 0xFFFFFFFF and j + 8 <= len(data):
-                (usize,) = struct.unpack("<Q", data[j : j + 8])
-                j += 8
-            if csize == 0xFFFFFFFF and j + 8 <= len(data):
-                (csize,) = struct.unpack("<Q", data[j : j + 8])
-            break
-        i += 4 + length
-    return usize, csize
+def _too_many(entries: int, limits: ArchiveLimits) -> ArchiveRejected:
+    return ArchiveRejected(
+        f"the ZIP has {entries:,} entries, over the limit of {limits.max_entries:,}: "
+        "training needs tens of images, not thousands"
+    )
 
 
 def inspect_archive(reader: RangeReader, limits: ArchiveLimits) -> ArchiveReport:
     """Validate a training ZIP; raise ArchiveRejected with a reason a user can act on."""
+    return open_archive(reader, limits).report
+
+
+def open_archive(reader: RangeReader, limits: ArchiveLimits) -> Archive:
+    """Validate a training ZIP and keep it open for a closer look; raise ArchiveRejected with a reason."""
     if reader.size == 0:
         raise ArchiveRejected("the file is empty (0 bytes): upload a ZIP of your training images")
     if reader.size > limits.max_archive_bytes:
@@ -205,48 +356,48 @@ def inspect_archive(reader: RangeReader, limits: ArchiveLimits) -> ArchiveReport
             f"the archive is {_mib(reader.size)}, over the limit of {_mib(limits.max_archive_bytes)}: "
             "use fewer or smaller images"
         )
-    directory, tail, tail_start = _find_directory(reader)
-    if directory.entries == 0:
+    archive, file, trailing = _open_zip(reader, limits)
+    infos = archive.infolist()
+    if not infos:
         raise ArchiveRejected("the ZIP contains no files: add your training images")
-    if directory.entries > limits.max_entries:
-        raise ArchiveRejected(
-            f"the ZIP has {directory.entries:,} entries, over the limit of {limits.max_entries:,}: "
-            "training needs tens of images, not thousands"
-        )
-    if directory.size > limits.max_central_directory_bytes:
-        raise ArchiveRejected("the ZIP's directory is implausibly large: re-create the archive")
-    listing = _slice(reader, tail, tail_start, directory.offset, directory.size)
-    return replace(_check_entries(listing, directory.entries, limits), trailing_bytes=directory.trailing_bytes)
+    if len(infos) > limits.max_entries:
+        raise _too_many(len(infos), limits)
+    images, captions, ignored, compressed, uncompressed = _check_entries(infos, archive.start_dir, limits)
+    image_stems = {stem_of(info.filename) for info in images}
+    report = ArchiveReport(
+        entries=len(infos),
+        images=len(image_stems),
+        captions=sum(1 for info in captions if stem_of(info.filename) in image_stems),
+        ignored=ignored,
+        compressed_bytes=compressed,
+        uncompressed_bytes=uncompressed,
+        trailing_bytes=trailing,
+    )
+    return Archive(report=report, zip=archive, file=file, images=images, captions=captions)
 
 
-def _check_entries(listing: bytes, count: int, limits: ArchiveLimits) -> ArchiveReport:  # noqa: PLR0912 - one pass over the central directory applies every entry rule
-    images: set[str] = set()
-    captions: list[str] = []
+def _check_entries(  # noqa: PLR0912 - one pass over the directory applies every entry rule
+    infos: list[zipfile.ZipInfo], directory_start: int, limits: ArchiveLimits
+) -> tuple[list[zipfile.ZipInfo], list[zipfile.ZipInfo], int, int, int]:
+    images: list[zipfile.ZipInfo] = []
+    captions: list[zipfile.ZipInfo] = []
     ignored = compressed_total = uncompressed_total = 0
-    position = 0
-    for _ in range(count):
-        header = listing[position : position + _CENTRAL_HEADER_SIZE]
-        if len(header) < _CENTRAL_HEADER_SIZE or header[:4] != _CENTRAL_HEADER:
-            raise ArchiveRejected("the ZIP is corrupt (bad central directory entry): re-create the archive")
-        (made_by, flags, method, csize, usize, name_len, extra_len, comment_len, external) = struct.unpack(
-            "<4xH2xHH8xLLHHH4xL4x", header
-        )
-        name_start = position + _CENTRAL_HEADER_SIZE
-        raw_name = listing[name_start : name_start + name_len]
-        extra = listing[name_start + name_len : name_start + name_len + extra_len]
-        position = name_start + name_len + extra_len + comment_len
-        if len(raw_name) != name_len:
-            raise ArchiveRejected("the ZIP is corrupt (entry name cut short): re-create the archive")
-        name = raw_name.decode("utf-8" if flags & 0x800 else "cp437", errors="replace")
-        usize, csize = _zip64_sizes(extra, usize, csize)
-        _check_name(name, made_by, external)
+    for info in infos:
+        name = info.filename
+        _check_name(info)
         if name.endswith("/"):
             continue
-        if method not in SUPPORTED_METHODS and method != 99 and not flags & 0x1:
-            kind = METHOD_NAMES.get(method, "unknown")
+        if info.header_offset < 0 or info.header_offset + info.compress_size > directory_start:
             raise ArchiveRejected(
-                f"entry {_shown(name)} is compressed with method {method} ({kind}), which the trainer may not "
-                "unpack: re-create the ZIP with standard compression (e.g. `zip -r photos.zip photos/`)"
+                f"the ZIP is truncated or corrupt (entry {_shown(name)} lies outside the archive): upload it again"
+            )
+        encrypted = info.flag_bits & 0x1 or info.compress_type == 99
+        if info.compress_type not in SUPPORTED_METHODS and not encrypted:
+            method = info.compress_type
+            raise ArchiveRejected(
+                f"entry {_shown(name)} is compressed with method {method} ({METHOD_NAMES.get(method, 'unknown')}), "
+                "which the trainer may not unpack: re-create the ZIP with standard compression "
+                "(e.g. `zip -r photos.zip photos/`)"
             )
         parts = [p for p in name.replace("\\", "/").split("/") if p]
         if not parts:
@@ -254,8 +405,9 @@ def _check_entries(listing: bytes, count: int, limits: ArchiveLimits) -> Archive
         if "__MACOSX" in parts or parts[-1].startswith("."):
             ignored += 1
             continue
-        if flags & 0x1 or method == 99:
+        if encrypted:
             raise ArchiveRejected(f"entry {_shown(name)} is encrypted: upload an archive without a password")
+        usize, csize = info.file_size, info.compress_size
         compressed_total += csize
         uncompressed_total += usize
         if usize >= limits.ratio_floor_bytes and usize > csize * limits.max_compression_ratio:
@@ -268,12 +420,11 @@ def _check_entries(listing: bytes, count: int, limits: ArchiveLimits) -> Archive
                 f"the files add up to more than {_mib(limits.max_uncompressed_bytes)} uncompressed: "
                 "use fewer or smaller images"
             )
-        path = "/".join(parts).lower()
-        stem, ext = posixpath.splitext(path)
-        if ext in IMAGE_EXTENSIONS:
-            images.add(stem)
-        elif ext == CAPTION_EXTENSION:
-            captions.append(stem)
+        extension = posixpath.splitext(parts[-1].lower())[1]
+        if extension in IMAGE_EXTENSIONS:
+            images.append(info)
+        elif extension == CAPTION_EXTENSION:
+            captions.append(info)
         else:
             ignored += 1
     if uncompressed_total >= limits.ratio_floor_bytes and (
@@ -282,40 +433,35 @@ def _check_entries(listing: bytes, count: int, limits: ArchiveLimits) -> Archive
         raise ArchiveRejected("the archive expands more than a collection of images can: this looks like a ZIP bomb")
     if not images:
         raise ArchiveRejected(
-            f"no images found ({', '.join(IMAGE_EXTENSIONS)}) among {count} entries: "
+            f"no images found ({', '.join(IMAGE_EXTENSIONS)}) among {len(infos)} entries: "
             "put your training photos in the ZIP (folders are fine)"
         )
-    return ArchiveReport(
-        entries=count,
-        images=len(images),
-        captions=sum(1 for stem in captions if stem in images),
-        ignored=ignored,
-        compressed_bytes=compressed_total,
-        uncompressed_bytes=uncompressed_total,
-    )
+    return images, captions, ignored, compressed_total, uncompressed_total
 
 
-def _check_name(name: str, made_by: int, external: int) -> None:
+def _check_name(info: zipfile.ZipInfo) -> None:
+    name = info.filename
     unified = name.replace("\\", "/")
     if unified.startswith("/") or _DRIVE.match(unified):
         raise ArchiveRejected(f"entry {_shown(name)} has an absolute path: zip the folder with relative paths")
     if ".." in unified.split("/"):
         raise ArchiveRejected(f"entry {_shown(name)} climbs out of the archive with '..': remove it")
-    if "\x00" in name:
-        raise ArchiveRejected(f"entry {_shown(name)} has a NUL byte in its name: rename it")
-    if made_by >> 8 == _UNIX and (external >> 16) & 0o170000 == _SYMLINK:
+    if "\x00" in info.orig_filename:  # zipfile cuts the name at the NUL; the trainer's unzip may not
+        raise ArchiveRejected(f"entry {_shown(info.orig_filename)} has a NUL byte in its name: rename it")
+    if info.create_system == _UNIX and (info.external_attr >> 16) & 0o170000 == _SYMLINK:
         raise ArchiveRejected(
             f"entry {_shown(name)} is a symbolic link: zip the real files (e.g. `zip -r` without `--symlinks`)"
         )
 
 
 class S3RangeReader:
-    """Range GETs against one S3 object version, counting what it reads."""
+    """Range GETs against one S3 object version, counting what it reads (from several threads too)."""
 
     def __init__(self, s3: Any, bucket: str, key: str, size: int, version_id: str | None = None) -> None:
         self.size = size
         self.bytes_read = 0
         self.requests = 0
+        self._count = threading.Lock()
         self._s3 = s3
         self._target = {"Bucket": bucket, "Key": key} | ({"VersionId": version_id} if version_id else {})
 
@@ -324,6 +470,7 @@ class S3RangeReader:
             return b""
         answer = self._s3.get_object(**self._target, Range=f"bytes={start}-{start + length - 1}")
         data: bytes = answer["Body"].read()
-        self.requests += 1
-        self.bytes_read += len(data)
+        with self._count:
+            self.requests += 1
+            self.bytes_read += len(data)
         return data

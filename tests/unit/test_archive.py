@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from loradrop.archive import ArchiveLimits, ArchiveRejected, inspect_archive
+from loradrop.archive import TAIL_BYTES, ArchiveLimits, ArchiveRejected, RangeFile, ReadBudgetExceeded, inspect_archive
 from tests.unit.zips import MemoryReader, make_zip, sparse_zip64
 
 LIMITS = ArchiveLimits()
@@ -190,3 +190,79 @@ def test_a_comment_holding_an_end_signature_does_not_fool_the_reader() -> None:
         archive.comment = b"PK\x05\x06" + b"\x00" * 30
     report = inspect(buffer.getvalue())
     assert (report.images, report.trailing_bytes) == (1, 0)
+
+
+def test_prepended_data_is_handled_by_zipfile_as_unzip_does() -> None:
+    # A self-extracting stub (or any bytes) before the archive shifts every offset; zipfile corrects them.
+    data = b"MZ" + bytes(5000) + make_zip({"a.png": PNG, "a.txt": b"caption", "b.png": PNG})
+    assert zipfile.ZipFile(io.BytesIO(data)).namelist() == ["a.png", "a.txt", "b.png"]
+    report = inspect(data)
+    assert (report.images, report.captions) == (2, 1)
+
+
+def test_a_name_marked_utf8_that_is_not_is_rejected_before_paying() -> None:
+    data = make_zip({"a.png": PNG, "zz.png": PNG}, flags={"zz.png": 0x800})
+    start = data.rfind(b"zz.png")  # the central directory's copy of the name
+    broken = data[:start] + b"\xff\xfe" + data[start + 2 :]
+    assert "truncated or corrupt" in rejection(broken)
+
+
+def test_an_entry_that_claims_to_reach_into_the_directory_is_rejected() -> None:
+    data = make_zip({"a.png": PNG, "b.png": PNG})
+    start = data.rfind(b"PK\x01\x02")  # the last entry's compressed size, made larger than the archive
+    lying = data[: start + 20] + (10**6).to_bytes(4, "little") + data[start + 24 :]
+    assert "entry 'b.png' lies outside the archive" in rejection(lying)
+
+
+def test_a_directory_size_beyond_the_limits_is_refused_before_it_is_read() -> None:
+    names = [f"photos/{'long-name-' * 8}{i:04d}.png" for i in range(8000)]  # a directory of 1.3 MiB
+    reader = sparse_zip64(3 * GIB, names, 64 * 1024)
+    limits = ArchiveLimits(max_archive_bytes=4 * GIB, max_entries=40)  # a directory of 1 MiB at most
+    with pytest.raises(ArchiveRejected, match="implausibly large for at most 40 entries"):
+        inspect_archive(reader, limits)
+    assert reader.bytes_read <= 22 + 0xFFFF + 20 + limits.max_central_directory_bytes + 56
+
+
+class TestRangeFile:
+    def test_the_tail_comes_first_in_one_read_and_stays_cached(self) -> None:
+        reader = MemoryReader(bytes(range(256)) * 1024)  # 256 KiB
+        file = RangeFile(reader)
+        file.seek(-10, io.SEEK_END)
+        assert file.read() == reader.data[-10:]
+        file.seek(len(reader.data) - 5000)
+        assert file.read(100) == reader.data[-5000:-4900]
+        assert (reader.reads, reader.bytes_read) == (1, TAIL_BYTES)
+
+    def test_reads_before_the_tail_fetch_at_least_read_ahead(self) -> None:
+        reader = MemoryReader(bytes(range(256)) * 1024)
+        file = RangeFile(reader)
+        file.read_ahead = 4096
+        file.seek(1000)
+        assert file.read(10) == reader.data[1000:1010]
+        assert file.read(4000) == reader.data[1010:5010]  # from the first fetch: 1000..5096
+        assert reader.reads == 2  # with the tail
+        assert file.read(200) == reader.data[5010:5210]  # 86 cached bytes, then 5096..9192
+        assert reader.reads == 3
+
+    def test_prefetch_merges_near_ranges_and_forget_keeps_the_tail(self) -> None:
+        reader = MemoryReader(bytes(1024 * 1024))
+        file = RangeFile(reader)
+        file.tail()
+        file.prefetch([(0, 100), (150, 300), (10_000, 10_100), (200, 250)], merge_gap=64)
+        assert reader.reads == 3  # the tail, 0..300, 10000..10100
+        file.seek(0)
+        file.read(300)
+        assert reader.reads == 3
+        file.forget(0, 20_000)
+        file.seek(0)
+        file.read(10)
+        file.tail()
+        assert reader.reads == 4  # 0..10 again; the tail stayed
+
+    def test_a_budget_caps_what_is_fetched(self) -> None:
+        file = RangeFile(MemoryReader(bytes(1024 * 1024)), budget=TAIL_BYTES + 1000)
+        file.tail()
+        file.seek(0)
+        file.read(1000)
+        with pytest.raises(ReadBudgetExceeded):
+            file.read(1)
