@@ -67,6 +67,7 @@ class RangeFile(io.RawIOBase):
         self.fetched = 0  # bytes asked for (the budget counts these)
         self.bytes_read = 0  # bytes received
         self.requests = 0
+        self.high_water = 0  # the furthest byte read so far (a caller may reset it)
         self._tail_start = max(0, source.size - tail_bytes)
         self._starts: list[int] = []  # cached segments, sorted and disjoint
         self._segments: list[bytes] = []
@@ -94,6 +95,7 @@ class RangeFile(io.RawIOBase):
         data = self.bytes_at(self._position, min(self._position + len(view), self.end))
         view[: len(data)] = data
         self._position += len(data)
+        self.high_water = max(self.high_water, self._position)
         return len(data)
 
     # ----- fetching and caching -----
@@ -218,14 +220,10 @@ class ArchiveReport:
 
     @property
     def warnings(self) -> list[str]:
-        found = []
-        if self.images < FEW_IMAGES:
-            found.append(
-                f"only {self.images} image(s): LoRA training usually wants at least {FEW_IMAGES}, ideally 10-30"
-            )
+        """What the archive itself is worth saying (the dataset survey judges the images)."""
         if self.trailing_bytes:
-            found.append(f"{self.trailing_bytes:,} bytes after the end of the ZIP were ignored (as zip tools do)")
-        return found
+            return [f"{self.trailing_bytes:,} bytes after the end of the ZIP were ignored (as zip tools do)"]
+        return []
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -366,7 +364,7 @@ def open_archive(reader: RangeReader, limits: ArchiveLimits) -> Archive:
     image_stems = {stem_of(info.filename) for info in images}
     report = ArchiveReport(
         entries=len(infos),
-        images=len(image_stems),
+        images=len(images),
         captions=sum(1 for info in captions if stem_of(info.filename) in image_stems),
         ignored=ignored,
         compressed_bytes=compressed,

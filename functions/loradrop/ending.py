@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -27,13 +28,20 @@ def end_job(  # noqa: PLR0913, PLR0917 - a job ends with its store, publisher, i
     *,
     attempts: int = 0,
     remove: Collection[str] = (),
+    fields: dict[str, Any] | None = None,
 ) -> Job | None:
-    """Move a job to FAILED or REJECTED with a reason and announce it; None if it had moved on."""
+    """Move a job to FAILED or REJECTED with a reason (and `fields` worth keeping, such as what an
+    inspection found) and announce it; None if it had moved on."""
     reason = redact(reason)  # it may quote WaveSpeed, which may quote our presigned link
     logger.info("job ended", extra={"status": status.value, "error_code": code, "reason": reason})
     metrics.add_metric(name=f"Jobs{status.value.title()}", unit=MetricUnit.Count, value=1)
     ended = jobs.transition(
-        job_id, expected, status, fields={"error_code": code, "error": reason}, attempts=attempts, remove=remove
+        job_id,
+        expected,
+        status,
+        fields=(fields or {}) | {"error_code": code, "error": reason},
+        attempts=attempts,
+        remove=remove,
     )
     if ended is not None:
         events.publish(ended)

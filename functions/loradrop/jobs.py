@@ -65,6 +65,7 @@ class Job(BaseModel):
     source_size: int | None = None
     params: dict[str, Any] | None = None
     archive: dict[str, Any] | None = None
+    dataset: dict[str, Any] | None = None  # the dataset survey (loradrop.dataset): counts and examples
     warnings: list[str] = Field(default_factory=list)
     prediction_id: str | None = None
     attempts: int = 0

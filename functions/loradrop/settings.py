@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from functools import cache
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -85,6 +85,8 @@ class SubmitPart(_EnvModel):
     max_entries: int = Field(alias="MAX_ARCHIVE_ENTRIES", default=2000, gt=0)
     max_uncompressed_bytes: int = Field(alias="MAX_UNCOMPRESSED_BYTES", default=4 * 1024**3, gt=0)
     max_compression_ratio: int = Field(alias="MAX_COMPRESSION_RATIO", default=100, gt=1)
+    # warn: the dataset survey's findings become warnings; strict: a set unfit to train on is REJECTED.
+    dataset_policy: Literal["warn", "strict"] = Field(alias="DATASET_POLICY", default="warn")
 
 
 class StorePart(_EnvModel):

@@ -12,7 +12,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
-from loradrop.archive import ArchiveLimits, ArchiveRejected, S3RangeReader, inspect_archive
+from loradrop.archive import ArchiveLimits, ArchiveRejected, S3RangeReader, open_archive
+from loradrop.dataset import survey
 from loradrop.ending import end_job
 from loradrop.jobs import Job, JobStore, job_id_for, url_digest, utc_now
 from loradrop.log_context import about_job, about_task
@@ -190,16 +191,37 @@ class Submitter:
             )
         reader = S3RangeReader(self._s3, job.source_bucket, job.source_key, head["ContentLength"], job.source_version)
         try:
-            report, problem = inspect_archive(reader, self._limits), None
+            archive, problem = open_archive(reader, self._limits), None
         except ArchiveRejected as err:
-            report, problem = None, str(err)
+            archive, problem = None, str(err)
         logger.info("archive inspected", extra={"bytes_read": reader.bytes_read, "range_reads": reader.requests})
-        if report is None:
+        if archive is None:
             return self._reject(job, "INVALID_UPLOAD", problem or "invalid archive")
+        dataset = survey(archive)
+        logger.info(
+            "dataset surveyed",
+            extra=dataset.read_stats()
+            | {"surveyed": len(dataset.facts), "seconds": round(dataset.seconds, 3), "range_reads": reader.requests},
+        )
+        found = {
+            "archive": archive.report.as_dict()
+            | dataset.read_stats()
+            | {"bytes_read": reader.bytes_read, "range_reads": reader.requests},
+            "dataset": dataset.as_dict(),
+        }
+        fatal = dataset.fatal()
+        if fatal and self._settings.dataset_policy == "strict":
+            return self._reject(
+                job,
+                "INVALID_DATASET",
+                f"the dataset is not fit to train on: {'; '.join(fatal)}. Fix the images and upload again (this "
+                "stack's DatasetPolicy is strict; with warn it would have trained anyway)",
+                fields=found,
+            )
         try:
             params, unknown_keys = TrainingParams.from_metadata(head.get("Metadata", {}), self._defaults)
         except InvalidParameters as err:
-            return self._reject(job, "INVALID_PARAMETERS", f"invalid training parameters: {err}")
+            return self._reject(job, "INVALID_PARAMETERS", f"invalid training parameters: {err}", fields=found)
         data_url = self._s3.generate_presigned_url(
             "get_object", Params=target, ExpiresIn=self._settings.presign_expiry_seconds
         )
@@ -209,10 +231,10 @@ class Submitter:
             job.job_id,
             {JobStatus.RECEIVED},
             JobStatus.SUBMITTING,
-            fields={
+            fields=found
+            | {
                 "params": params.model_dump(),
-                "archive": report.as_dict(),
-                "warnings": report.warnings + unknown_keys,
+                "warnings": archive.report.warnings + fatal + dataset.warnings() + unknown_keys,
                 "submit_started_at": utc_now(),
                 "submit_url_sha256": url_digest(data_url),
             },
@@ -297,8 +319,10 @@ class Submitter:
             return current or job
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _reject(self, job: Job, code: str, reason: str) -> Job:
-        ended = end_job(self._jobs, self._events, job.job_id, {JobStatus.RECEIVED}, JobStatus.REJECTED, code, reason)
+    def _reject(self, job: Job, code: str, reason: str, fields: dict[str, Any] | None = None) -> Job:
+        ended = end_job(
+            self._jobs, self._events, job.job_id, {JobStatus.RECEIVED}, JobStatus.REJECTED, code, reason, fields=fields
+        )
         return ended or self._jobs.get(job.job_id) or job
 
     def _fail(self, job: Job, code: str, reason: str, *, attempts: int = 0) -> Job:

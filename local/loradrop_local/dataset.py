@@ -1,4 +1,4 @@
-"""Small, real training datasets for the demo and tests: PNG images with captions, zipped."""
+"""Small, real training datasets for the demo, tests and benchmarks: images with captions, zipped."""
 
 from __future__ import annotations
 
@@ -26,11 +26,37 @@ def png(width: int, height: int, seed: int) -> bytes:
     )
 
 
-def training_zip(images: int = 6, captions: bool = True, trigger_word: str = "p3r5on", size: int = 64) -> bytes:
+def photo(width: int, height: int, seed: int, kind: str = "JPEG") -> bytes:
+    """A photo-like image encoded by Pillow (JPEG, PNG or WEBP): a gradient and a shape, different per seed."""
+    import random
+
+    from PIL import Image, ImageDraw
+
+    pick = random.Random(seed)
+    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    for _ in range(3):
+        left, top = pick.randrange(width // 2 + 1), pick.randrange(height // 2 + 1)
+        box = (left, top, left + width // 3, top + height // 3)
+        draw.ellipse(box, fill=(pick.randrange(256), pick.randrange(256), pick.randrange(256)))
+    # Sensor-like noise gives the file a photo's size (a smooth gradient compresses to almost nothing).
+    noise = Image.frombytes("L", (width, height), pick.randbytes(width * height)).convert("RGB")
+    image = Image.blend(image, noise, 0.15)
+    buffer = io.BytesIO()
+    image.save(buffer, kind, **({"quality": 85} if kind == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def training_zip(
+    images: int = 6, captions: bool = True, trigger_word: str = "p3r5on", size: int = 64, kind: str = "PNG"
+) -> bytes:
+    """A ZIP of `images` distinct images (PNG without Pillow, or JPEG/WEBP encoded by Pillow) and captions."""
+    extension = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}[kind]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for i in range(images):
-            archive.writestr(f"photos/img_{i:02d}.png", png(size, size, i))
+            data = png(size, size, i) if kind == "PNG" else photo(size, size, i, kind)
+            archive.writestr(f"photos/img_{i:02d}.{extension}", data)
             if captions:
                 archive.writestr(f"photos/img_{i:02d}.txt", f"a photo of {trigger_word}, variation {i}")
     return buffer.getvalue()

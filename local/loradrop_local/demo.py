@@ -30,10 +30,11 @@ def run_demo(state_dir: Path, out: TextIO, *, images: int = 8, timeout: float = 
     )
     with LocalStack(options) as stack:
         out.write(f"  ready in {time.monotonic() - started:.1f}s (handler logs: {log_file})\n\n")
-        dataset = training_zip(images=images, captions=True, trigger_word=TRIGGER_WORD)
+        # Photo-sized JPEGs, as a phone would give (the survey reads their headers, not the whole ZIP).
+        dataset = training_zip(images=images, captions=True, trigger_word=TRIGGER_WORD, size=1024, kind="JPEG")
         key = f"uploads/demo-{time.strftime('%Y%m%d-%H%M%S')}.zip"
         metadata = {"trigger-word": TRIGGER_WORD, "steps": "1000", "lora-rank": "16"}
-        out.write(f"Uploading {images} generated images with captions ({len(dataset):,} bytes) to\n")
+        out.write(f"Uploading {images} generated 1024x1024 photos with captions ({len(dataset):,} bytes) to\n")
         out.write(f"  s3://{stack.uploads_bucket}/{key}  metadata: {metadata}\n\n")
         job_id = stack.upload(key, dataset, metadata)
         target = Target(

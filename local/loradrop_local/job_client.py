@@ -159,8 +159,12 @@ def describe(job: Job, out: TextIO) -> None:
     if job.params:
         params = data["params"]
         out.write("params    " + ", ".join(f"{k}={v}" for k, v in params.items()) + "\n")
-    if job.archive:
+    if job.dataset:
+        out.write(f"dataset   {dataset_summary(data['dataset'])}\n")
+    elif job.archive:  # a job from before the dataset survey
         out.write(f"archive   {job.archive['images']} images, {job.archive['captions']} captions\n")
+    if job.archive and "bytes_read" in job.archive:
+        out.write(f"read      {reading_summary(data['archive'], job.source_size)}\n")
     if job.prediction_id:
         out.write(f"task      {job.prediction_id} (attempts: {job.attempts})\n")
     for warning in job.warnings:
@@ -176,6 +180,32 @@ def describe(job: Job, out: TextIO) -> None:
         note = f"  {entry['note']}" if entry.get("note") else ""
         task = f"  task {entry['prediction_id']}" if entry.get("prediction_id") else ""
         out.write(f"  {entry['at']}  {entry['status']:<10}{task}{note}".rstrip() + "\n")
+
+
+def dataset_summary(dataset: dict[str, Any]) -> str:
+    """The survey in one line: counts, formats, sizes, captions."""
+    parts = [f"{dataset['images']} images: {dataset['distinct']} distinct, {dataset['usable']} usable"]
+    parts.append(", ".join(f"{kind} {count}" for kind, count in dataset.get("formats", {}).items()))
+    if "smallest" in dataset:
+        sizes = (
+            dataset["smallest"]
+            if dataset["smallest"] == dataset["largest"]
+            else (f"{dataset['smallest']} to {dataset['largest']}")
+        )
+        parts.append(f"{sizes}, {dataset['megapixels']:g} MP in all")
+    parts.append(f"{dataset['captions']} of {dataset['images']} captioned")
+    if dataset.get("not_surveyed"):
+        parts.append(f"{dataset['not_surveyed']} not surveyed")
+    return " · ".join(part for part in parts if part)
+
+
+def reading_summary(archive: dict[str, Any], size: int | None) -> str:
+    """What inspecting the upload cost, against its size."""
+    whole = f" of {size:,}" if size else ""
+    return (
+        f"{archive['bytes_read']:,}{whole} bytes in {archive['range_reads']} range GET(s), "
+        f"at most {archive.get('survey_bytes_per_image_max', 0):,} per image"
+    )
 
 
 def download_weights(target: Target, job: Job, destination: Path, out: TextIO) -> str:

@@ -156,3 +156,38 @@ def test_retry_resubmits_only_what_a_new_upload_would_not_fix(world: dict[str, A
     # A refusal is the user's to fix (a new upload, or the account): `loradrop retry` leaves it
     assert retried is None or retried.status is JobStatus.FAILED
     assert len(world["ws"].posts) == 1
+
+
+def test_a_poor_dataset_is_surveyed_recorded_and_trained_under_the_warn_policy(world: dict[str, Any]) -> None:
+    job = world["submitter"].accept_upload(upload(world, training_zip(images=2)))
+    assert job.status is JobStatus.SUBMITTED
+    assert job.dataset is not None
+    assert (job.dataset["images"], job.dataset["small"], job.dataset["formats"]) == (2, 2, {"PNG": 2})
+    assert any(w.startswith("only 2 distinct usable image(s)") for w in job.warnings)
+    assert any("2 image(s) under 512 px on the shorter side" in w for w in job.warnings)
+    assert job.archive is not None
+    assert job.archive["range_reads"] == 1  # a small archive: the tail read holds all of it
+    assert 0 < job.archive["survey_bytes_per_image_max"] <= job.archive["bytes_read"]
+    assert len(world["ws"].posts) == 1
+
+
+def test_a_dataset_unfit_to_train_on_is_rejected_under_the_strict_policy(world: dict[str, Any]) -> None:
+    submitter = world["submitter"]
+    submitter._settings = submitter._settings.model_copy(update={"dataset_policy": "strict"})
+    job = submitter.accept_upload(upload(world, training_zip(images=3)))
+    assert (job.status, job.error_code) == (JobStatus.REJECTED, "INVALID_DATASET")
+    assert "only 3 distinct usable image(s): WaveSpeed's trainer wants at least 4" in job.error
+    assert "DatasetPolicy is strict" in job.error
+    assert job.dataset is not None
+    assert job.dataset["usable"] == 3  # what was found stays on the job for `loradrop status`
+    assert world["ws"].posts == []
+
+
+def test_a_healthy_dataset_passes_the_strict_policy(world: dict[str, Any]) -> None:
+    submitter = world["submitter"]
+    submitter._settings = submitter._settings.model_copy(update={"dataset_policy": "strict"})
+    job = submitter.accept_upload(upload(world, training_zip(images=5, size=640, kind="JPEG")))
+    assert job.status is JobStatus.SUBMITTED
+    assert job.warnings == []
+    assert job.dataset is not None
+    assert job.dataset["smallest"] == "640x640"

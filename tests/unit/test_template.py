@@ -246,3 +246,24 @@ def test_submit_function_outlasts_one_sdk_length_post() -> None:
 
     # The handler starts a POST only with connect + submit timeout + 15 s left; it must fit at least one.
     assert timeout("SubmitTrainingFunction") >= SDK_CONNECT_TIMEOUT + SDK_SUBMIT_TIMEOUT + 15 + 30
+
+
+SETTINGS_OF = {
+    "SubmitTrainingFunction": "SubmitSettings",
+    "ReceiveWebhookFunction": "WebhookSettings",
+    "StoreWeightsFunction": "StoreSettings",
+    "ReconcileJobsFunction": "ReconcileSettings",
+}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_each_function_gets_exactly_the_variables_its_settings_read(function: str) -> None:
+    from loradrop import settings
+
+    fields = getattr(settings, SETTINGS_OF[function]).model_fields.values()
+    reads = {field.alias for field in fields}
+    required = {field.alias for field in fields if field.is_required()}
+    given = set(DEPLOYED[function]["Properties"]["Environment"]["Variables"])
+    own = {name for name in given if not name.startswith("POWERTOOLS_")}
+    assert own <= reads, f"{function} is given variables it never reads: {sorted(own - reads)}"
+    assert required <= own, f"{function} lacks variables it needs: {sorted(required - own)}"

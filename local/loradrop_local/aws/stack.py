@@ -85,6 +85,7 @@ class StackOptions:
     log_file: Path | None = None
     extra_environment: dict[str, str] = field(default_factory=dict)  # given to every function
     max_attempts: int | None = None
+    parameters: dict[str, str] = field(default_factory=dict)  # template parameters, as `sam deploy` takes them
     run_reconciler: bool = True  # tests may invoke it themselves instead
     # Function timeouts (seconds) instead of the template's, e.g. a short StoreWeights timeout so a
     # copy's lease runs out within a test.
@@ -239,7 +240,7 @@ class LocalStack:
         }
         if self.options.max_attempts is not None:
             parameters["MaxAttempts"] = str(self.options.max_attempts)
-        return parameters
+        return parameters | self.options.parameters
 
     def _provision(self) -> None:
         template = translate(self.options.template, REGION)
