@@ -83,7 +83,8 @@ def test_submit_folder_wait_and_download(local_stack: Path, tmp_path: Path) -> N
     )
     assert code == 0, output
     assert "COMPLETED" in output
-    assert "archive   5 images, 5 captions" in output
+    assert "5 images: 5 distinct, 5 usable · PNG 5 · 32x32" in output
+    assert "5 of 5 captioned" in output
     assert "lora_rank=8" in output
     sha = re.search(r"sha256    ([0-9a-f]{64})", output)
     assert sha is not None
