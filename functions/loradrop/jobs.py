@@ -74,6 +74,7 @@ class Job(BaseModel):
     weights_uri: str | None = None
     weights_size: int | None = None
     weights_sha256: str | None = None
+    model_card_uri: str | None = None  # model-card.json beside the weights (README.md is there too)
     created_at: str
     updated_at: str
     history: list[dict[str, Any]] = Field(default_factory=list)

@@ -23,7 +23,8 @@ from loradrop.egress import DisallowedOutput, OutputPolicy
 from loradrop.ending import end_job
 from loradrop.jobs import COPY_FAILED_NOTE, Job, JobStore, iso, parse_iso, utc_now
 from loradrop.log_context import about_job
-from loradrop.models import STORE_RETRYABLE, JobStatus
+from loradrop.model_card import CARD_NAME, README_NAME, build_card, card_json, card_readme, card_warnings
+from loradrop.models import STORE_RETRYABLE, JobStatus, Prediction
 from loradrop.ports import JobEvents, WaveSpeed
 from loradrop.settings import StoreSettings
 from loradrop.wavespeed import WaveSpeedError
@@ -32,6 +33,7 @@ from loradrop.weights import (
     DownloadFailed,
     OutputTooLarge,
     PartPlan,
+    StoredWeights,
     transfer_weights,
     weights_filename,
 )
@@ -150,18 +152,20 @@ class Storer:
                     f"WaveSpeed task {prediction_id} has no output to store (status {prediction.status[:40]})",
                 ), "failed"
             self._policy.check(url)
+            name = weights_filename(url)
             stored = transfer_weights(
                 url=url,
                 http=self._http,
                 policy=self._policy,
                 s3=self._s3,
                 bucket=self._settings.weights_bucket,
-                key=f"{self._settings.weights_prefix}{job_id}/{weights_filename(url)}",
+                key=f"{self._prefix(job)}{'weights-' if name in (CARD_NAME, README_NAME) else ''}{name}",
                 metadata=self._metadata(job),
                 plan=self._plan,
                 deadline=deadline,
                 max_bytes=self._settings.max_weights_mib * 1024 * 1024,
             )
+            card_uri, problems = self._write_card(job, prediction, stored)
         except DisallowedOutput as err:
             host = urlsplit(url or "").hostname if url else "?"
             return self._end(job, "OUTPUT_REFUSED", f"refused to download the weights from {host}: {err}"), "failed"
@@ -194,7 +198,13 @@ class Storer:
             job_id,
             {JobStatus.STORING},
             JobStatus.COMPLETED,
-            fields={"weights_uri": stored.uri, "weights_size": stored.size, "weights_sha256": stored.sha256},
+            fields={
+                "weights_uri": stored.uri,
+                "weights_size": stored.size,
+                "weights_sha256": stored.sha256,
+                "model_card_uri": card_uri,
+            }
+            | ({"warnings": job.warnings + problems} if problems else {}),
             remove=("error", "error_code", *_LEASE),
         )
         if completed is None:
@@ -203,6 +213,29 @@ class Storer:
         logger.info("weights stored", extra={"uri": stored.uri, "size": stored.size, "sha256": stored.sha256})
         self._events.publish(completed)
         return completed, "completed"
+
+    def _prefix(self, job: Job) -> str:
+        return f"{self._settings.weights_prefix}{job.job_id}/"
+
+    def _write_card(self, job: Job, prediction: Prediction, stored: StoredWeights) -> tuple[str, list[str]]:
+        """model-card.json and README.md beside the weights; returns the card's URI and what it found wrong
+        with the weights file (recorded as warnings)."""
+        card = build_card(job, prediction, stored, utc_now())
+        problems = card_warnings(card)
+        card["warnings"] = card["warnings"] + problems
+        bucket, prefix = self._settings.weights_bucket, self._prefix(job)
+        for name, body, kind in (
+            (CARD_NAME, card_json(card), "application/json"),
+            (README_NAME, card_readme(card), "text/markdown"),
+        ):
+            self._s3.put_object(
+                Bucket=bucket,
+                Key=prefix + name,
+                Body=body,
+                ContentType=f"{kind}; charset=utf-8",
+                Metadata={"job-id": job.job_id},
+            )
+        return f"s3://{bucket}/{prefix}{CARD_NAME}", problems
 
     def _release(self, job: Job, note: str | None = None) -> None:
         """Drop this copy's lease so the next delivery may start at once (best effort: it expires anyway;

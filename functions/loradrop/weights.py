@@ -8,7 +8,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -17,6 +17,7 @@ from boto3.s3.transfer import TransferConfig
 
 from loradrop.egress import DisallowedOutput, OutputPolicy
 from loradrop.redaction import redact
+from loradrop.safetensors import HeaderReader
 
 _MAX_REDIRECTS = 3
 _MIB = 1024 * 1024
@@ -68,6 +69,7 @@ class StoredWeights:
     key: str
     size: int
     sha256: str
+    safetensors: dict[str, Any] = field(default_factory=dict)  # what the file's header says (HeaderReader)
 
     @property
     def uri(self) -> str:
@@ -107,6 +109,7 @@ class _HashingReader:
         self._expected = expected_size
         self._done = False
         self.sha256 = hashlib.sha256()
+        self.header = HeaderReader()  # reads the safetensors header off the first chunks as they pass
         self.size = 0
 
     def _pull(self) -> None:
@@ -122,6 +125,7 @@ class _HashingReader:
         except httpx.HTTPError as err:
             raise DownloadFailed(f"download broke off after {self.size} bytes: {err!r}") from err
         self.sha256.update(chunk)
+        self.header.feed(chunk)
         self.size += len(chunk)
         if self._max_bytes is not None and self.size > self._max_bytes:
             raise OutputTooLarge(f"the output grew past {_mib_text(self._max_bytes)} and was not kept")
@@ -223,4 +227,6 @@ def transfer_weights(  # noqa: PLR0913 - keyword-only: source, destination, limi
     digest = reader.sha256.hexdigest()
     tags = [{"Key": "sha256", "Value": digest}, {"Key": "size-bytes", "Value": str(reader.size)}]
     s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tags})
-    return StoredWeights(bucket=bucket, key=key, size=reader.size, sha256=digest)
+    return StoredWeights(
+        bucket=bucket, key=key, size=reader.size, sha256=digest, safetensors=reader.header.finish(reader.size)
+    )

@@ -34,6 +34,7 @@ from loradrop_local.job_client import (
     CliError,
     Target,
     describe,
+    download_card,
     download_weights,
     follow,
     local_target,
@@ -134,7 +135,10 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_fetch(args: argparse.Namespace, out: TextIO) -> int:
     target = resolve_target(args)
-    download_weights(target, _get_job(target, args.job), args.output, out)
+    job = _get_job(target, args.job)
+    download_weights(target, job, args.output, out)
+    if args.card:
+        download_card(target, job, args.output, out)
     return EXIT_OK
 
 
@@ -307,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = commands.add_parser("fetch", help="download a completed job's weights, verifying the SHA-256")
     fetch.add_argument("job", help="the job id")
     fetch.add_argument("-o", "--output", type=Path, required=True, help="file to write")
+    fetch.add_argument(
+        "--card",
+        action="store_true",
+        help="also save the model card beside it: NAME.model-card.json and NAME.README.md",
+    )
     fetch.set_defaults(handler=cmd_fetch)
     return parser
 

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 from loradrop.models import JobStatus
 from loradrop_local.aws.stack import LocalStack, StackOptions
 from loradrop_local.dataset import training_zip
-from loradrop_local.job_client import Target, describe, download_weights, follow
+from loradrop_local.job_client import Target, describe, download_card, download_weights, follow
 from loradrop_local.simulator.model import SimulatorConfig
 
 TRIGGER_WORD = "zxq"
@@ -69,5 +69,17 @@ def run_demo(state_dir: Path, out: TextIO, *, images: int = 8, timeout: float = 
             handle.seek(8)
             tensors = [name for name in json.loads(handle.read(header_length)) if name != "__metadata__"]
         out.write(f"  a safetensors file with {len(tensors)} tensors, e.g. {tensors[0]}\n")
+        out.write(f"\nThe model card beside the weights ({job.model_card_uri}):\n  ")
+        card_path, readme_path = download_card(target, job, destination, out)
+        card = json.loads(card_path.read_text())
+        header = card["weights"]["safetensors"]
+        timings = card["timings"]
+        trained_on = f"trigger word {card['trigger_word']!r}" if card["trigger_word_used"] else "trained on captions"
+        out.write(
+            f"  {trained_on}, {header['tensors']} tensors "
+            f"({', '.join(f'{k} {v}' for k, v in header['dtypes'].items())}), {header['parameters'] / 1e6:.1f} M "
+            f"parameters; queued {timings['queued_seconds']:.1f} s, trained {timings['training_seconds']:.1f} s, "
+            f"stored {timings['storing_seconds']:.1f} s\n  read it: {readme_path}\n"
+        )
         out.write(f"\nDone in {time.monotonic() - started:.1f}s: ZIP in, weights and job record out.\n")
     return 0

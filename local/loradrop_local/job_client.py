@@ -232,4 +232,18 @@ def download_weights(target: Target, job: Job, destination: Path, out: TextIO) -
     return digest.hexdigest()
 
 
-# ----- commands -----
+def download_card(target: Target, job: Job, weights: Path, out: TextIO) -> list[Path]:
+    """The model card beside downloaded weights: NAME.model-card.json and NAME.README.md."""
+    if not job.model_card_uri:
+        raise CliError(f"job {job.job_id} has no model card (it completed before loradrop wrote them)")
+    bucket, key = job.model_card_uri.removeprefix("s3://").split("/", 1)
+    written = []
+    for source, suffix in ((key, ".model-card.json"), (key.rsplit("/", 1)[0] + "/README.md", ".README.md")):
+        destination = weights.with_name(weights.stem + suffix)
+        try:
+            destination.write_bytes(target.s3.get_object(Bucket=bucket, Key=source)["Body"].read())
+        except (ClientError, BotoCoreError) as err:
+            raise CliError(f"could not download s3://{bucket}/{source}: {err}") from None
+        written.append(destination)
+    out.write(f"saved the model card: {', '.join(str(path) for path in written)}\n")
+    return written

@@ -115,10 +115,17 @@ def test_submit_zip_then_jobs_status_and_fetch(local_stack: Path, tmp_path: Path
     assert "history" in output
     assert "STORING" in output
     target = tmp_path / "bob.safetensors"
-    code, output = run("--state-dir", str(local_stack), "fetch", job_id, "-o", str(target))
+    code, output = run("--state-dir", str(local_stack), "fetch", job_id, "-o", str(target), "--card")
     assert code == 0, output
     assert hashlib.sha256(target.read_bytes()).hexdigest() == job["weights_sha256"]
     assert not (tmp_path / "bob.safetensors.part").exists()
+    card = json.loads((tmp_path / "bob.model-card.json").read_text())
+    assert (card["name"], card["weights"]["sha256"], card["parameters"]["steps"]) == (
+        job_id,
+        job["weights_sha256"],
+        1200,
+    )
+    assert f"`{job['weights_sha256']}`" in (tmp_path / "bob.README.md").read_text()
 
 
 def test_rejected_upload_is_reported_with_its_reason(local_stack: Path, tmp_path: Path) -> None:
@@ -190,6 +197,12 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     (weights,) = tmp_path.glob("*.safetensors")
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == sha
     assert weights.stat().st_size == 24 * 1024 * 1024
+    # The dataset survey and the model card are shown, and the card describes the same file
+    assert "8 images: 8 distinct, 8 usable · JPEG 8 · 1024x1024" in result.stdout
+    (card_file,) = tmp_path.glob("*.model-card.json")
+    card = json.loads(card_file.read_text())
+    assert card["weights"]["sha256"] == sha
+    assert f"{card['weights']['safetensors']['tensors']} tensors" in result.stdout
 
 
 def test_retry_copies_a_failed_store_again_and_resubmits_a_retryable_failure(

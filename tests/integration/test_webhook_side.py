@@ -82,6 +82,29 @@ def test_completed_task_ends_as_checksummed_weights_in_s3(stack: LocalStack, key
     assert stored["Metadata"]["lora-rank"] == "32"
     assert [h["status"] for h in job["history"]] == ["RECEIVED", "SUBMITTING", "SUBMITTED", "STORING", "COMPLETED"]
     assert stack.client("s3").list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    # Beside the weights, the model card: what the weights are, from what, how long it took
+    assert job["model_card_uri"] == f"s3://{bucket}/loras/{job_id}/model-card.json"
+    card = json.loads(
+        stack.client("s3").get_object(Bucket=bucket, Key=f"loras/{job_id}/model-card.json")["Body"].read()
+    )
+    assert (card["weights"]["sha256"], card["weights"]["size"]) == (sha256, size)
+    tensors = [name for name in header if name != "__metadata__"]
+    assert card["weights"]["safetensors"]["tensors"] == len(tensors)
+    assert card["weights"]["safetensors"]["dtypes"] == {"F16": len(tensors) - 1, "U8": 1}
+    assert card["weights"]["safetensors"]["matches_size"] is True
+    assert (card["trigger_word"], card["parameters"]["lora_rank"]) == ("zxq", 32)
+    assert card["trainer"]["task_id"] == job["prediction_id"]
+    assert card["trainer"]["task_created_at"]
+    assert card["source"] == {
+        "bucket": stack.uploads_bucket,
+        "key": key,
+        "version": None,
+        "etag": job["source_etag"],
+        "size": job["source_size"],
+    }
+    assert all(card["timings"][phase] >= 0 for phase in ("queued_seconds", "training_seconds", "storing_seconds"))
+    readme = stack.client("s3").get_object(Bucket=bucket, Key=f"loras/{job_id}/README.md")["Body"].read().decode()
+    assert readme.startswith(f"# LoRA `{job_id}`")
 
 
 def test_ten_concurrent_duplicate_webhooks_store_once(stack: LocalStack, key: str) -> None:
@@ -252,8 +275,10 @@ def test_truncated_download_is_retried_without_partial_object(stack: LocalStack,
     prefix = f"loras/{job['job_id']}/"
     # (moto's list_object_versions deep-copies every object in the bucket, so ask the simulator instead)
     assert stack.simulator.tasks[job["prediction_id"]].downloads_completed == 1
-    objects = s3.list_objects_v2(Bucket=stack.weights_bucket, Prefix=prefix)["Contents"]
-    assert [o["Size"] for o in objects] == [size]
+    objects = {o["Key"]: o["Size"] for o in s3.list_objects_v2(Bucket=stack.weights_bucket, Prefix=prefix)["Contents"]}
+    weights = job["weights_uri"].removeprefix(f"s3://{stack.weights_bucket}/")
+    assert sorted(objects) == sorted([weights, f"{prefix}model-card.json", f"{prefix}README.md"])
+    assert objects[weights] == size  # one whole object, no partial one beside it
     assert s3.list_multipart_uploads(Bucket=stack.weights_bucket, Prefix=prefix).get("Uploads", []) == []
 
 
@@ -289,6 +314,7 @@ def test_every_terminal_state_is_announced_on_the_bus(stack: LocalStack) -> None
     event = events_for(stack, completed, seen)[0]
     assert event["source"] == "loradrop"
     assert event["detail"]["weights_sha256"]
+    assert event["detail"]["model_card_uri"].endswith(f"/loras/{completed}/model-card.json")
     assert "api_key" not in json.dumps(event)
 
 

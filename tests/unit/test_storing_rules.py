@@ -4,6 +4,7 @@ moto in process for DynamoDB and S3, a mock transport for WaveSpeed's CDN, a fak
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,7 @@ from loradrop.settings import StoreSettings
 from loradrop.storing import CopyInProgress, Storer
 from loradrop.weights import DownloadFailed
 from tests.unit.tables import create_jobs_table
+from tests.unit.test_safetensors import LORA, safetensors_file
 
 Logger(json_serializer=json_for_logs)
 TASK = "task-1"
@@ -41,9 +43,12 @@ class FakeWaveSpeed:
 class _Chunks(httpx.SyncByteStream):
     """A body that arrives in pieces, as a network stream does (bytes content would be pre-read)."""
 
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
     def __iter__(self) -> Iterator[bytes]:
-        for start in range(0, len(WEIGHTS), 64 * 1024):
-            yield WEIGHTS[start : start + 64 * 1024]
+        for start in range(0, len(self.body), 64 * 1024):
+            yield self.body[start : start + 64 * 1024]
 
 
 class CDNServer:
@@ -52,12 +57,13 @@ class CDNServer:
     def __init__(self) -> None:
         self.fail_with: int | None = None
         self.requests = 0
+        self.body = WEIGHTS
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
         if self.fail_with:
             return httpx.Response(self.fail_with)
-        return httpx.Response(200, stream=_Chunks(), headers={"content-length": str(len(WEIGHTS))})
+        return httpx.Response(200, stream=_Chunks(self.body), headers={"content-length": str(len(self.body))})
 
 
 @pytest.fixture
@@ -195,3 +201,42 @@ def test_a_failed_copy_is_reopened_by_its_store_message(world: dict[str, Any]) -
     job, _ = store(world)
     assert job.status is JobStatus.COMPLETED
     assert [e.get("note") for e in job.history if e.get("note")] == ["copy retried after [STORE_FAILED]"]
+
+
+def test_a_model_card_and_readme_are_written_beside_the_weights(world: dict[str, Any]) -> None:
+    world["cdn"].body = safetensors_file(LORA, {"format": "pt"})
+    job_in(
+        world["jobs"],
+        JobStatus.STORING,
+        params={"trigger_word": "zxq", "steps": 1500, "learning_rate": 0.0004, "lora_rank": 16, "model": "m"},
+        dataset={"images": 8, "distinct": 8, "usable": 8, "captions": 0, "formats": {"JPEG": 8}},
+        warnings=["1 duplicate image(s)"],
+    )
+    job, _ = store(world)
+    assert job.model_card_uri == "s3://weights/loras/ana-1/model-card.json"
+    card = json.loads(world["s3"].get_object(Bucket="weights", Key="loras/ana-1/model-card.json")["Body"].read())
+    assert (card["trigger_word"], card["trigger_word_used"]) == ("zxq", True)  # no captions: the word was used
+    assert card["parameters"] == {"steps": 1500, "learning_rate": 0.0004, "lora_rank": 16}
+    assert card["trainer"] == {"provider": "WaveSpeed", "model": "m", "task_id": TASK}
+    assert card["weights"]["sha256"] == hashlib.sha256(world["cdn"].body).hexdigest() == job.weights_sha256
+    assert card["weights"]["safetensors"]["tensors"] == 3
+    assert card["weights"]["safetensors"]["dtypes"] == {"BF16": 2, "F32": 1}
+    assert card["source"]["key"] == "uploads/ana.zip"
+    assert card["dataset"]["formats"] == {"JPEG": 8}
+    assert card["warnings"] == ["1 duplicate image(s)"]
+    assert card["timings"]["stored_at"] >= card["timings"]["received_at"]
+    readme = world["s3"].get_object(Bucket="weights", Key="loras/ana-1/README.md")
+    assert readme["ContentType"] == "text/markdown; charset=utf-8"
+    text = readme["Body"].read().decode()
+    assert "**Trigger word:** `zxq`" in text
+    assert f"`{job.weights_sha256}`" in text
+    assert "3 (BF16 2, F32 1)" in text
+
+
+def test_weights_that_are_no_safetensors_file_complete_with_a_warning(world: dict[str, Any]) -> None:
+    job_in(world["jobs"], JobStatus.STORING)  # the CDN serves bytes that are no safetensors file
+    job, _ = store(world)
+    assert job.status is JobStatus.COMPLETED
+    assert any(w.startswith("the weights file is not a safetensors file") for w in job.warnings)
+    card = json.loads(world["s3"].get_object(Bucket="weights", Key="loras/ana-1/model-card.json")["Body"].read())
+    assert card["weights"]["safetensors"]["valid"] is False

@@ -1,0 +1,200 @@
+"""The model card written beside the weights: `model-card.json` for tools, `README.md` for people.
+
+Everything needed to use, trust and reproduce the LoRA: the trigger word (and whether the trainer used it),
+every training parameter, the trainer and its task, the dataset survey, the source object, the weights'
+size, SHA-256 and safetensors header, and how long each phase took.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from loradrop.jobs import Job, parse_iso
+from loradrop.models import JobStatus, Prediction
+from loradrop.weights import StoredWeights
+
+CARD_NAME = "model-card.json"
+README_NAME = "README.md"
+CARD_VERSION = 1
+_PARAMETERS = ("steps", "learning_rate", "lora_rank")
+
+
+def _entered(job: Job, status: JobStatus) -> str | None:
+    """When the job last entered `status` (a retried job's last attempt is the one that counts)."""
+    times = [str(e["at"]) for e in job.history if e.get("status") == status.value and "at" in e]
+    return times[-1] if times else None
+
+
+def _seconds(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return round((parse_iso(end) - parse_iso(start)).total_seconds(), 3)
+
+
+def _timings(job: Job, stored_at: str) -> dict[str, Any]:
+    submitted, storing = _entered(job, JobStatus.SUBMITTED), _entered(job, JobStatus.STORING)
+    return {
+        "received_at": job.created_at,
+        "submitted_at": submitted,
+        "trained_at": storing,
+        "stored_at": stored_at,
+        # Waiting for a submission slot (WaveSpeed's rate limit) and the POST itself.
+        "queued_seconds": _seconds(job.created_at, submitted),
+        # WaveSpeed's own queue and the training, as the webhook or the reconciler saw it end.
+        "training_seconds": _seconds(submitted, storing),
+        "storing_seconds": _seconds(storing, stored_at),
+    }
+
+
+def _wavespeed_timing(prediction: Prediction) -> dict[str, Any]:
+    extra = prediction.model_extra or {}
+    timings = extra.get("timings")
+    inference = timings.get("inference") if isinstance(timings, dict) else None
+    found: dict[str, Any] = {}
+    if isinstance(inference, int | float) and not isinstance(inference, bool):
+        found["inference_ms"] = inference
+    if isinstance(extra.get("executionTime"), int | float):
+        found["execution_ms"] = extra["executionTime"]
+    return found
+
+
+def build_card(job: Job, prediction: Prediction, stored: StoredWeights, stored_at: str) -> dict[str, Any]:
+    """The card of a job whose weights were just stored."""
+    params = job.public().get("params", {})
+    captions = (job.dataset or {}).get("captions", (job.archive or {}).get("captions", 0))
+    return {
+        "card_version": CARD_VERSION,
+        "name": job.job_id,
+        "trigger_word": params.get("trigger_word"),
+        # WaveSpeed: "if captions are provided the trigger word will not be used".
+        "trigger_word_used": not captions,
+        "parameters": {key: params[key] for key in _PARAMETERS if key in params},
+        "trainer": {"provider": "WaveSpeed", "model": params.get("model"), "task_id": prediction.id}
+        | ({"task_created_at": prediction.created_at} if prediction.created_at else {})
+        | _wavespeed_timing(prediction),
+        "dataset": job.public().get("dataset", {}),
+        "source": {
+            "bucket": job.source_bucket,
+            "key": job.source_key,
+            "version": job.source_version,
+            "etag": job.source_etag,
+            "size": job.source_size,
+        },
+        "weights": {
+            "uri": f"s3://{stored.bucket}/{stored.key}",
+            "file": stored.key.rsplit("/", 1)[-1],
+            "size": stored.size,
+            "sha256": stored.sha256,
+            "safetensors": stored.safetensors,
+        },
+        "timings": _timings(job, stored_at),
+        "warnings": job.warnings,
+        "attempts": job.attempts,
+    }
+
+
+def card_warnings(card: dict[str, Any]) -> list[str]:
+    """What the card found wrong with the weights file itself."""
+    header = card["weights"]["safetensors"]
+    if not header.get("valid"):
+        return [f"the weights file is {header.get('problem', 'not a safetensors file')}: check it before use"]
+    if not header.get("matches_size"):
+        return [
+            f"the safetensors header describes {header['expected_bytes']:,} bytes but the file has "
+            f"{card['weights']['size']:,}: the file may be damaged at WaveSpeed"
+        ]
+    return []
+
+
+def card_json(card: dict[str, Any]) -> bytes:
+    return json.dumps(card, indent=2, ensure_ascii=False, default=str).encode("utf-8")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _size_range(dataset: dict[str, Any]) -> str:
+    smallest, largest = dataset["smallest"], dataset["largest"]
+    return str(smallest) if smallest == largest else f"{smallest} to {largest}"
+
+
+def card_readme(card: dict[str, Any]) -> bytes:
+    """A short page a person can read."""
+    weights, header, trainer = card["weights"], card["weights"]["safetensors"], card["trainer"]
+    params, dataset, timings = card["parameters"], card["dataset"], card["timings"]
+    trigger = card["trigger_word"]
+    prompt = f"a photo of {trigger}" if card["trigger_word_used"] else "a photo of ... (in your captions' words)"
+    if card["trigger_word_used"]:
+        usage = f"**Trigger word:** `{trigger}` — put it in your prompts, e.g. `a photo of {trigger}`."
+    else:
+        usage = (
+            "**Captions:** the dataset had captions, so WaveSpeed trained on them and did not use a trigger word: "
+            "prompt with the words your captions used."
+        )
+    tensors = (
+        f"{header['tensors']} ({', '.join(f'{k} {v}' for k, v in header['dtypes'].items())}), "
+        f"{header['parameters'] / 1e6:.1f} M parameters"
+        if header.get("valid")
+        else header.get("problem", "not a safetensors file")
+    )
+    rows = [
+        ("weights", f"`{weights['file']}`, {weights['size']:,} bytes"),
+        ("SHA-256", f"`{weights['sha256']}`"),
+        ("tensors", tensors),
+        (
+            "steps / learning rate / rank",
+            " / ".join(str(params.get(k, "?")) for k in _PARAMETERS),
+        ),
+        ("trainer", f"WaveSpeed `{trainer['model']}`, task `{trainer['task_id']}`"),
+        ("source", f"`s3://{card['source']['bucket']}/{card['source']['key']}`"),
+        (
+            "timings",
+            f"queued {_duration(timings['queued_seconds'])}, trained {_duration(timings['training_seconds'])}, "
+            f"stored {_duration(timings['storing_seconds'])}",
+        ),
+    ]
+    if dataset:
+        rows.insert(
+            4,
+            (
+                "dataset",
+                f"{dataset.get('images')} images ({dataset.get('distinct')} distinct, {dataset.get('usable')} usable), "
+                + ", ".join(f"{k} {v}" for k, v in dataset.get("formats", {}).items())
+                + (f", {_size_range(dataset)}" if "smallest" in dataset else ""),
+            ),
+        )
+    lines = [
+        f"# LoRA `{card['name']}`",
+        "",
+        f"A FLUX.1 [dev] LoRA trained by WaveSpeed's `{trainer['model']}` and stored by loradrop.",
+        "",
+        usage,
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {key} | {value} |" for key, value in rows),
+        "",
+        "## Use it",
+        "",
+        "With diffusers:",
+        "",
+        "```python",
+        "import torch",
+        "from diffusers import FluxPipeline",
+        "",
+        'pipe = FluxPipeline.from_pretrained("black-forest-labs/FLUX.1-dev", torch_dtype=torch.bfloat16)',
+        f'pipe.load_lora_weights("{weights["file"]}")',
+        f'image = pipe("{prompt}").images[0]',
+        "```",
+        "",
+        f"Check the file first: `sha256sum {weights['file']}` must print `{weights['sha256']}`.",
+    ]
+    if card["warnings"]:
+        lines += ["", "## Warnings", "", *(f"- {warning}" for warning in card["warnings"])]
+    return ("\n".join(lines) + "\n").encode("utf-8")
