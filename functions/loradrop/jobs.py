@@ -110,7 +110,26 @@ class Job(BaseModel):
         if isinstance(detail.get("error"), str):
             detail["error"] = _cut(detail["error"], EVENT_TEXT)
         detail["warnings"] = [_cut(w, 300) for w in detail.get("warnings", [])[:20]]
-        return detail
+        return detail | {"name": self.name, "summary": self.summary()}
+
+    @property
+    def name(self) -> str:
+        """The upload's file name, as a person would call the job."""
+        return _plain_text(self.source_key.rsplit("/", 1)[-1], 120)
+
+    def summary(self) -> str:
+        """One line on how the job ended, for notifications. Plain text without quotes or backslashes: an
+        EventBridge input template puts it inside a JSON string."""
+        if self.status is JobStatus.COMPLETED:
+            size = f"{(self.weights_size or 0) / 1024**2:,.1f} MiB"
+            text = f"Weights: {self.weights_uri} ({size}, SHA-256 {self.weights_sha256})."
+            if self.model_card_uri:
+                text += f" Model card: {self.model_card_uri}."
+        else:
+            text = f"[{self.error_code}] {self.error}"
+        if self.warnings:
+            text += f" {len(self.warnings)} warning(s): `loradrop status {self.job_id}`."
+        return _plain_text(text, EVENT_TEXT // 2)
 
     def task_ids(self) -> set[str]:
         """Every WaveSpeed task this job has had (earlier attempts' ids live in its history)."""
@@ -119,6 +138,10 @@ class Job(BaseModel):
 
 
 _INTERNAL = {"submit_url_sha256", "store_lease_until", "store_lease_owner"}
+
+
+def _plain_text(text: str, limit: int) -> str:
+    return _cut(re.sub(r"[\x00-\x1f\x7f]+", " ", text.replace('"', "'").replace("\\", "/")), limit)
 
 
 def _cut(text: str, limit: int) -> str:

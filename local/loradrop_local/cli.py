@@ -181,7 +181,8 @@ def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
     from loradrop_local.aws.stack import LocalStack, StackOptions
 
-    options = StackOptions(state_dir=args.state_dir, log_file=args.state_dir / "handlers.log")
+    parameters = {"NotifyEmail": args.notify_email} if args.notify_email else {}
+    options = StackOptions(state_dir=args.state_dir, log_file=args.state_dir / "handlers.log", parameters=parameters)
     if args.wavespeed_api:
         key = os.environ.get("WAVESPEED_API_KEY")
         if not key:
@@ -195,6 +196,7 @@ def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
             reconcile_after=30,
             wavespeed_api=args.wavespeed_api,
             wavespeed_api_key=key,
+            parameters=parameters,
         )
     args.state_dir.mkdir(parents=True, exist_ok=True)
     stack = LocalStack(options).start()
@@ -222,10 +224,14 @@ def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
             f"  aws s3 cp photos.zip s3://{stack.uploads_bucket}/uploads/photos.zip --metadata trigger-word=zxq\n"
         )
         out.write("Or, in another terminal:  loradrop submit ./my-photos --wait -o lora.safetensors\n")
+        if args.notify_email:
+            out.write(f"Job notifications for {args.notify_email} are shown here (no email leaves this machine).\n")
         out.write("Press Ctrl-C to stop.\n")
         out.flush()
         while not stopped.wait(0.5):
-            pass
+            for message in stack.notifications() if args.notify_email else []:
+                out.write(f"notification to {args.notify_email}: {message}\n")
+                out.flush()
     finally:
         stack.stop()
         (args.state_dir / "local.json").unlink(missing_ok=True)
@@ -263,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     local = commands.add_parser("local", help="run the local stack in the foreground (no AWS, no Docker)")
     local.add_argument("--wavespeed-api", metavar="URL", help="use the real WaveSpeed API (key from WAVESPEED_API_KEY)")
+    local.add_argument(
+        "--notify-email",
+        metavar="ADDRESS",
+        help="deploy with NotifyEmail=ADDRESS and print the message each job end would email",
+    )
     local.set_defaults(handler=cmd_local)
 
     demo = commands.add_parser("demo", help="run the whole pipeline once on a fresh local stack")

@@ -217,18 +217,41 @@ def test_every_alarm_reaches_a_topic_cloudwatch_can_publish_to() -> None:
             if key_ref is None:
                 continue
             assert isinstance(key_ref, dict), f"{action['Ref']} uses a fixed key ({key_ref}) CloudWatch cannot use"
-            key = RESOURCES[key_ref.get("Ref") or key_ref["Fn::GetAtt"][0]]
-            assert key["Type"] == "AWS::KMS::Key"
-            granted = set()
-            for statement in key["Properties"]["KeyPolicy"]["Statement"]:
-                if (
-                    statement["Effect"] == "Allow"
-                    and statement["Principal"].get("Service") == "cloudwatch.amazonaws.com"
-                ):
-                    granted.update(
-                        [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
-                    )
-            assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= granted, f"{action['Ref']}'s key shuts CloudWatch out"
+            assert key_admits(key_ref, "cloudwatch.amazonaws.com"), f"{action['Ref']}'s key shuts CloudWatch out"
+
+
+def key_admits(key_ref: dict[str, Any], service: str) -> bool:
+    """Whether the key's policy lets `service` encrypt to a topic under it."""
+    key = RESOURCES[key_ref.get("Ref") or key_ref["Fn::GetAtt"][0]]
+    assert key["Type"] == "AWS::KMS::Key"
+    granted = set()
+    for statement in key["Properties"]["KeyPolicy"]["Statement"]:
+        if statement["Effect"] == "Allow" and statement["Principal"].get("Service") == service:
+            granted.update([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    return {"kms:Decrypt", "kms:GenerateDataKey*"} <= granted
+
+
+def test_job_notifications_reach_an_encrypted_topic_eventbridge_may_use_with_fields_every_event_has() -> None:
+    from loradrop.jobs import Job
+    from loradrop.models import TERMINAL_STATUSES
+
+    rule = RESOURCES["JobNotificationRule"]
+    assert rule["Condition"] == "HasNotifyEmail"
+    assert rule["Properties"]["EventPattern"]["detail-type"] == ["Job Completed", "Job Failed", "Job Rejected"]
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Ref": "NotificationTopic"}
+    topic = RESOURCES["NotificationTopic"]
+    assert key_admits(topic["Properties"]["KmsMasterKeyId"], "events.amazonaws.com")
+    (grant,) = RESOURCES["NotificationTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert (grant["Principal"], grant["Action"]) == ({"Service": "events.amazonaws.com"}, "sns:Publish")
+    assert grant["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": ["JobNotificationRule", "Arn"]}
+    # Every variable the message uses is in every terminal event's detail, whatever the job
+    paths = target["InputTransformer"]["InputPathsMap"]
+    for status in TERMINAL_STATUSES:
+        detail = Job(
+            job_id="j", status=status, source_bucket="b", source_key="uploads/a.zip", created_at="t", updated_at="t"
+        ).event_detail()
+        assert all(path.removeprefix("$.detail.") in detail for path in paths.values()), status
 
 
 def test_alarms_cover_errors_stuck_jobs_uncertain_submissions_and_dead_letters() -> None:

@@ -20,8 +20,7 @@ NOT_EMULATED = {
     "AWS::Lambda::Permission": "API Gateway and the scheduler may always invoke locally",
     "AWS::Logs::LogGroup": "function output goes to the stack's log file",
     "AWS::KMS::Key": "moto has no key policies to enforce",
-    "AWS::SNS::Topic": "alarms are not evaluated locally",
-    "AWS::SNS::Subscription": "alarms are not evaluated locally",
+    "AWS::SNS::TopicPolicy": "topic policies are not evaluated (EventBridge delivers to a topic's local inbox)",
     "AWS::CloudWatch::Alarm": "alarms are not evaluated locally",
     "AWS::S3::BucketPolicy": "moto cannot tell TLS from plain HTTP, so aws:SecureTransport would deny all",
     "AWS::ApiGatewayV2::Stage": "the local HTTP front serves the $default stage",
@@ -58,6 +57,8 @@ class Deployment:
     schedules: dict[str, str] = field(default_factory=dict)  # function → expression
     routes: dict[tuple[str, str], str] = field(default_factory=dict)  # (method, path) → function
     api_ids: list[str] = field(default_factory=list)
+    # topic logical id → the queue standing in for its subscribers (what an email would say lands there)
+    inboxes: dict[str, str] = field(default_factory=dict)
     not_emulated: dict[str, str] = field(default_factory=dict)  # logical id → type: reason
     unknown: dict[str, str] = field(default_factory=dict)  # logical id → type
 
@@ -76,6 +77,7 @@ class Provisioner:
         self.client = client
         self.time_scale = time_scale
         self.deployment = Deployment(stack_name)
+        self._topic_arns: dict[str, str] = {}  # ARN → logical id
 
     def props(self, logical_id: str) -> dict[str, Any]:
         resource = self.template["Resources"][logical_id]
@@ -105,6 +107,9 @@ class Provisioner:
             "AWS::Lambda::Function": self.function,
             "AWS::Lambda::EventSourceMapping": self.event_source,
             "AWS::Scheduler::Schedule": self.schedule,
+            "AWS::SNS::Topic": self.topic,
+            "AWS::SNS::Subscription": self.subscription,
+            "AWS::Events::Rule": self.rule,
         }
         # Dependencies first: DLQs before the queues naming them, queues before the bucket that
         # notifies one, resources before the roles whose policies name them, roles before functions.
@@ -113,6 +118,9 @@ class Provisioner:
             "AWS::SQS::Queue",
             "AWS::SQS::QueuePolicy",
             "AWS::Events::EventBus",
+            "AWS::SNS::Topic",
+            "AWS::SNS::Subscription",
+            "AWS::Events::Rule",
             "AWS::S3::Bucket",
             "AWS::ApiGatewayV2::Api",
             "AWS::IAM::Role",
@@ -185,6 +193,53 @@ class Provisioner:
         arn = self.client("events").create_event_bus(Name=props["Name"])["EventBusArn"]
         self.deployment.names[logical_id] = props["Name"]
         self.resolver.created(logical_id, props["Name"], Arn=arn, Name=props["Name"])
+
+    def topic(self, logical_id: str) -> None:
+        """The topic itself (its key is not emulated); what it would deliver goes to its local inbox."""
+        name = self.props(logical_id).get("TopicName") or self._generated_name(logical_id, 256)
+        arn = self.client("sns").create_topic(Name=name)["TopicArn"]
+        inbox = f"{logical_id}Inbox"
+        url = self.client("sqs").create_queue(QueueName=self._generated_name(inbox))["QueueUrl"]
+        self.deployment.names[logical_id] = name
+        self.deployment.queue_urls[inbox] = url
+        self.deployment.inboxes[logical_id] = inbox
+        self._topic_arns[arn] = logical_id
+        self.resolver.created(logical_id, arn, TopicArn=arn, TopicName=name)
+
+    def subscription(self, logical_id: str) -> None:
+        props = self.resolver.resolve(self.props(logical_id))
+        self.client("sns").subscribe(TopicArn=props["TopicArn"], Protocol=props["Protocol"], Endpoint=props["Endpoint"])
+
+    def rule(self, logical_id: str) -> None:
+        """The rule on its bus. moto's EventBridge cannot deliver to SNS, so a topic target is pointed at the
+        topic's inbox queue, with the same input transformer (a plain-text template wrapped as
+        {"message": ...}: moto handles only JSON objects)."""
+        props = self.resolver.resolve(self.props(logical_id))
+        name = props.get("Name") or self._generated_name(logical_id, 64)
+        events = self.client("events")
+        bus = props.get("EventBusName", "default")
+        arn = events.put_rule(
+            Name=name,
+            EventBusName=bus,
+            EventPattern=json.dumps(props["EventPattern"]),
+            State=props.get("State", "ENABLED"),
+        )["RuleArn"]
+        targets = []
+        for declared in props.get("Targets", []):
+            target = dict(declared)
+            topic = self._topic_arns.get(target["Arn"])
+            if topic is not None:
+                inbox = self.deployment.inboxes[topic]
+                target["Arn"] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{self._generated_name(inbox)}"
+                transformer = target.get("InputTransformer", {})
+                if str(transformer.get("InputTemplate", "")).startswith('"'):
+                    template = f'{{"message": {transformer["InputTemplate"]}}}'
+                    target["InputTransformer"] = transformer | {"InputTemplate": template}
+            targets.append(target)
+        if targets:
+            events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
+        self.deployment.names[logical_id] = name
+        self.resolver.created(logical_id, name, Arn=arn)
 
     def bucket(self, logical_id: str) -> None:
         props = self.resolver.resolve(self.props(logical_id))

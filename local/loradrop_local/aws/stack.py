@@ -446,6 +446,11 @@ class LocalStack:
         """Job events published so far (the local subscriber queue's messages), removed from it."""
         return self.drain_queue("Events")
 
+    def notifications(self, topic: str = "NotificationTopic") -> list[str]:
+        """What the topic would have sent its subscribers (an email's text) since the last call."""
+        inbox = self.deployment.inboxes.get(topic)
+        return [str(body.get("message", body)) for body in self.drain_queue(inbox)] if inbox else []
+
     def drain_queue(self, logical_id: str) -> list[dict[str, Any]]:
         """Receive and delete every visible message (SQS allows one purge a minute; this has no limit)."""
         sqs = self.client("sqs")
