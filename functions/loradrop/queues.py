@@ -22,10 +22,15 @@ def backoff_seconds(receive_count: int, *, base: int, cap: int = 900) -> int:
     return int(delay / 2 + random.uniform(0, delay / 2))  # noqa: S311 - jitter, not security
 
 
-def rate_limit_backoff_seconds(receive_count: int, *, cap: int = 900) -> int:
-    """For a 429: WaveSpeed's limit frees up every minute, so grow linearly (not exponentially) and
-    retry soon after capacity returns; 40 receives still cover hours of backlog."""
-    delay = min(cap, 60 * max(1, receive_count))
+def rate_limit_backoff_seconds(
+    receive_count: int, *, starts_per_minute: int = 2, submitters: int = 2, cap: int = 900
+) -> int:
+    """For a 429: WaveSpeed's start limit resets every minute, so wait for the next window at least.
+    Where fewer starts fit in a minute than submitters compete for them (the Bronze tier's 2 for 2),
+    a message that keeps meeting 429s waits one more window per try (linear, not exponential: retry
+    soon after capacity returns; 40 receives still cover hours of backlog)."""
+    windows = max(1.0, max(1, receive_count) * submitters / starts_per_minute)
+    delay = min(cap, 60 * windows)
     return int(delay / 2 + random.uniform(0, delay / 2))  # noqa: S311 - jitter, not security
 
 

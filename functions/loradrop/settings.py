@@ -87,6 +87,10 @@ class SubmitPart(_EnvModel):
     max_compression_ratio: int = Field(alias="MAX_COMPRESSION_RATIO", default=100, gt=1)
     # warn: the dataset survey's findings become warnings; strict: a set unfit to train on is REJECTED.
     dataset_policy: Literal["warn", "strict"] = Field(alias="DATASET_POLICY", default="warn")
+    # The account tier's task starts per minute, and how many submitters share them (the SQS mapping's
+    # MaximumConcurrency): how long a rate-limited upload waits.
+    starts_per_minute: int = Field(alias="WAVESPEED_STARTS_PER_MINUTE", default=2, ge=1)
+    submit_concurrency: int = Field(alias="SUBMIT_CONCURRENCY", default=2, ge=1)
 
 
 class StorePart(_EnvModel):

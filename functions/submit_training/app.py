@@ -90,8 +90,14 @@ def record_handler(record: SQSRecord) -> None:
     except RetryLater as err:
         _invocation.rate_limited = _invocation.rate_limited or err.rate_limited
         count = int(record.attributes.approximate_receive_count or 1)
-        delay = rate_limit_backoff_seconds(count) if err.rate_limited else backoff_seconds(count, base=30)
-        scale = submit_settings().retry_delay_scale
+        settings = submit_settings()
+        if err.rate_limited:
+            delay = rate_limit_backoff_seconds(
+                count, starts_per_minute=settings.starts_per_minute, submitters=settings.submit_concurrency
+            )
+        else:
+            delay = backoff_seconds(count, base=30)
+        scale = settings.retry_delay_scale
         delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, delay, scale=scale)
         raise
 

@@ -1,6 +1,6 @@
 """A stack deployed with non-default parameters, as `sam deploy --parameter-overrides` would set them:
-DatasetPolicy=strict and NotifyEmail. It runs in a process of its own (moto's state is per process), and
-takes an unfit set, a healthy set and a failing task."""
+DatasetPolicy=strict, NotifyEmail and WaveSpeedTier=Silver. It runs in a process of its own (moto's state
+is per process), and takes an unfit set, a healthy set and a failing task."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import json, time
 from loradrop_local.aws.stack import LocalStack, StackOptions
 from tests.integration.test_dataset_insight import healthy_set, poor_set
 from tests.integration.helpers import TERMINAL, posts_for
-parameters = {{"DatasetPolicy": "strict", "NotifyEmail": "{EMAIL}"}}
+parameters = {{"DatasetPolicy": "strict", "NotifyEmail": "{EMAIL}", "WaveSpeedTier": "Silver"}}
 with LocalStack(StackOptions(parameters=parameters, run_reconciler=False)) as stack:
     poor = stack.wait_for(stack.upload("uploads/poor.zip", poor_set()), TERMINAL)
     healthy = stack.wait_for(stack.upload("uploads/healthy.zip", healthy_set()), TERMINAL)
@@ -41,6 +41,10 @@ with LocalStack(StackOptions(parameters=parameters, run_reconciler=False)) as st
         "events": [(e["detail-type"], e["detail"]["job_id"], e["detail"].get("dataset")) for e in stack.drain_events()],
         "notifications": notes,
         "subscriptions": [(s["Protocol"], s["Endpoint"]) for s in subscribed],
+        "submit_environment": stack.function_environment("SubmitTrainingFunction"),
+        "intake_concurrency": [
+            s.max_concurrency for s in stack.deployment.queue_sources if s.function == "SubmitTrainingFunction"
+        ],
     }}, default=str))
 """
 
@@ -86,3 +90,10 @@ def test_every_job_end_sends_one_readable_notification_to_the_address(run: dict[
             f"loradrop: flagged.zip ended FAILED (job {flagged['job_id']}). [1200] {flagged['error']}",
         ]
     )
+
+
+def test_the_tier_sets_the_submitters_and_the_rate_limit_back_off(run: dict[str, Any]) -> None:
+    # Silver: 500 starts a minute, 10 submissions at once (the template's Tiers mapping)
+    assert run["intake_concurrency"] == [10]
+    environment = run["submit_environment"]
+    assert (environment["WAVESPEED_STARTS_PER_MINUTE"], environment["SUBMIT_CONCURRENCY"]) == ("500", "10")

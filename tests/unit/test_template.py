@@ -290,3 +290,18 @@ def test_each_function_gets_exactly_the_variables_its_settings_read(function: st
     own = {name for name in given if not name.startswith("POWERTOOLS_")}
     assert own <= reads, f"{function} is given variables it never reads: {sorted(own - reads)}"
     assert required <= own, f"{function} lacks variables it needs: {sorted(required - own)}"
+
+
+@pytest.mark.parametrize("tier", ["Bronze", "Silver", "Gold", "Ultra"])
+def test_each_tier_gets_submitters_and_a_webhook_throttle_that_keep_up_with_its_starts(tier: str) -> None:
+    limits = TEMPLATE["Mappings"]["Tiers"][tier]
+    per_second = limits["StartsPerMinute"] / 60
+    # Each submission waits about a second for WaveSpeed's answer: enough submitters to use the tier
+    assert limits["SubmitConcurrency"] >= max(2, per_second * 1.0)
+    # Every started task ends with a webhook (and WaveSpeed may retry each): the route must not throttle them
+    assert limits["WebhookRate"] >= 2 * per_second
+    assert limits["WebhookBurst"] >= limits["WebhookRate"]
+    stage = DEPLOYED["WebhookApiApiGatewayDefaultStage"]["Properties"]["DefaultRouteSettings"]
+    assert stage["ThrottlingRateLimit"] == {"Fn::FindInMap": ["Tiers", {"Ref": "WaveSpeedTier"}, "WebhookRate"]}
+    mapping = DEPLOYED["SubmitTrainingFunctionUploads"]["Properties"]["ScalingConfig"]["MaximumConcurrency"]
+    assert mapping == {"Fn::FindInMap": ["Tiers", {"Ref": "WaveSpeedTier"}, "SubmitConcurrency"]}

@@ -328,7 +328,7 @@ class Provisioner:
         props = self.props(logical_id)
         queue = props["EventSourceArn"]["Fn::GetAtt"][0]
         function = props["FunctionName"]["Ref"]
-        scaling = props.get("ScalingConfig", {})
+        scaling = self.resolver.resolve(props.get("ScalingConfig", {}))
         self.deployment.queue_sources.append(
             QueueSource(
                 function=function,

@@ -51,13 +51,15 @@ PROFILE = "loradrop-local"  # the AWS CLI profile `loradrop local` writes to its
 _dynamodb_lock = threading.RLock()
 
 
-def make_dynamodb_writes_atomic() -> None:
+def make_dynamodb_atomic() -> None:
     """DynamoDB applies a conditional write atomically; moto's threaded server checks the condition
     and writes in two steps, so two concurrent writers can both pass. Serialize moto's writes so the
-    local stack keeps DynamoDB's guarantee (the exactly-once tests depend on it)."""
+    local stack keeps DynamoDB's guarantee (the exactly-once tests depend on it) — and its reads: a
+    query sizing an item while a write changes it fails with "dictionary changed size during
+    iteration" (seen at 600 jobs)."""
     from moto.dynamodb.models import DynamoDBBackend
 
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "get_item", "query", "scan"):
         original = getattr(DynamoDBBackend, name)
         if getattr(original, "_serialized", False):
             continue
@@ -92,6 +94,9 @@ class StackOptions:
     function_timeouts: dict[str, float] = field(default_factory=dict)
     template: Path = TEMPLATE_PATH
     enforce_iam: bool = True
+    # The most workers a function without reserved concurrency gets (Lambda's account limit, scaled down
+    # to this machine); a throughput run raises it to what the template asks for.
+    account_concurrency: int = LOCAL_ACCOUNT_CONCURRENCY
 
 
 class LocalStack:
@@ -110,12 +115,14 @@ class LocalStack:
         self._webhook_server: ThreadingHTTPServer | None = None
         self._saved_environ: dict[str, str] = {}
         self._cleanup = ExitStack()
+        self._clients: dict[tuple[str, str, str | None], Any] = {}
+        self._clients_lock = threading.Lock()
 
     # ----- lifecycle -----
     def start(self) -> LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
         warnings.filterwarnings("ignore", message="No application metrics to publish")
-        make_dynamodb_writes_atomic()
+        make_dynamodb_atomic()
         iam.install()
         self.aws_requests.kill = self._kill_worker
         self._moto = MotoFront(self.aws_requests)
@@ -169,18 +176,22 @@ class LocalStack:
 
     # ----- clients for callers (tests, CLI) -----
     def client(self, service: str, credentials: dict[str, str] | None = None) -> Any:
-        """A client with the stack's admin credentials (or the given ones)."""
+        """A client with the stack's admin credentials (or the given ones), made once per service and
+        credentials: a caller polling the stack must not open a connection pool per call."""
         chosen = credentials or self.credentials
-        config = Config(signature_version="s3v4") if service == "s3" else None
-        return boto3.client(
-            service,
-            endpoint_url=self.endpoint,
-            region_name=REGION,
-            aws_access_key_id=chosen["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=chosen["AWS_SECRET_ACCESS_KEY"],
-            aws_session_token=chosen.get("AWS_SESSION_TOKEN"),
-            config=config,
-        )
+        cache_key = (service, chosen["AWS_ACCESS_KEY_ID"], chosen.get("AWS_SESSION_TOKEN"))
+        with self._clients_lock:
+            if cache_key not in self._clients:
+                self._clients[cache_key] = boto3.client(
+                    service,
+                    endpoint_url=self.endpoint,
+                    region_name=REGION,
+                    aws_access_key_id=chosen["AWS_ACCESS_KEY_ID"],
+                    aws_secret_access_key=chosen["AWS_SECRET_ACCESS_KEY"],
+                    aws_session_token=chosen.get("AWS_SESSION_TOKEN"),
+                    config=Config(signature_version="s3v4") if service == "s3" else None,
+                )
+            return self._clients[cache_key]
 
     @property
     def names(self) -> dict[str, str]:
@@ -273,8 +284,10 @@ class LocalStack:
         arn = secrets.create_secret(Name=SECRET_NAME, SecretString=json.dumps(secret))["ARN"]
 
         def delete() -> None:
-            with suppress(ClientError):  # moto's state may have been reset meanwhile (in-process mocks)
-                secrets.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+            # With the admin's credentials of the moment (IAM is enforced by then); moto's state may have
+            # been reset meanwhile (in-process mocks).
+            with suppress(ClientError):
+                self.client("secretsmanager").delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
 
         self._cleanup.callback(delete)
 
@@ -315,7 +328,7 @@ class LocalStack:
 
     def _concurrency(self, logical_id: str) -> int:
         spec = self.deployment.functions[logical_id]
-        limit = spec.reserved_concurrency or LOCAL_ACCOUNT_CONCURRENCY
+        limit = spec.reserved_concurrency or self.options.account_concurrency
         for source in self.deployment.queue_sources:
             if source.function == logical_id:
                 limit = min(limit, source.max_concurrency or SQS_DEFAULT_POLLERS)

@@ -12,6 +12,7 @@ from loradrop_local.reliability.harness import Harness, reliability_options
 from loradrop_local.reliability.hostile import HostileRow, run_hostile
 from loradrop_local.reliability.report import REPORT, write_report
 from loradrop_local.reliability.scenarios import FAST, FULL, SCENARIOS
+from loradrop_local.reliability.tiers import FAST_RUNS, FULL_RUNS, run_tier
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=REPORT)
     parser.add_argument("--template", type=Path, default=TEMPLATE_PATH, help="another template (e.g. a changed copy)")
     parser.add_argument("--skip-hostile", action="store_true", help="skip the hostile-input section")
+    parser.add_argument(
+        "--skip-tiers", action="store_true", help="skip the throughput runs by WaveSpeed tier (minutes at full scale)"
+    )
     args = parser.parse_args(argv)
     scale = FULL if args.scale == "full" else FAST
     started = time.monotonic()
@@ -41,9 +45,17 @@ def main(argv: list[str] | None = None) -> int:
             hostile = run_hostile(harness, scale["fuzz"])
             for row in hostile:
                 print(f"  {'pass' if row.passed else 'FAIL'}: {row}", flush=True)
-    write_report(outcomes, hostile, args.scale, time.monotonic() - started, args.output)
+    tiers = []
+    if not args.skip_tiers and not args.only:
+        for run in FULL_RUNS if args.scale == "full" else FAST_RUNS:  # each on a stack of its own, one after another
+            print(f"running the {run.tier} tier burst ({run.uploads} uploads) ...", flush=True)
+            tier = run_tier(run)
+            print(f"  {'pass' if tier.passed else 'FAIL'}: {tier}", flush=True)
+            tiers.append(tier)
+    write_report(outcomes, hostile, tiers, args.scale, time.monotonic() - started, args.output)
     print(f"wrote {args.output}")
-    return 0 if all(o.passed for o in outcomes) and all(r.passed for r in hostile) else 1
+    passed = [o.passed for o in outcomes] + [r.passed for r in hostile] + [t.passed for t in tiers]
+    return 0 if all(passed) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -89,16 +89,32 @@ class Harness:
 
     def wait(self, tracked: list[Tracked], timeout: float, statuses: set[str] = TERMINAL) -> None:
         deadline = time.monotonic() + timeout
-        pending = list(tracked)
+        pending = {item.job_id: item for item in tracked}
         while pending and time.monotonic() < deadline:
-            for item in list(pending):
-                job = self.stack.job(item.job_id)
+            # One query of the status index per state a round, then a read of each job that got there:
+            # a GetItem per pending job and round would keep moto busy at hundreds of uploads.
+            for job_id in self.job_ids_in(statuses) & set(pending):
+                job = self.stack.job(job_id)
                 if job is not None and job["status"] in statuses:
+                    item = pending.pop(job_id)
                     item.job, item.ended = job, time.monotonic()
-                    pending.remove(item)
-            time.sleep(min(1.0, 0.01 * len(pending)))  # hundreds of GetItems a round would load moto
-        for item in pending:
+            time.sleep(0.05 if len(pending) < 20 else 0.5)
+        for item in pending.values():
             item.job = self.stack.job(item.job_id)
+
+    def job_ids_in(self, statuses: set[str]) -> set[str]:
+        """The ids of every job in these states, from the table's status index (keys only)."""
+        dynamodb, found = self.stack.client("dynamodb"), set()
+        for status in statuses:
+            pages = dynamodb.get_paginator("query").paginate(
+                TableName=self.stack.table_name,
+                IndexName="by-status",
+                KeyConditionExpression="#s = :s",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":s": {"S": status}},
+            )
+            found |= {item["job_id"]["S"] for page in pages for item in page.get("Items", [])}
+        return found
 
     def posts(self, tracked: list[Tracked]) -> int:
         """Training POSTs WaveSpeed received for these uploads (429s and other refusals included)."""

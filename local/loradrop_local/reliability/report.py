@@ -7,12 +7,18 @@ from pathlib import Path
 
 from loradrop_local.reliability.harness import Outcome
 from loradrop_local.reliability.hostile import HostileRow
+from loradrop_local.reliability.tiers import TierRow
 
 REPORT = Path(__file__).resolve().parents[3] / "docs" / "reliability.md"
 
 
-def write_report(
-    outcomes: list[Outcome], hostile: list[HostileRow], scale: str, seconds: float, path: Path = REPORT
+def write_report(  # noqa: PLR0913, PLR0917 - the report of every part of a run
+    outcomes: list[Outcome],
+    hostile: list[HostileRow],
+    tiers: list[TierRow],
+    scale: str,
+    seconds: float,
+    path: Path = REPORT,
 ) -> None:
     lines = [
         "# Reliability report",
@@ -49,6 +55,27 @@ def write_report(
         verdict = "pass" if row.passed else "FAIL"
         counts = f"{row.tried} | {row.accepted} | {row.changed_or_outbound} | {row.server_errors}"
         lines.append(f"| {row.kind} | {counts} | {verdict} |")
+    if tiers:
+        lines += [
+            "",
+            "## Throughput by WaveSpeed tier",
+            "",
+            "A burst of uploads on a stack deployed with `WaveSpeedTier=<tier>` (the template's `Tiers` mapping sets",
+            "SubmitTraining's concurrency and the rate-limit back-off), against a simulator starting tasks at the",
+            "tier's rate, in fixed minute windows as WaveSpeed documents, and answering each POST in 1 s (the",
+            "benchmark's estimate of WaveSpeed's answer time), both scaled with the minute.",
+            "",
+            "| tier | limit (starts/min) | submitters | uploads | minute | starts | 429s | achieved starts/min, "
+            "mean / busiest minute | busiest minute vs limit | time (s) | result |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for t in tiers:
+            verdict = "pass" if t.passed else "FAIL: " + "; ".join(t.problems)
+            lines.append(
+                f"| {t.tier} | {t.limit:,} | {t.submitters} | {t.uploads} | {t.minute_seconds:g} s | {t.starts} "
+                f"| {t.rate_limited} | {t.mean_per_minute:g} / {t.peak_per_minute} | {t.share:.0%} | {t.seconds} "
+                f"| {verdict} |"
+            )
     lines += [
         "",
         "Goals: nothing accepted, no state change or outbound request (for SSRF: no connection to a loopback",

@@ -87,6 +87,8 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             if f"wavespeed-ai/{model}" not in TRAINER_MODELS:
                 return self._error(404, f"model wavespeed-ai/{model} not found", body=body)
             fault = take_fault(sim.faults.submit) or ""
+            if sim.config.submit_latency:
+                time.sleep(sim.config.submit_latency)
             if fault.startswith("slow:"):
                 time.sleep(float(fault[5:]))
             if fault in ("429", "500", "503"):

@@ -17,6 +17,7 @@ class SimulatorConfig:
     webhook_secret: str = "whsec_simulated-webhook-secret"
     starts_per_minute: int | None = None  # None: no rate limit
     minute_seconds: float = 60.0  # shorten "a minute" for tests
+    submit_latency: float = 0.0  # how long WaveSpeed takes to answer a POST (about 1 s in reality)
     processing_after: float = 0.05  # created → processing (the ZIP is fetched then)
     train_seconds: float = 0.2  # processing → completed
     output_size: int = 1024 * 1024

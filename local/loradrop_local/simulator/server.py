@@ -8,7 +8,6 @@ import json
 import threading
 import time
 import uuid
-from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -27,7 +26,10 @@ class Simulator:
         self.faults = Faults()
         self.requests: list[RecordedRequest] = []
         self.tasks: dict[str, Task] = {}
-        self._starts: deque[float] = deque()
+        self._epoch = time.monotonic()
+        self._window_starts: dict[int, int] = {}  # the current minute window → starts in it
+        self.start_times: list[float] = []  # seconds after the simulator started, of every task start
+        self.rate_limited = 0  # POSTs refused with a 429 for the start limit
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = LoopbackHTTPServer((host, port), make_handler(self))
@@ -126,16 +128,16 @@ class Simulator:
 
     # ----- behaviour -----
     def _rate_limited(self) -> bool:
+        """WaveSpeed's start limit "resets each minute": count starts per fixed minute window."""
         limit = self.config.starts_per_minute
-        if limit is None:
-            return False
         now = time.monotonic()
         with self._lock:
-            while self._starts and now - self._starts[0] >= self.config.minute_seconds:
-                self._starts.popleft()
-            if len(self._starts) >= limit:
+            window = int((now - self._epoch) // self.config.minute_seconds)
+            if limit is not None and self._window_starts.get(window, 0) >= limit:
+                self.rate_limited += 1
                 return True
-            self._starts.append(now)
+            self._window_starts = {window: self._window_starts.get(window, 0) + 1}
+            self.start_times.append(now - self._epoch)
             return False
 
     def create_task(self, model: str, body: dict[str, Any], webhook: str | None, api_key: str) -> Task:
