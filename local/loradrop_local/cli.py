@@ -32,17 +32,36 @@ from loradrop.models import (
 from loradrop_local.aws.stack import PROFILE
 from loradrop_local.job_client import (
     CliError,
+    StillRunning,
     Target,
-    describe,
     download_card,
     download_weights,
-    follow,
+    follow_job,
     local_target,
     stack_target,
+    upload,
 )
+from loradrop_local.view import console_for, describe, jobs_table
 
 DEFAULT_STATE_DIR = Path(".loradrop")
-EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE = 0, 1, 2  # usage: loradrop could not do what was asked
+# What a script can rely on: the job's state, or why loradrop could not do what was asked.
+EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_REJECTED, EXIT_RUNNING = 0, 1, 2, 3, 4
+EXIT_CODES = f"""exit codes (submit --wait, retry --wait, status):
+  {EXIT_OK}  the job COMPLETED (other commands: done)
+  {EXIT_JOB_FAILED}  the job ended FAILED
+  {EXIT_USAGE}  loradrop could not do what was asked (bad arguments, no stack, no such job)
+  {EXIT_REJECTED}  the job was REJECTED (the upload or its parameters)
+  {EXIT_RUNNING}  the job has not ended yet (status), or --wait gave up waiting"""
+
+
+def exit_code(job: Job) -> int:
+    if job.status is JobStatus.COMPLETED:
+        return EXIT_OK
+    if job.status is JobStatus.FAILED:
+        return EXIT_JOB_FAILED
+    if job.status is JobStatus.REJECTED:
+        return EXIT_REJECTED
+    return EXIT_RUNNING
 
 
 def resolve_target(args: argparse.Namespace) -> Target:
@@ -88,32 +107,30 @@ def cmd_submit(args: argparse.Namespace, out: TextIO) -> int:
     metadata = _metadata_from_args(args)
     body = _training_bytes(args.path)
     target = resolve_target(args)
+    console = console_for(out)
     name = args.name or args.path.resolve().name.removesuffix(".zip").removesuffix(".ZIP")
     key = f"uploads/{name}.zip"
-    answer = target.s3.put_object(Bucket=target.uploads_bucket, Key=key, Body=body, Metadata=metadata)
-    candidates = [target.job_id(key, answer.get("VersionId"), answer["ETag"])]
-    out.write(f"uploaded s3://{target.uploads_bucket}/{key} ({len(body):,} bytes) to {target.description}\n")
-    out.write(f"job id   {candidates[0]}  (follow it: loradrop status {candidates[0]})\n")
+    job_id = upload(target, key, body, metadata, console)
+    console.print(f"uploaded s3://{target.uploads_bucket}/{key} ({len(body):,} bytes) to {target.description}")
+    console.print(f"job id   {job_id}  (follow it: loradrop status {job_id})")
     if not args.wait:
         return EXIT_OK
-    job = follow(target, candidates, args.timeout, out)
-    describe(job, out)
+    job = follow_job(target, job_id, args.timeout, out)
+    describe(job, console)
     if job.status is JobStatus.COMPLETED and args.output:
-        download_weights(target, job, args.output, out)
-    return EXIT_OK if job.status is JobStatus.COMPLETED else EXIT_JOB_FAILED
+        download_weights(target, job, args.output, console)
+    return exit_code(job)
 
 
 def cmd_jobs(args: argparse.Namespace, out: TextIO) -> int:
     target = resolve_target(args)
     jobs = target.jobs.list(JobStatus(args.status) if args.status else None, args.limit)
-    if not jobs:
+    if args.json:
+        out.write(json.dumps([job.public() for job in jobs], indent=2) + "\n")
+    elif not jobs:
         out.write("no jobs\n")
-        return EXIT_OK
-    out.write(f"{'JOB':<40} {'STATUS':<10} {'CREATED':<24} {'IMAGES':>6}  NOTE\n")
-    for job in jobs:
-        images = str(job.archive["images"]) if job.archive else "-"
-        note = (job.error or job.weights_uri or "")[:60]
-        out.write(f"{job.job_id:<40} {job.status.value:<10} {job.created_at:<24} {images:>6}  {note}\n")
+    else:
+        console_for(out).print(jobs_table(jobs))
     return EXIT_OK
 
 
@@ -129,16 +146,17 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         out.write(json.dumps(job.public(), indent=2) + "\n")
     else:
-        describe(job, out)
-    return EXIT_OK
+        describe(job, console_for(out))
+    return exit_code(job)
 
 
 def cmd_fetch(args: argparse.Namespace, out: TextIO) -> int:
     target = resolve_target(args)
     job = _get_job(target, args.job)
-    download_weights(target, job, args.output, out)
+    console = console_for(out)
+    download_weights(target, job, args.output, console)
     if args.card:
-        download_card(target, job, args.output, out)
+        download_card(target, job, args.output, console)
     return EXIT_OK
 
 
@@ -172,10 +190,10 @@ def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
     while (current := _get_job(target, job.job_id)).updated_at == job.updated_at and time.monotonic() < deadline:
         time.sleep(0.2)
     if current.updated_at == job.updated_at:
-        raise CliError(f"the retry was queued but the job has not moved yet: `loradrop status {job.job_id}`")
-    ended = follow(target, [job.job_id], args.timeout, out)
-    describe(ended, out)
-    return EXIT_OK if ended.status is JobStatus.COMPLETED else EXIT_JOB_FAILED
+        raise StillRunning(f"the retry was queued but the job has not moved yet: `loradrop status {job.job_id}`")
+    ended = follow_job(target, job.job_id, args.timeout, out)
+    describe(ended, console_for(out))
+    return exit_code(ended)
 
 
 def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
@@ -251,7 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loradrop",
         description="Turn a folder of photos into a trained FLUX LoRA: on the local stack or a deployed one.",
-        epilog="Start with `loradrop demo`, or `loradrop local` and then `loradrop submit FOLDER --wait`.",
+        epilog="Start with `loradrop demo`, or `loradrop local` and then `loradrop submit FOLDER --wait`.\n\n"
+        + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
@@ -297,9 +317,15 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = commands.add_parser("jobs", help="list jobs, newest first")
     jobs.add_argument("--status", choices=[s.value for s in JobStatus], help="only jobs in this state")
     jobs.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    jobs.add_argument("--json", action="store_true", help="print the job items as JSON")
     jobs.set_defaults(handler=cmd_jobs)
 
-    status = commands.add_parser("status", help="one job: its state, parameters, weights and history")
+    status = commands.add_parser(
+        "status",
+        help="one job: its state, dataset survey, parameters, weights and history",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     status.add_argument("job", help="the job id (printed by submit, listed by jobs)")
     status.add_argument("--json", action="store_true", help="print the job item as JSON")
     status.set_defaults(handler=cmd_status)
@@ -339,6 +365,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return EXIT_USAGE
     try:
         code: int = args.handler(args, out)
+    except StillRunning as err:
+        sys.stderr.write(f"loradrop: {err}\n")
+        return EXIT_RUNNING
     except CliError as err:
         sys.stderr.write(f"loradrop: error: {err}\n")
         return EXIT_USAGE

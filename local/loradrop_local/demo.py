@@ -10,8 +10,9 @@ from typing import Any, TextIO
 from loradrop.models import JobStatus
 from loradrop_local.aws.stack import LocalStack, StackOptions
 from loradrop_local.dataset import training_zip
-from loradrop_local.job_client import Target, describe, download_card, download_weights, follow
+from loradrop_local.job_client import Target, download_card, download_weights, follow_job
 from loradrop_local.simulator.model import SimulatorConfig
+from loradrop_local.view import console_for, describe
 
 TRIGGER_WORD = "zxq"
 
@@ -46,9 +47,11 @@ def run_demo(state_dir: Path, out: TextIO, *, images: int = 8, timeout: float = 
             table=stack.table_name,
             local=True,
         )
-        job = follow(target, [job_id], timeout, out)
+        console = console_for(out)
+        job = follow_job(target, job_id, timeout, out)
         out.write("\nThe job record (DynamoDB):\n")
-        describe(job, out)
+        out.flush()
+        describe(job, console)
         events: list[dict[str, Any]] = []
         deadline = time.monotonic() + 5
         while not events and time.monotonic() < deadline:
@@ -63,14 +66,14 @@ def run_demo(state_dir: Path, out: TextIO, *, images: int = 8, timeout: float = 
             return 1
         destination = state_dir / f"{job.job_id}.safetensors"
         out.write("\nDownloading the weights and checking their SHA-256:\n  ")
-        download_weights(target, job, destination, out)
+        download_weights(target, job, destination, console)
         header_length = int.from_bytes(destination.read_bytes()[:8], "little")
         with destination.open("rb") as handle:
             handle.seek(8)
             tensors = [name for name in json.loads(handle.read(header_length)) if name != "__metadata__"]
         out.write(f"  a safetensors file with {len(tensors)} tensors, e.g. {tensors[0]}\n")
         out.write(f"\nThe model card beside the weights ({job.model_card_uri}):\n  ")
-        card_path, readme_path = download_card(target, job, destination, out)
+        card_path, readme_path = download_card(target, job, destination, console)
         card = json.loads(card_path.read_text())
         header = card["weights"]["safetensors"]
         timings = card["timings"]

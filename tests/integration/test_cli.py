@@ -86,7 +86,7 @@ def test_submit_folder_wait_and_download(local_stack: Path, tmp_path: Path) -> N
     assert "5 images: 5 distinct, 5 usable · PNG 5 · 32x32" in output
     assert "5 of 5 captioned" in output
     assert "lora_rank=8" in output
-    sha = re.search(r"sha256    ([0-9a-f]{64})", output)
+    sha = re.search(r"sha256\s+([0-9a-f]{64})", output)
     assert sha is not None
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == sha.group(1)
     assert "sha256 verified" in output
@@ -109,11 +109,21 @@ def test_submit_zip_then_jobs_status_and_fetch(local_stack: Path, tmp_path: Path
     assert job["params"]["steps"] == 1200
     code, output = run("--state-dir", str(local_stack), "jobs", "--status", "COMPLETED")
     assert code == 0
-    assert job_id in output
-    assert output.splitlines()[0].split() == ["JOB", "STATUS", "CREATED", "IMAGES", "NOTE"]
+    assert output.splitlines()[0].split() == ["NAME", "JOB", "STATUS", "AGE", "DURATION", "IMAGES", "NOTE"]
+    row = next(line.split() for line in output.splitlines() if job_id in line)
+    assert row[:3] == ["bob.zip", job_id, "COMPLETED"]
+    assert row[-1] == job["weights_uri"]
+    code, output = run("--state-dir", str(local_stack), "jobs", "--json", "--limit", "500")
+    assert code == 0
+    assert job_id in [listed["job_id"] for listed in json.loads(output)]
     code, output = run("--state-dir", str(local_stack), "status", job_id)
-    assert "history" in output
-    assert "STORING" in output
+    assert code == 0  # the exit code says COMPLETED
+    lines = output.splitlines()
+    timeline = lines[lines.index("history") + 1 :]
+    assert timeline[0].split() == ["at", "after", "status", "what", "happened"]
+    assert [line.split()[3] for line in timeline[1:]] == ["RECEIVED", "SUBMITTING", "SUBMITTED", "STORING", "COMPLETED"]
+    time_line = next(line for line in lines if line.startswith("time "))
+    assert re.match(r"time\s+queue \d+\.\d s · training \d+\.\d s · storing \d+\.\d s", time_line)
     target = tmp_path / "bob.safetensors"
     code, output = run("--state-dir", str(local_stack), "fetch", job_id, "-o", str(target), "--card")
     assert code == 0, output
@@ -132,9 +142,11 @@ def test_rejected_upload_is_reported_with_its_reason(local_stack: Path, tmp_path
     archive = tmp_path / "notes.zip"
     archive.write_bytes(b"not a zip at all")
     code, output = run("--state-dir", str(local_stack), "submit", str(archive), "--wait", "--timeout", "20")
-    assert code == 1
+    assert code == 3  # REJECTED, as --help documents
     assert "REJECTED" in output
     assert "not a ZIP archive" in output
+    job_id = re.search(r"job id   (\S+)", output).group(1)  # type: ignore[union-attr]
+    assert run("--state-dir", str(local_stack), "status", job_id)[0] == 3
 
 
 @pytest.mark.parametrize(
@@ -176,6 +188,7 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     for command in ("local", "demo", "submit", "jobs", "status", "fetch"):
         assert command in text
+    assert "3  the job was REJECTED" in text  # exit codes a script can rely on
     with pytest.raises(SystemExit):
         main(["submit", "--help"])
     assert "--trigger-word" in capsys.readouterr().out
@@ -193,7 +206,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "COMPLETED" in result.stdout
     assert "Job Completed  source=loradrop" in result.stdout
-    sha = re.search(r"sha256    ([0-9a-f]{64})", result.stdout).group(1)  # type: ignore[union-attr]
+    sha = re.search(r"sha256\s+([0-9a-f]{64})", result.stdout).group(1)  # type: ignore[union-attr]
     (weights,) = tmp_path.glob("*.safetensors")
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == sha
     assert weights.stat().st_size == 24 * 1024 * 1024
@@ -278,3 +291,24 @@ def test_the_local_admin_profile_reaches_the_stack_and_nothing_else_does(
     with pytest.raises(ClientError) as refused:
         stranger.list_objects_v2(Bucket=state["names"]["UploadsBucket"])
     assert refused.value.response["Error"]["Code"] == "InvalidAccessKeyId"
+
+
+class Terminal(io.StringIO):
+    """Output that says it is a terminal, as a user's shell is: rich draws its bars and live line."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_transfers_show_progress_and_waiting_a_live_line(local_stack: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "cleo.zip"
+    archive.write_bytes(training_zip(images=4, size=512, kind="JPEG"))
+    weights = tmp_path / "cleo.safetensors"
+    out = Terminal()
+    code = main(["--state-dir", str(local_stack), "submit", str(archive), "--wait", "-o", str(weights)], out)
+    assert code == 0
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # what the terminal displays, colours aside
+    assert re.search(r"uploading\s+━+\s+([\d.]+)/\1 kB", shown)  # a bar that ends with every byte sent
+    assert re.search(r"downloading\s+━+\s+1\.0/1\.0 MB", shown)
+    assert re.search(r"\[\d\d:\d\d\] COMPLETED\s+completed\s+queue \d+\.\d s · training", shown)
+    assert "\x1b[" in out.getvalue()  # coloured
