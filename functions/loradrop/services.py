@@ -19,6 +19,7 @@ from loradrop.settings import (
     submit_settings,
     webhook_settings,
 )
+from loradrop.tls import tls_context
 from loradrop.wavespeed import WaveSpeedClient
 
 # Each factory imports only its own part of the domain: a handler's cold start pays for what it uses
@@ -34,6 +35,17 @@ def aws(service: str) -> Any:
     """One client per service. S3 presigns with SigV4 (boto3 falls back to SigV2 on custom endpoints)."""
     config = Config(retries={"mode": "standard"}, signature_version="s3v4" if service == "s3" else None)
     return boto3.client(service, config=config)
+
+
+class OnFirstUse:
+    """A client made when it is first called: EventBridge only when a job ends, SQS only when a job is
+    handed on, so an invocation that does neither does not pay to build them (~10 ms each)."""
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(aws(self._service), name)
 
 
 class WaveSpeedFactory:
@@ -61,7 +73,7 @@ class WaveSpeedFactory:
 def _common(settings: CommonSettings) -> tuple[JobStore, EventPublisher, WaveSpeedFactory]:
     return (
         JobStore(aws("dynamodb"), settings.jobs_table),
-        EventPublisher(aws("events"), settings.event_bus_name),
+        EventPublisher(OnFirstUse("events"), settings.event_bus_name),
         WaveSpeedFactory(settings),
     )
 
@@ -81,7 +93,7 @@ def tracker() -> Tracker:
 
     settings = webhook_settings()
     jobs, events, wavespeed = _common(settings)
-    return Tracker(jobs=jobs, sqs=aws("sqs"), events=events, wavespeed=wavespeed, settings=settings)
+    return Tracker(jobs=jobs, sqs=OnFirstUse("sqs"), events=events, wavespeed=wavespeed, settings=settings)
 
 
 @cache
@@ -100,7 +112,7 @@ def reconciler() -> Reconciler:
 
     settings = reconcile_settings()
     jobs, events, wavespeed = _common(settings)
-    tracking = Tracker(jobs=jobs, sqs=aws("sqs"), events=events, wavespeed=wavespeed, settings=settings)
+    tracking = Tracker(jobs=jobs, sqs=OnFirstUse("sqs"), events=events, wavespeed=wavespeed, settings=settings)
     return Reconciler(tracking, jobs, events, wavespeed, settings)
 
 
@@ -111,5 +123,5 @@ def storer() -> Storer:
     settings = store_settings()
     jobs, events, wavespeed = _common(settings)
     # A read may stall 20 s at most: the copy's give-up margin (30 s) must cover one.
-    http = httpx.Client(timeout=httpx.Timeout(connect=10.0, read=20.0, write=20.0, pool=10.0))
+    http = httpx.Client(timeout=httpx.Timeout(connect=10.0, read=20.0, write=20.0, pool=10.0), verify=tls_context())
     return Storer(jobs=jobs, s3=aws("s3"), http=http, events=events, wavespeed=wavespeed, settings=settings)

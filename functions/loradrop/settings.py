@@ -19,7 +19,9 @@ class SettingsError(RuntimeError):
 
 
 class _EnvModel(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    # defer_build: a function builds the validator of its own settings only, not every part's and
+    # every other function's (they are all defined in this module).
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, defer_build=True)
 
     @classmethod
     def from_env(cls) -> Self:

@@ -21,6 +21,7 @@ import httpx
 
 from loradrop.models import Prediction, parse_predictions
 from loradrop.redaction import redact
+from loradrop.tls import tls_context
 
 # The official SDK's submit timeouts (wavespeed 2.0.5): connect 10 s, whole request 60 s.
 SDK_CONNECT_TIMEOUT = 10.0
@@ -116,6 +117,7 @@ class WaveSpeedClient:
             headers=self._headers,
             timeout=httpx.Timeout(connect=5.0, read=result_timeout, write=10.0, pool=5.0),
             transport=transport,
+            verify=tls_context(),
         )
 
     def close(self) -> None:
@@ -130,6 +132,7 @@ class WaveSpeedClient:
             headers=self._headers,
             timeout=self._submit_timeout,
             transport=self._transport,
+            verify=tls_context(),
         ) as http:
             try:
                 answer = http.post(f"/api/v3/{model}", params={"webhook": webhook_url}, json=body)

@@ -5,13 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loradrop.messages import MalformedMessage, read_store
-from loradrop.queues import backoff_seconds, delay_redelivery
+from loradrop.queues import Deferred, QueueRecord, backoff_seconds, delay_redelivery, partial_batch
 from loradrop.redaction import json_for_logs
 from loradrop.services import aws, storer
 from loradrop.settings import store_settings
@@ -30,8 +27,8 @@ class _Invocation:
 _invocation = _Invocation()
 
 
-def record_handler(record: SQSRecord) -> None:
-    count = int(record.attributes.approximate_receive_count or 1)
+def record_handler(record: QueueRecord) -> None:
+    count = record.receive_count
     context = _invocation.context
     assert context is not None  # set by handler() before any record
     try:
@@ -40,7 +37,7 @@ def record_handler(record: SQSRecord) -> None:
         # No retry can fix it: back on the queue at once, so it reaches the DLQ in seconds.
         logger.error("malformed store message: it goes to the dead-letter queue", extra={"problem": str(err)})
         delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, 1)
-        raise
+        raise Deferred from err
     try:
         storer().store(
             request.job_id,
@@ -52,18 +49,16 @@ def record_handler(record: SQSRecord) -> None:
     except CopyInProgress as busy:
         # Not a failure of this message: come back when the running copy's lease is over (real time).
         delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, busy.seconds_left + 1)
-        raise
-    except Exception:
+        raise Deferred from busy
+    except Exception as err:  # the copy logged why; SQS delivers it again after the back-off
         delay = backoff_seconds(count, base=20)
         scale = store_settings().retry_delay_scale
         delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, delay, scale=scale)
-        raise
+        raise Deferred from err
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     _invocation.context = context
-    # A batch whose every record is deferred (a 429 storm) is an outcome, not a function error.
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return partial_batch(event, record_handler)

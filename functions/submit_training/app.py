@@ -5,13 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loradrop.messages import MalformedMessage, S3Notification, S3TestEvent, SubmitRequest, read_intake
-from loradrop.queues import backoff_seconds, delay_redelivery, rate_limit_backoff_seconds
+from loradrop.queues import (
+    Deferred,
+    QueueRecord,
+    backoff_seconds,
+    delay_redelivery,
+    partial_batch,
+    rate_limit_backoff_seconds,
+)
 from loradrop.redaction import json_for_logs
 from loradrop.services import aws, submitter
 from loradrop.settings import submit_settings
@@ -79,17 +83,17 @@ def _process_message(message: SubmitRequest | S3TestEvent | S3Notification) -> N
         submitter().accept_upload(upload)
 
 
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: QueueRecord) -> None:
     try:
         _process_message(read_intake(record.body))
     except MalformedMessage as err:
         # No retry can fix it: back on the queue at once, so it reaches the DLQ in seconds, not hours.
         logger.error("malformed intake message: it goes to the dead-letter queue", extra={"problem": str(err)})
         delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, 1)
-        raise
+        raise Deferred from err
     except RetryLater as err:
         _invocation.rate_limited = _invocation.rate_limited or err.rate_limited
-        count = int(record.attributes.approximate_receive_count or 1)
+        count = record.receive_count
         settings = submit_settings()
         if err.rate_limited:
             delay = rate_limit_backoff_seconds(
@@ -99,18 +103,16 @@ def record_handler(record: SQSRecord) -> None:
             delay = backoff_seconds(count, base=30)
         scale = settings.retry_delay_scale
         delay_redelivery(aws("sqs"), record.event_source_arn, record.receipt_handle, delay, scale=scale)
-        raise
+        raise Deferred from err
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     _invocation.rate_limited = False
     _invocation.context = context
     records = event.get("Records", [])
     if records and records[0].get("eventSource") == "aws:s3":  # a bare S3 event (e.g. sam local invoke)
         jobs = [submitter().accept_upload(upload) for upload in filter(_is_upload, _uploads(event))]
         return {"jobs": [{"job_id": j.job_id, "status": j.status.value} for j in jobs]}
-    # A batch whose every record is deferred (a 429 storm) is an outcome, not a function error.
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return partial_batch(event, record_handler)

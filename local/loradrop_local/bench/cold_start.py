@@ -1,9 +1,26 @@
-"""3. Each handler's cold start, beside a bare `import boto3; boto3.client("s3")`."""
+"""3. Each handler's cold start: as `sam build` shipped it before the cold-start work, and now, beside a bare
+`import boto3; boto3.client("s3")`, all in one run with the runs taking turns, so noise hits all alike.
+
+Each measurement is a fresh `python -S` process that sees only what Lambda's would: the dependencies
+layer (its pinned packages installed for this machine under .loradrop/bench-layer; nothing from the
+development environment, where rich, say, makes httpx import its command line) and the function code.
+Lambda's code and layer directories are read-only, so what ships without bytecode is compiled at every
+cold start: "before" is the old code and a layer without .pyc files (SAM's Python builder ships none),
+"now" is today's code and layer with the bytecode the Makefiles add.
+"""
 
 from __future__ import annotations
 
+import compileall
+import hashlib
 import os
+import py_compile
+import re
+import shutil
 import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from loradrop_local.bench.processes import PYTHON, ROOT, median
@@ -15,6 +32,10 @@ FACTORIES = {
     "store_weights": "storer",
     "reconcile_jobs": "reconciler",
 }
+# The code before the cold-start work (Powertools' BatchProcessor, a TypeAdapter for intake messages,
+# every settings model built at import, every client built at init).
+BEFORE_REF = "fe8d970"
+LAYER = ROOT / ".loradrop" / "bench-layer"
 COLD_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "x",
@@ -28,38 +49,109 @@ COLD_ENV = {
     "WEIGHTS_BUCKET": "w",
     "POWERTOOLS_SERVICE_NAME": "loradrop",
     "POWERTOOLS_METRICS_NAMESPACE": "loradrop",
+    "PYTHONDONTWRITEBYTECODE": "1",  # Lambda's code directory is read-only: it compiles at every cold start
 }
 
 
-def _cold(code: str, env: dict[str, str]) -> float:
+def layer() -> Path:
+    """The dependencies layer's pins, installed for this machine (again only when they change)."""
+    requirements = ROOT / "layers" / "deps" / "requirements.txt"
+    stamp = LAYER / ".requirements-sha256"
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:
+        subprocess.run(
+            [PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "--target", str(LAYER), "-r", str(requirements)],
+            check=True,
+        )
+        stamp.write_text(digest)
+    return LAYER
+
+
+def without_bytecode(scratch: Path) -> Path:
+    """The layer as SAM's Python builder ships it: no .pyc files."""
+    bare = scratch / "layer-without-bytecode"
+    shutil.copytree(layer(), bare, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return bare
+
+
+def code_now(scratch: Path) -> Path:
+    """Today's functions/ with its bytecode, as functions/Makefile builds it."""
+    built = scratch / "now" / "functions"
+    shutil.copytree(ROOT / "functions", built, ignore=shutil.ignore_patterns("__pycache__", "Makefile"))
+    compileall.compile_dir(built, quiet=1, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    return built
+
+
+def code_before(scratch: Path) -> Path | None:
+    """functions/ as it was at BEFORE_REF, without bytecode (None outside a git checkout)."""
+    archive = scratch / "before.tar"
+    result = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "-o", str(archive), BEFORE_REF, "functions"],  # noqa: S607 - the developer's git
+        capture_output=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        return None
+    with tarfile.open(archive) as tar:
+        tar.extractall(scratch / "before", filter="data")
+    return scratch / "before" / "functions"
+
+
+def _cold(code: str, functions: Path, packages: Path | None = None, *, importtime: bool = False) -> tuple[float, str]:
     script = f"import time\nt=time.perf_counter()\n{code}\nprint(time.perf_counter()-t)"
     output = subprocess.run(
-        [PYTHON, "-c", script],
+        [PYTHON, "-S", *(["-X", "importtime"] if importtime else []), "-c", script],
         capture_output=True,
         text=True,
         check=True,
-        env=os.environ | env,
-        cwd=ROOT / "functions",
+        env=os.environ | COLD_ENV | {"PYTHONPATH": f"{packages or layer()}{os.pathsep}{functions}"},
+        cwd=functions,
     )
-    return float(output.stdout.strip().splitlines()[-1])
+    return float(output.stdout.strip().splitlines()[-1]), output.stderr
+
+
+def _init(module: str, factory: str) -> str:
+    return f"import {module}.app\nfrom loradrop import services\nservices.{factory}()"
+
+
+def _heaviest_imports(stderr: str, top: int = 6) -> list[tuple[str, float]]:
+    """The handler's direct imports by cumulative time (python -X importtime), heaviest first."""
+    found = []
+    for line in stderr.splitlines():
+        match = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( +)(\S+)", line)
+        if match and len(match.group(2)) == 3:  # one level below the handler module
+            found.append((match.group(3), int(match.group(1)) / 1000))
+    return sorted(found, key=lambda item: -item[1])[:top]
 
 
 def bench_cold_start(repeats: int) -> dict[str, Any]:
-    baseline = [_cold("import boto3\nboto3.client('s3')", COLD_ENV) for _ in range(repeats)]
-    rows: dict[str, Any] = {"baseline": median(baseline)}
-    for module, factory in FACTORIES.items():
-        code = f"import {module}.app\nfrom loradrop import services\nservices.{factory}()"
-        times = [_cold(code, COLD_ENV) for _ in range(repeats)]
-        rows[module] = median(times)
+    with tempfile.TemporaryDirectory() as scratch:
+        now, before, bare_layer = code_now(Path(scratch)), code_before(Path(scratch)), without_bytecode(Path(scratch))
+        samples: dict[str, list[float]] = {"baseline": []}
+        for _ in range(repeats):
+            samples["baseline"].append(_cold("import boto3\nboto3.client('s3')", now)[0])
+            for module, factory in FACTORIES.items():
+                samples.setdefault(module, []).append(_cold(_init(module, factory), now)[0])
+                if before is not None:
+                    before_run = _cold(_init(module, factory), before, bare_layer)[0]
+                    samples.setdefault(f"{module}:before", []).append(before_run)
+        rows: dict[str, Any] = {name: median(values) for name, values in samples.items()}
+        rows["before_ref"] = BEFORE_REF if before is not None else None
+        rows["imports"] = {
+            module: _heaviest_imports(_cold(_init(module, factory), now, importtime=True)[1])
+            for module, factory in FACTORIES.items()
+        }
+        try:
+            tracer = [_cold("from aws_lambda_powertools import Tracer\nTracer()", now)[0] for _ in range(repeats)]
+            rows["tracer"] = median(tracer)
+        except subprocess.CalledProcessError:
+            rows["tracer"] = None  # the X-Ray SDK is not in the layer
+    for module in FACTORIES:
         print(
-            f"  cold start {module}: {rows[module] * 1000:.0f} ms (baseline {rows['baseline'] * 1000:.0f} ms)",
+            f"  cold start {module}: {rows[module] * 1000:.0f} ms, before {rows.get(f'{module}:before', 0) * 1000:.0f}"
+            f" ms (baseline {rows['baseline'] * 1000:.0f} ms)",
             flush=True,
         )
-    try:
-        tracer = [_cold("from aws_lambda_powertools import Tracer\nTracer()", COLD_ENV) for _ in range(repeats)]
-        rows["tracer"] = median(tracer)
-    except subprocess.CalledProcessError:
-        rows["tracer"] = None
     return rows
 
 
