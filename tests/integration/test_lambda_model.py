@@ -54,18 +54,20 @@ def test_an_invocation_past_its_timeout_is_ended_and_the_worker_replaced(stack: 
     runtime = stack.runtimes["ReceiveWebhookFunction"]
     unsigned = http_api_event("POST", "/webhooks/wavespeed", {}, b"{}", "203.0.113.9")
     assert stack.invoke("ReceiveWebhookFunction", unsigned)["statusCode"] == 401  # a warm worker
-    cold_before = runtime.cold_starts
+    warm = {worker.process.pid: worker for worker in runtime._idle}
     # Given WaveSpeed answering the confirming GET in 3 s, and a 1 s timeout
     stack.simulator.faults.result.append("slow:3")
     body = task_body(stack, task)
     event = http_api_event("POST", "/webhooks/wavespeed", signed(stack, body, "slow-1"), body, "203.0.113.9")
     with pytest.raises(FunctionError) as ended:
         stack.invoke("ReceiveWebhookFunction", event, timeout=1)
-    # Then Lambda's timeout error, and the next invocation needs a new worker
+    # Then Lambda's timeout error, and the worker that ran it is gone for good (never reused)
     assert ended.value.error_type == "Sandbox.Timedout"
+    (timed_out,) = set(warm) - {worker.process.pid for worker in runtime._idle}
+    assert warm[timed_out].process.poll() is not None
     answer = stack.invoke("ReceiveWebhookFunction", event)
     assert answer["statusCode"] == 200
-    assert runtime.cold_starts >= cold_before + 1
+    assert timed_out not in {worker.process.pid for worker in runtime._idle}
     assert stack.wait_for(job_id, TERMINAL)["status"] == "COMPLETED"
 
 

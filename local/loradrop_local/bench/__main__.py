@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from loradrop_local.bench.cold_start import bench_cold_start, deployment_sizes
+from loradrop_local.bench.dataset import COUNTS, bench_dataset
 from loradrop_local.bench.inspection import bench_inspection
 from loradrop_local.bench.pipeline import bench_pipeline
 from loradrop_local.bench.processes import GIB, MIB, RAW, REPORT, moto_process
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         data["inspection"] = bench_inspection(
             endpoint, [MIB, 100 * MIB] if quick else [MIB, 100 * MIB, GIB, 4 * GIB], repeats=5
         )
+    with moto_process() as endpoint:
+        print("dataset survey ...", flush=True)
+        data["dataset"] = bench_dataset(endpoint, [10, 100] if quick else COUNTS, repeats=3)
     with moto_process() as endpoint:
         print("weights transfer ...", flush=True)
         sizes = [16 * MIB, 64 * MIB] if quick else [100 * MIB, 500 * MIB, GIB]

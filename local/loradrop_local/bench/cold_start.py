@@ -6,7 +6,7 @@ layer (its pinned packages installed for this machine under .loradrop/bench-laye
 development environment, where rich, say, makes httpx import its command line) and the function code.
 Lambda's code and layer directories are read-only, so what ships without bytecode is compiled at every
 cold start: "before" is the old code and a layer without .pyc files (SAM's Python builder ships none),
-"now" is today's code and layer with the bytecode the Makefiles add.
+"now" is today's code and layer with the bytecode the Makefiles add. Times are CPU time (see `_cold`).
 """
 
 from __future__ import annotations
@@ -98,7 +98,9 @@ def code_before(scratch: Path) -> Path | None:
 
 
 def _cold(code: str, functions: Path, packages: Path | None = None, *, importtime: bool = False) -> tuple[float, str]:
-    script = f"import time\nt=time.perf_counter()\n{code}\nprint(time.perf_counter()-t)"
+    """The CPU time `code` takes in a fresh process: on this shared machine wall time swings by a third
+    between runs with the scheduler; CPU time is what a Lambda's vCPU share has to spend."""
+    script = f"import time\nt=time.process_time()\n{code}\nprint(time.process_time()-t)"
     output = subprocess.run(
         [PYTHON, "-S", *(["-X", "importtime"] if importtime else []), "-c", script],
         capture_output=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from loradrop_local.aws.cloudformation import load_template
 from loradrop_local.bench.processes import GIB, size_text
 
 # ----- 5. scale on paper -----
@@ -26,7 +27,7 @@ MEMORY_MB = {
     "StoreWeightsFunction": 1024,
     "ReconcileJobsFunction": 512,
 }
-TIERS = [("Bronze", 2, 2), ("Silver", 500, 300), ("Gold", 3000, 3000), ("Ultra", 5000, 10000)]
+POST_SECONDS = 1.0  # WaveSpeed's answer to a POST, roughly (not documented)
 
 
 def scale_on_paper(pipeline: dict[str, Any], output_size: int) -> list[str]:
@@ -90,26 +91,38 @@ def scale_on_paper(pipeline: dict[str, Any], output_size: int) -> list[str]:
         + ", ".join(f"{k} {v:.3g}" for k, v in calls.items())
         + ".",
         "",
-        "Throughput: WaveSpeed's tier decides. SubmitTraining runs at most 2 at a time (ScalingConfig",
-        f"MaximumConcurrency); at {seconds.get('SubmitTrainingFunction', 0) * 1000:.0f} ms a submission here "
-        "(plus WaveSpeed's answer time in reality, say 1 s) that is ~120 task starts a minute.",
+        "Throughput: WaveSpeed's tier decides, and the stack's `WaveSpeedTier` parameter follows it (the",
+        "template's `Tiers` mapping): SubmitTraining runs that many submissions at once, each taking "
+        f"{seconds.get('SubmitTrainingFunction', 0) * 1000:.0f} ms here plus WaveSpeed's answer (say "
+        f"{POST_SECONDS:g} s), and the webhook route is throttled to match.",
         "",
-        "| tier | starts/min | concurrent tasks | first bottleneck | setting that moves it |",
-        "|---|---|---|---|---|",
+        "| tier | WaveSpeed: starts/min, concurrent tasks | submitters | loradrop's start capacity (/min) "
+        "| webhook throttle (rps) | first bottleneck |",
+        "|---|---|---|---|---|---|",
     ]
-    for tier, starts, concurrent in TIERS:
+    submit = seconds.get("SubmitTrainingFunction", 0) + POST_SECONDS
+    for tier, limits in load_template()["Mappings"]["Tiers"].items():
+        starts, concurrent, submitters = (
+            limits["StartsPerMinute"],
+            limits["ConcurrentTasks"],
+            limits["SubmitConcurrency"],
+        )
+        capacity = submitters * 60 / submit
         if tier == "Bronze":
-            bottleneck, setting = "WaveSpeed: 2 concurrent tasks (~6 jobs/h at 20 min each)", "a higher tier"
-        elif starts <= 120:
-            bottleneck, setting = "WaveSpeed's start rate", "a higher tier"
+            bottleneck = "WaveSpeed: 2 concurrent tasks (~6 jobs/h at 20 min each)"
+        elif capacity >= starts:
+            bottleneck = "WaveSpeed's start rate (raise the tier)"
         else:
-            bottleneck = "SubmitTraining's MaximumConcurrency 2 (~120 starts/min)"
-            setting = f"raise MaximumConcurrency to ~{max(2, starts // 60 + 1)} (and the HTTP API's 100 rps throttle)"
-        lines.append(f"| {tier} | {starts} | {concurrent} | {bottleneck} | {setting} |")
+            bottleneck = f"SubmitTraining: {submitters} at once start ~{capacity:.0f}/min"
+        lines.append(
+            f"| {tier} | {starts:,}, {concurrent:,} | {submitters} | {capacity:,.0f} | {limits['WebhookRate']} "
+            f"| {bottleneck} |"
+        )
     lines += [
         "",
-        "Beyond those: the webhook route is throttled at 100 requests/s (template), far above Gold's 50",
-        "completions/s; the jobs table is on-demand; the `by-status` index puts each state in one partition",
-        "(about 1,000 writes/s each), which only matters past ~100 job transitions a second.",
+        "`make reliability` runs a burst at Bronze and at Silver on stacks deployed with that tier and reports",
+        "the starts per minute achieved against the limit (docs/reliability.md). Beyond those: the jobs table is",
+        "on-demand; the `by-status` index puts each state in one partition (about 1,000 writes/s each), which",
+        "only matters past ~100 job transitions a second.",
     ]
     return lines

@@ -1,0 +1,96 @@
+"""The benchmark's figures as SVG charts beside docs/benchmarks.md (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from loradrop_local.bench.cold_start import FACTORIES
+from loradrop_local.bench.processes import MIB
+
+OURS, BASELINE, NAIVE, BEFORE = "#2b6cb0", "#718096", "#dd6b20", "#c53030"
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.hashsalt": "loradrop", "font.size": 10, "axes.spines.top": False})
+    plt.rcParams["axes.spines.right"] = False
+    return plt
+
+
+def _save(figure: Any, name: str, directory: Path) -> str:
+    """Write the chart into `directory` (docs/charts beside the report); return its path from the report."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.svg"
+    # No timestamps or random ids in the file: a re-run with the same figures writes the same bytes.
+    figure.savefig(path, format="svg", bbox_inches="tight", metadata={"Date": None})
+    _plt().close(figure)
+    return f"{directory.name}/{name}.svg"
+
+
+def inspection_chart(rows: list[dict[str, Any]], directory: Path) -> str:
+    plt = _plt()
+    figure, axis = plt.subplots(figsize=(6, 3.4))
+    sizes = [row["size"] / MIB for row in rows]
+    axis.loglog(sizes, [row["bytes_read"] for row in rows], "o-", color=OURS, label="loradrop: range reads")
+    axis.loglog(sizes, [row["naive_bytes"] for row in rows], "s--", color=NAIVE, label="naive: download the ZIP")
+    axis.set_xlabel("archive size (MiB)")
+    axis.set_ylabel("bytes read")
+    axis.set_title("ZIP inspection: bytes read vs archive size")
+    axis.legend()
+    return _save(figure, "inspection-bytes", directory)
+
+
+def transfer_chart(transfers: list[Any], directory: Path) -> str:
+    plt = _plt()
+    figure, (speed, memory) = plt.subplots(1, 2, figsize=(9, 3.4))
+    colours = {"loradrop": OURS, "upload_file": BASELINE, "naive": NAIVE}
+    for method, colour in colours.items():
+        mine = [t for t in transfers if t.method == method]
+        sizes = [t.size / MIB for t in mine]
+        speed.plot(sizes, [t.size / MIB / t.seconds for t in mine], "o-", color=colour, label=method)
+        memory.plot(sizes, [t.peak_rss / MIB for t in mine], "o-", color=colour, label=method)
+    speed.set_xlabel("weights size (MiB)")
+    speed.set_ylabel("MiB/s")
+    speed.set_title("throughput")
+    memory.set_xlabel("weights size (MiB)")
+    memory.set_ylabel("peak RSS (MiB)")
+    memory.set_title("memory of the copying process")
+    memory.set_ylim(bottom=0)
+    speed.legend()
+    return _save(figure, "transfer", directory)
+
+
+def cold_start_chart(cold: dict[str, Any], directory: Path) -> str:
+    plt = _plt()
+    figure, axis = plt.subplots(figsize=(7, 3.4))
+    handlers = list(FACTORIES)
+    positions = range(len(handlers))
+    before = [cold.get(f"{h}:before", 0) * 1000 for h in handlers]
+    now = [cold[h] * 1000 for h in handlers]
+    axis.bar([p - 0.2 for p in positions], before, 0.4, color=BEFORE, label="before (as sam build shipped it)")
+    axis.bar([p + 0.2 for p in positions], now, 0.4, color=OURS, label="now")
+    axis.axhline(cold["baseline"] * 1000, color=BASELINE, linestyle="--", label="import boto3 + an S3 client")
+    axis.axhline(cold["baseline"] * 1500, color=BASELINE, linestyle=":", label="target: 1.5x that")
+    axis.set_xticks(list(positions), handlers)
+    axis.set_ylabel("init (ms of CPU)")
+    axis.set_title("cold start per handler")
+    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
+    return _save(figure, "cold-start", directory)
+
+
+def dataset_chart(rows: list[dict[str, Any]], directory: Path) -> str:
+    plt = _plt()
+    figure, axis = plt.subplots(figsize=(6, 3.4))
+    counts = [row["images"] for row in rows]
+    axis.loglog(counts, [row["bytes_read"] for row in rows], "o-", color=OURS, label="loradrop: first bytes")
+    axis.loglog(counts, [row["naive_bytes"] for row in rows], "s--", color=NAIVE, label="naive: download the ZIP")
+    axis.set_xlabel("images")
+    axis.set_ylabel("bytes read")
+    axis.set_title("dataset survey: bytes read vs image count")
+    axis.legend()
+    return _save(figure, "dataset-bytes", directory)
