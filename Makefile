@@ -39,7 +39,10 @@ demo: $(VENV)/.installed ## run the whole pipeline locally: ZIP in, weights and 
 	$(VENV)/bin/loradrop demo
 
 test: lint typecheck template build ## every check: ruff, mypy, cfn-lint, sam validate --lint, sam build, pytest
-	$(PY) -m pytest --cov --cov-report=term -q -p no:cacheprovider
+	@# Unit tests first and alone: their in-process moto resets state a local stack in the same process holds.
+	$(PY) -m pytest --cov --cov-fail-under=0 --cov-report= -q -p no:cacheprovider tests/unit
+	@# Integration tests on both cores: each xdist worker starts a local stack of its own.
+	$(PY) -m pytest --cov --cov-append --cov-report=term -q -p no:cacheprovider -n 2 --dist loadfile tests/integration
 
 lint: $(VENV)/.installed ## ruff lint and format check
 	$(VENV)/bin/ruff check .
@@ -60,7 +63,7 @@ unit: $(VENV)/.installed ## unit tests only
 	$(PY) -m pytest -q tests/unit
 
 integration: $(VENV)/.installed ## integration tests only (moto's server + WaveSpeed simulator over HTTP)
-	$(PY) -m pytest -q tests/integration
+	$(PY) -m pytest -q -n 2 --dist loadfile tests/integration
 
 reliability: $(VENV)/.installed ## fault and load scenarios at full scale; writes docs/reliability.md
 	$(PY) -m loradrop_local.reliability --scale full

@@ -4,6 +4,7 @@ events of a job, a reconciler run, the handlers' log lines."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,20 @@ def posts_for(stack: LocalStack, key: str) -> list[RecordedRequest]:
     return [r for r in stack.simulator.submissions() if isinstance(r.body, dict) and encoded in str(r.body.get("data"))]
 
 
-def events_for(stack: LocalStack, job_id: str, seen: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    events = stack.drain_events()
-    if seen is not None:
-        seen.extend(events)
-        events = seen
-    return [e for e in events if e["detail"]["job_id"] == job_id]
+def events_for(
+    stack: LocalStack, job_id: str, seen: list[dict[str, Any]] | None = None, timeout: float = 5.0
+) -> list[dict[str, Any]]:
+    """The job's events so far, waiting up to `timeout` for its first: a job is ended (written) before
+    its event is published, so a test that saw the end may ask a moment too soon. `seen` keeps events
+    drained for other jobs."""
+    seen = [] if seen is None else seen
+    deadline = time.monotonic() + timeout
+    while True:
+        seen.extend(stack.drain_events())
+        mine = [e for e in seen if e["detail"]["job_id"] == job_id]
+        if mine or time.monotonic() > deadline:
+            return mine
+        time.sleep(0.05)
 
 
 def reconcile(stack: LocalStack) -> dict[str, Any]:

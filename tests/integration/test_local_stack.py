@@ -75,6 +75,7 @@ def test_nothing_in_the_template_is_silently_skipped(stack: LocalStack) -> None:
     accounted = (
         created
         | set(stack.deployment.not_emulated)
+        | set(stack.deployment.not_deployed)  # a condition the parameters make false (no NotifyEmail, say)
         | {
             name
             for name, r in DEPLOYED.items()
@@ -82,6 +83,7 @@ def test_nothing_in_the_template_is_silently_skipped(stack: LocalStack) -> None:
         }
     )
     assert stack.deployment.unknown == {}
+    assert set(stack.deployment.not_deployed.values()) <= {"HasAlarmEmail", "HasNotifyEmail"}
     assert set(DEPLOYED) <= accounted | {r for r in DEPLOYED if DEPLOYED[r]["Type"] == "AWS::ApiGatewayV2::Api"}
 
 

@@ -60,6 +60,7 @@ class Deployment:
     # topic logical id → the queue standing in for its subscribers (what an email would say lands there)
     inboxes: dict[str, str] = field(default_factory=dict)
     not_emulated: dict[str, str] = field(default_factory=dict)  # logical id → type: reason
+    not_deployed: dict[str, str] = field(default_factory=dict)  # logical id → its false condition
     unknown: dict[str, str] = field(default_factory=dict)  # logical id → type
 
 
@@ -139,7 +140,9 @@ class Provisioner:
                 handlers[kind](logical_id)
         for logical_id, resource in self.template["Resources"].items():
             kind = resource["Type"]
-            if kind in NOT_EMULATED:
+            if "Condition" in resource and not self.resolver.condition(resource["Condition"]):
+                self.deployment.not_deployed[logical_id] = resource["Condition"]  # as CloudFormation would
+            elif kind in NOT_EMULATED:
                 self.deployment.not_emulated[logical_id] = f"{kind}: {NOT_EMULATED[kind]}"
             elif kind not in handlers:
                 self.deployment.unknown[logical_id] = kind
