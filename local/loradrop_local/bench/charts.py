@@ -32,17 +32,25 @@ def _save(figure: Any, name: str, directory: Path) -> str:
     return f"{directory.name}/{name}.svg"
 
 
-def inspection_chart(rows: list[dict[str, Any]], directory: Path) -> str:
+def _bytes_read_chart(  # noqa: PLR0913, PLR0917 - one chart's data, labels and file
+    x: list[float], rows: list[dict[str, Any]], ours: str, xlabel: str, title: str, name: str, directory: Path
+) -> str:
+    """Bytes loradrop read against the naive download's, on log scales."""
     plt = _plt()
     figure, axis = plt.subplots(figsize=(6, 3.4))
-    sizes = [row["size"] / MIB for row in rows]
-    axis.loglog(sizes, [row["bytes_read"] for row in rows], "o-", color=OURS, label="loradrop: range reads")
-    axis.loglog(sizes, [row["naive_bytes"] for row in rows], "s--", color=NAIVE, label="naive: download the ZIP")
-    axis.set_xlabel("archive size (MiB)")
+    axis.loglog(x, [row["bytes_read"] for row in rows], "o-", color=OURS, label=f"loradrop: {ours}")
+    axis.loglog(x, [row["naive_bytes"] for row in rows], "s--", color=NAIVE, label="naive: download the ZIP")
+    axis.set_xlabel(xlabel)
     axis.set_ylabel("bytes read")
-    axis.set_title("ZIP inspection: bytes read vs archive size")
+    axis.set_title(title)
     axis.legend()
-    return _save(figure, "inspection-bytes", directory)
+    return _save(figure, name, directory)
+
+
+def inspection_chart(rows: list[dict[str, Any]], directory: Path) -> str:
+    sizes = [row["size"] / MIB for row in rows]
+    title = "ZIP inspection: bytes read vs archive size"
+    return _bytes_read_chart(sizes, rows, "range reads", "archive size (MiB)", title, "inspection-bytes", directory)
 
 
 def transfer_chart(transfers: list[Any], directory: Path) -> str:
@@ -84,13 +92,6 @@ def cold_start_chart(cold: dict[str, Any], directory: Path) -> str:
 
 
 def dataset_chart(rows: list[dict[str, Any]], directory: Path) -> str:
-    plt = _plt()
-    figure, axis = plt.subplots(figsize=(6, 3.4))
-    counts = [row["images"] for row in rows]
-    axis.loglog(counts, [row["bytes_read"] for row in rows], "o-", color=OURS, label="loradrop: first bytes")
-    axis.loglog(counts, [row["naive_bytes"] for row in rows], "s--", color=NAIVE, label="naive: download the ZIP")
-    axis.set_xlabel("images")
-    axis.set_ylabel("bytes read")
-    axis.set_title("dataset survey: bytes read vs image count")
-    axis.legend()
-    return _save(figure, "dataset-bytes", directory)
+    counts = [float(row["images"]) for row in rows]
+    title = "dataset survey: bytes read vs image count"
+    return _bytes_read_chart(counts, rows, "first bytes", "images", title, "dataset-bytes", directory)
