@@ -63,7 +63,11 @@ def write_report(  # noqa: PLR0913, PLR0917 - the report of every part of a run
             "A burst of uploads on a stack deployed with `WaveSpeedTier=<tier>` (the template's `Tiers` mapping sets",
             "SubmitTraining's concurrency and the rate-limit back-off), against a simulator starting tasks at the",
             "tier's rate, in fixed minute windows as WaveSpeed documents, and answering each POST in 1 s (the",
-            "benchmark's estimate of WaveSpeed's answer time), both scaled with the minute.",
+            "benchmark's estimate of WaveSpeed's answer time), both scaled with the minute. Bronze runs at 1/30",
+            "time (a 2 s minute); Silver in real time, since its 500 starts a minute already take 10 submitters",
+            "and most of this 2-core machine. Every task ends FAILED (1401) after the burst, so copies do not",
+            "compete with the submissions for the cores (in Lambda they would not); the failure still takes the",
+            "whole webhook path.",
             "",
             "| tier | limit (starts/min) | submitters | uploads | minute | starts | 429s | achieved starts/min, "
             "mean / busiest minute | busiest minute vs limit | time (s) | result |",
