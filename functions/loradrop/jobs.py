@@ -89,6 +89,11 @@ class Job(BaseModel):
     store_lease_until: str | None = None  # a copy is running until then (its invocation's end)
     store_lease_owner: str | None = None
 
+    def entered(self, status: JobStatus) -> str | None:
+        """When the job last moved into `status` (a retried job's latest attempt is the one that counts)."""
+        times = [str(entry["at"]) for entry in self.history if entry.get("status") == status.value and "at" in entry]
+        return times[-1] if times else None
+
     def last_note(self, prefix: str) -> str | None:
         """The latest history note starting with `prefix` (e.g. why the last copy attempt failed)."""
         notes = (str(entry.get("note", "")) for entry in reversed(self.history))

@@ -20,12 +20,6 @@ CARD_VERSION = 1
 _PARAMETERS = ("steps", "learning_rate", "lora_rank")
 
 
-def _entered(job: Job, status: JobStatus) -> str | None:
-    """When the job last entered `status` (a retried job's last attempt is the one that counts)."""
-    times = [str(e["at"]) for e in job.history if e.get("status") == status.value and "at" in e]
-    return times[-1] if times else None
-
-
 def _seconds(start: str | None, end: str | None) -> float | None:
     if not start or not end:
         return None
@@ -33,7 +27,7 @@ def _seconds(start: str | None, end: str | None) -> float | None:
 
 
 def _timings(job: Job, stored_at: str) -> dict[str, Any]:
-    submitted, storing = _entered(job, JobStatus.SUBMITTED), _entered(job, JobStatus.STORING)
+    submitted, storing = job.entered(JobStatus.SUBMITTED), job.entered(JobStatus.STORING)
     return {
         "received_at": job.created_at,
         "submitted_at": submitted,

@@ -90,9 +90,9 @@ def span(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h" if seconds < 86400 else f"{seconds / 86400:.1f} d"
 
 
-def _entered(job: Job, status: JobStatus) -> datetime | None:
-    times = [e["at"] for e in job.history if e.get("status") == status.value and e.get("at")]
-    return parse_iso(str(times[-1])) if times else None
+def _moment(job: Job, status: JobStatus) -> datetime | None:
+    entered = job.entered(status)
+    return parse_iso(entered) if entered else None
 
 
 def phases(job: Job, now: datetime | None = None) -> dict[str, float]:
@@ -100,8 +100,7 @@ def phases(job: Job, now: datetime | None = None) -> dict[str, float]:
     now = now or datetime.now(UTC)
     ended = parse_iso(job.updated_at) if job.status in TERMINAL_STATUSES else now
     received = parse_iso(job.created_at)
-    submitted = _entered(job, JobStatus.SUBMITTED)
-    storing = _entered(job, JobStatus.STORING)
+    submitted, storing = _moment(job, JobStatus.SUBMITTED), _moment(job, JobStatus.STORING)
     found: dict[str, float] = {"queue": ((submitted or ended) - received).total_seconds()}
     if submitted:
         found["training"] = ((storing or ended) - submitted).total_seconds()
