@@ -283,9 +283,13 @@ def _prefetch_within_budget(archive: Archive, images: list[zipfile.ZipInfo], ste
 
 
 def _span(info: zipfile.ZipInfo, step: int) -> tuple[int, int]:
-    """The bytes of the archive a look at `step` inflated bytes needs: the local header, then the data."""
+    """The bytes of the archive a look at `step` inflated bytes needs: the local header (its extra field
+    may be longer than the directory's: 1 KiB spare), then the data, and one more of zipfile's reads
+    (it pulls compressed data 4 KiB at a time; an image that inflates a little short of `step` asks for
+    another, which would otherwise be a request of its own)."""
     header = 30 + len(info.orig_filename.encode("utf-8", "surrogateescape")) + len(info.extra) + 1024
-    return info.header_offset, info.header_offset + header + min(step, info.compress_size)
+    data = min(step + zipfile.ZipExtFile.MIN_READ_SIZE, info.compress_size)
+    return info.header_offset, info.header_offset + header + data
 
 
 def _look(archive: Archive, info: zipfile.ZipInfo, step: int) -> tuple[ImageFacts, bool]:
