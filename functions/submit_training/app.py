@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from loradrop.dataset import SURVEY_SECONDS
 from loradrop.messages import MalformedMessage, S3Notification, S3TestEvent, SubmitRequest, read_intake
 from loradrop.queues import (
     Deferred,
@@ -43,8 +44,8 @@ def _may_submit() -> None:
     if _invocation.rate_limited:
         raise RetryLater("rate limited earlier in this batch", rate_limited=True)
     context = _invocation.context
-    # Keep 15 s beyond the longest POST for the writes after it.
-    needed_ms = (longest_submit_seconds(submit_settings().submit_timeout_seconds) + 15) * 1000
+    # Room for the dataset survey before the POST, the longest POST, and 15 s for the writes after it.
+    needed_ms = (SURVEY_SECONDS + longest_submit_seconds(submit_settings().submit_timeout_seconds) + 15) * 1000
     if context is not None and context.get_remaining_time_in_millis() < needed_ms:
         raise RetryLater("not enough time left in this invocation for another submission")
 

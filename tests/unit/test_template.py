@@ -264,11 +264,12 @@ def test_alarms_cover_errors_stuck_jobs_uncertain_submissions_and_dead_letters()
     assert {"OldestWaitingJobAgeSeconds", "SubmitUncertain"} <= metrics
 
 
-def test_submit_function_outlasts_one_sdk_length_post() -> None:
+def test_submit_function_outlasts_one_survey_and_one_sdk_length_post() -> None:
+    from loradrop.dataset import SURVEY_SECONDS
     from loradrop.wavespeed import SDK_CONNECT_TIMEOUT, SDK_SUBMIT_TIMEOUT
 
-    # The handler starts a POST only with connect + submit timeout + 15 s left; it must fit at least one.
-    assert timeout("SubmitTrainingFunction") >= SDK_CONNECT_TIMEOUT + SDK_SUBMIT_TIMEOUT + 15 + 30
+    # The handler takes an upload only with survey + connect + submit timeout + 15 s left; it must fit one.
+    assert timeout("SubmitTrainingFunction") >= SURVEY_SECONDS + SDK_CONNECT_TIMEOUT + SDK_SUBMIT_TIMEOUT + 15 + 30
 
 
 SETTINGS_OF = {
