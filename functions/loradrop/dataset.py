@@ -221,6 +221,7 @@ def survey(
     report = _from_directory(archive)
     file = archive.file
     file.budget = file.fetched + budget_bytes
+    file.read_ahead = 16 * 1024  # what a prefetch missed (a longer local header, say) comes in one request
     try:
         for first in range(0, len(images), BATCH):
             if time.monotonic() - started > budget_seconds:
