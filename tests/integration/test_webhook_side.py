@@ -386,9 +386,14 @@ def test_every_log_line_of_a_job_names_the_job_the_task_and_the_request(stack: L
     body = task_body(stack, task)
     assert post(stack, body, signed(stack, body, "log-keys-1")).status_code == 200
     stack.wait_for(job_id, TERMINAL)
-    lines = [json.loads(line) for line in log_lines(stack).splitlines() if line.startswith("{") and job_id in line]
-    handled = [line for line in lines if line["message"] == "webhook handled"]
-    stored = [line for line in lines if line["message"] == "weights stored"]
+    deadline = time.monotonic() + 10  # the copy logs "weights stored" just after the job is COMPLETED
+    while True:
+        lines = [json.loads(line) for line in log_lines(stack).splitlines() if line.startswith("{") and job_id in line]
+        handled = [line for line in lines if line["message"] == "webhook handled"]
+        stored = [line for line in lines if line["message"] == "weights stored"]
+        if (handled and stored) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert handled
     assert stored
     for line in handled + stored:
