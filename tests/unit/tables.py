@@ -1,9 +1,11 @@
-"""The jobs table as template.yaml declares it, for unit tests against moto in process."""
+"""The jobs table as template.yaml declares it, and jobs put in it, for unit tests against moto in process."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from loradrop.jobs import Job, JobStore, utc_now
+from loradrop.models import JobStatus
 from loradrop_local.aws.cloudformation import load_template
 
 
@@ -16,3 +18,24 @@ def create_jobs_table(client: Any, name: str = "jobs") -> None:
         GlobalSecondaryIndexes=table["GlobalSecondaryIndexes"],
         BillingMode="PAY_PER_REQUEST",
     )
+
+
+def job_in(
+    jobs: JobStore, status: JobStatus, *, prediction_id: str = "task-1", attempts: int = 1, **fields: Any
+) -> Job:
+    """Job ana-1 of uploads/ana.zip, already in `status` with one history entry."""
+    now = utc_now()
+    job = Job(
+        job_id="ana-1",
+        status=status,
+        source_bucket="uploads",
+        source_key="uploads/ana.zip",
+        prediction_id=prediction_id,
+        attempts=attempts,
+        created_at=now,
+        updated_at=now,
+        history=[{"status": status.value, "at": now}],
+        **fields,
+    )
+    jobs.claim(job)
+    return job

@@ -15,13 +15,13 @@ from aws_lambda_powertools import Logger
 from moto import mock_aws
 
 from loradrop.events import EventPublisher
-from loradrop.jobs import Job, JobStore, utc_now
+from loradrop.jobs import JobStore
 from loradrop.models import JobStatus, Prediction
 from loradrop.redaction import json_for_logs
 from loradrop.settings import StoreSettings
 from loradrop.storing import CopyInProgress, Storer
 from loradrop.weights import DownloadFailed
-from tests.unit.tables import create_jobs_table
+from tests.unit.tables import create_jobs_table, job_in
 from tests.unit.test_safetensors import LORA, safetensors_file
 
 Logger(json_serializer=json_for_logs)
@@ -97,24 +97,6 @@ def world() -> Iterator[dict[str, Any]]:
             settings=settings,
         )
         yield {"jobs": jobs, "s3": s3, "cdn": cdn, "ws": wavespeed, "storer": storer}
-
-
-def job_in(jobs: JobStore, status: JobStatus, **fields: Any) -> Job:
-    now = utc_now()
-    job = Job(
-        job_id="ana-1",
-        status=status,
-        source_bucket="uploads",
-        source_key="uploads/ana.zip",
-        prediction_id=TASK,
-        attempts=1,
-        created_at=now,
-        updated_at=now,
-        history=[{"status": status.value, "at": now}],
-        **fields,
-    )
-    jobs.claim(job)
-    return job
 
 
 def store(world: dict[str, Any], receive: int = 1, seconds: float = 600, owner: str = "inv-1") -> tuple[Any, str]:

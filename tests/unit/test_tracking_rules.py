@@ -13,12 +13,12 @@ from aws_lambda_powertools import Logger
 from moto import mock_aws
 
 from loradrop.events import EventPublisher
-from loradrop.jobs import Job, JobStore, utc_now
+from loradrop.jobs import JobStore
 from loradrop.models import TERMINAL_STATUSES, JobStatus, Prediction
 from loradrop.redaction import json_for_logs
 from loradrop.settings import ReconcileSettings
 from loradrop.tracking import Tracker
-from tests.unit.tables import create_jobs_table
+from tests.unit.tables import create_jobs_table, job_in
 
 Logger(json_serializer=json_for_logs)
 TASK = "task-1"
@@ -76,24 +76,6 @@ def world() -> Iterator[dict[str, Any]]:
 
 def _no_wavespeed() -> Any:
     raise AssertionError("apply() acts on the state it is given; it must not ask WaveSpeed")
-
-
-def job_in(jobs: JobStore, status: JobStatus, *, attempts: int = 1, **fields: Any) -> Job:
-    now = utc_now()
-    job = Job(
-        job_id="ana-1",
-        status=status,
-        source_bucket="uploads",
-        source_key="uploads/ana.zip",
-        prediction_id=TASK,
-        attempts=attempts,
-        created_at=now,
-        updated_at=now,
-        history=[{"status": status.value, "at": now}],
-        **fields,
-    )
-    jobs.claim(job)
-    return job
 
 
 def queued(world: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:

@@ -12,6 +12,10 @@ from loradrop_local.reliability.tiers import TierRow
 REPORT = Path(__file__).resolve().parents[3] / "docs" / "reliability.md"
 
 
+def _verdict(passed: bool, problems: list[str]) -> str:
+    return "pass" if passed else "FAIL: " + "; ".join(problems)
+
+
 def write_report(  # noqa: PLR0913, PLR0917 - the report of every part of a run
     outcomes: list[Outcome],
     hostile: list[HostileRow],
@@ -38,7 +42,7 @@ def write_report(  # noqa: PLR0913, PLR0917 - the report of every part of a run
     ]
     for o in outcomes:
         states = ", ".join(f"{k} {v}" for k, v in sorted(o.end_states.items()))
-        verdict = "pass" if o.passed else "FAIL: " + "; ".join(o.problems)
+        verdict = _verdict(o.passed, o.problems)
         lines.append(
             f"| {o.scenario} | {o.injected} | {o.uploads} | {states} | {o.posts} | {o.tasks} | {o.attempts} "
             f"| {o.objects_ok} "
@@ -74,7 +78,7 @@ def write_report(  # noqa: PLR0913, PLR0917 - the report of every part of a run
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for t in tiers:
-            verdict = "pass" if t.passed else "FAIL: " + "; ".join(t.problems)
+            verdict = _verdict(t.passed, t.problems)
             lines.append(
                 f"| {t.tier} | {t.limit:,} | {t.submitters} | {t.uploads} | {t.minute_seconds:g} s | {t.starts} "
                 f"| {t.rate_limited} | {t.mean_per_minute:g} / {t.peak_per_minute} | {t.share:.0%} | {t.seconds} "
