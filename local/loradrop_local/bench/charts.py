@@ -80,8 +80,10 @@ def cold_start_chart(cold: dict[str, Any], directory: Path) -> str:
     positions = range(len(handlers))
     before = [cold.get(f"{h}:before", 0) * 1000 for h in handlers]
     now = [cold[h] * 1000 for h in handlers]
-    axis.bar([p - 0.2 for p in positions], before, 0.4, color=BEFORE, label="before (as sam build shipped it)")
-    axis.bar([p + 0.2 for p in positions], now, 0.4, color=OURS, label="now")
+    alone = [cold.get(f"{h}:dependencies", 0) * 1000 for h in handlers]
+    axis.bar([p - 0.27 for p in positions], before, 0.27, color=BEFORE, label="before (as sam build shipped it)")
+    axis.bar(list(positions), now, 0.27, color=OURS, label="now")
+    axis.bar([p + 0.27 for p in positions], alone, 0.27, color=BASELINE, alpha=0.45, label="its dependencies alone")
     axis.axhline(cold["baseline"] * 1000, color=BASELINE, linestyle="--", label="import boto3 + an S3 client")
     axis.axhline(cold["baseline"] * 1500, color=BASELINE, linestyle=":", label="target: 1.5x that")
     axis.set_xticks(list(positions), handlers)
