@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import io
 import random
-import shutil
 import tempfile
 import threading
-import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from loradrop_local.bench.inspection import FileRangeReader
-from loradrop_local.bench.processes import GIB, MIB, median, s3_client
+from loradrop_local.bench.processes import GIB, download, median, s3_client, timed
 from loradrop_local.dataset import photo
 
 COUNTS = [10, 100, 1000]
@@ -51,69 +49,62 @@ def _naive(data_path: Path) -> int:
 def bench_dataset(endpoint: str, counts: list[int], repeats: int, moto_up_to: int = 100) -> list[dict[str, Any]]:
     """moto answers a range GET by reading the whole object, so past `moto_up_to` images only the local-file
     time is measured (the bytes and requests are the same either way)."""
-    from loradrop.archive import ArchiveLimits, S3RangeReader, open_archive
-    from loradrop.dataset import survey
-
     s3 = s3_client(endpoint)
     s3.create_bucket(Bucket="survey")
-    limits = ArchiveLimits(max_archive_bytes=8 * GIB, max_entries=5000)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for count in counts:
-            source = Path(scratch) / f"set-{count}.zip"
-            write_dataset_zip(source, count)
-            size = source.stat().st_size
-            local = []
-            for _ in range(repeats):
-                started = time.perf_counter()
-                report = survey(open_archive(FileRangeReader(source), limits), budget_seconds=600)
-                local.append(time.perf_counter() - started)
-            assert len(report.facts) == count, report.not_surveyed
-            s3.upload_file(str(source), "survey", source.name)
-            ours, requests, fetched = [], 0, 0
-            for _ in range(repeats if count <= moto_up_to else 0):
-                reader = S3RangeReader(s3, "survey", source.name, size)
-                started = time.perf_counter()
-                survey(open_archive(reader, limits), budget_seconds=600)
-                ours.append(time.perf_counter() - started)
-                requests, fetched = reader.requests, reader.bytes_read
-            if not ours:  # the same reads, counted against the local file
-                counting = _CountingReader(source)
-                survey(open_archive(counting, limits), budget_seconds=600)
-                requests, fetched = counting.requests, counting.bytes_read
-            naive_local = []
-            for _ in range(repeats):
-                started = time.perf_counter()
-                assert _naive(source) == count
-                naive_local.append(time.perf_counter() - started)
-            naive = []
-            for _ in range(repeats if count <= moto_up_to else 1):
-                started = time.perf_counter()
-                target = Path(scratch) / "download.zip"
-                with target.open("wb") as handle:
-                    shutil.copyfileobj(s3.get_object(Bucket="survey", Key=source.name)["Body"], handle, 8 * MIB)
-                assert _naive(target) == count
-                target.unlink()
-                naive.append(time.perf_counter() - started)
-            s3.delete_object(Bucket="survey", Key=source.name)
-            rows.append(
-                {
-                    "images": count,
-                    "size": size,
-                    "bytes_read": fetched,
-                    "requests": requests,
-                    "per_image_max": report.read_stats()["survey_bytes_per_image_max"],
-                    "per_image_mean": report.read_stats()["survey_bytes_per_image_mean"],
-                    "moto_s": median(ours) if ours else None,
-                    "local_s": median(local),
-                    "naive_s": median(naive),
-                    "naive_local_s": median(naive_local),
-                    "naive_bytes": size,
-                }
-            )
+            rows.append(_survey_row(s3, Path(scratch), count, repeats, on_moto=count <= moto_up_to))
             print(f"  dataset survey {count} images: {rows[-1]}", flush=True)
-            source.unlink()
     return rows
+
+
+def _survey_row(s3: Any, scratch: Path, count: int, repeats: int, *, on_moto: bool) -> dict[str, Any]:
+    from loradrop.archive import ArchiveLimits, S3RangeReader
+
+    limits = ArchiveLimits(max_archive_bytes=8 * GIB, max_entries=5000)
+    source = scratch / f"set-{count}.zip"
+    write_dataset_zip(source, count)
+    size = source.stat().st_size
+    local, reports = timed(repeats, lambda: _survey(FileRangeReader(source), limits))
+    report = reports[-1]
+    assert len(report.facts) == count, report.not_surveyed
+    s3.upload_file(str(source), "survey", source.name)
+    readers = [S3RangeReader(s3, "survey", source.name, size) for _ in range(repeats if on_moto else 0)]
+    unused = iter(readers)
+    ours, _ = timed(len(readers), lambda: _survey(next(unused), limits))
+    counted: Any = readers[-1] if readers else _CountingReader(source)
+    if not readers:  # off moto, the same reads counted against the local file
+        _survey(counted, limits)
+    naive_local, found = timed(repeats, lambda: _naive(source))
+    assert found == [count] * repeats
+    target = scratch / "download.zip"
+    naive_runs = repeats if on_moto else 1
+    naive, found = timed(naive_runs, lambda: _naive(download(s3, "survey", source.name, target)))
+    assert found == [count] * naive_runs
+    target.unlink()
+    s3.delete_object(Bucket="survey", Key=source.name)
+    source.unlink()
+    return {
+        "images": count,
+        "size": size,
+        "bytes_read": counted.bytes_read,
+        "requests": counted.requests,
+        "per_image_max": report.read_stats()["survey_bytes_per_image_max"],
+        "per_image_mean": report.read_stats()["survey_bytes_per_image_mean"],
+        "moto_s": median(ours) if ours else None,
+        "local_s": median(local),
+        "naive_s": median(naive),
+        "naive_local_s": median(naive_local),
+        "naive_bytes": size,
+    }
+
+
+def _survey(reader: Any, limits: Any) -> Any:
+    from loradrop.archive import open_archive
+    from loradrop.dataset import survey
+
+    return survey(open_archive(reader, limits), budget_seconds=600)
 
 
 class _CountingReader(FileRangeReader):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import tempfile
 import time
@@ -12,7 +11,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from loradrop_local.bench.processes import GIB, MIB, median, s3_client, size_text
+from loradrop_local.bench.processes import GIB, MIB, download, median, s3_client, size_text, timed
 
 # ----- 1. ZIP inspection -----
 ENTRIES = 40
@@ -92,65 +91,55 @@ class FileRangeReader:
             return handle.read(length)
 
 
-def bench_inspection(endpoint: str, sizes: list[int], repeats: int) -> list[dict[str, Any]]:
-    from loradrop.archive import ArchiveLimits, S3RangeReader, inspect_archive
+def _pngs(archive_path: Path) -> int:
+    with zipfile.ZipFile(archive_path) as archive:
+        return sum(i.filename.endswith(".png") for i in archive.infolist())
 
+
+def bench_inspection(endpoint: str, sizes: list[int], repeats: int) -> list[dict[str, Any]]:
     s3 = s3_client(endpoint)
     s3.create_bucket(Bucket="inspect")
-    limits = ArchiveLimits(max_archive_bytes=8 * GIB, max_uncompressed_bytes=8 * GIB, max_compression_ratio=10**6)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for size in sizes:
-            source = Path(scratch) / f"a-{size}.zip"
-            write_stored_zip(source, size)
-            actual = source.stat().st_size
-            local = []
-            for _ in range(repeats):
-                started = time.perf_counter()
-                inspect_archive(FileRangeReader(source), limits)
-                local.append(time.perf_counter() - started)
-            s3.upload_file(str(source), "inspect", source.name)
-            source.unlink()
-            # moto answers a range GET by reading the whole object: its time is the server's, not ours.
-            started = time.perf_counter()
-            s3.get_object(Bucket="inspect", Key=source.name, Range="bytes=0-0")["Body"].read()
-            one_byte = time.perf_counter() - started
-            ours, reads, requests = [], 0, 0
-            for _ in range(repeats):
-                started = time.perf_counter()
-                reader = S3RangeReader(s3, "inspect", source.name, actual)
-                report = inspect_archive(reader, limits)
-                ours.append(time.perf_counter() - started)
-                reads, requests = reader.bytes_read, reader.requests
-            assert report.images == ENTRIES
-            naive = []
-            naive_repeats = repeats if size <= 100 * MIB else 1
-            for _ in range(naive_repeats):
-                started = time.perf_counter()
-                target = Path(scratch) / "download.zip"
-                # One plain GET, streamed to disk (download_file's ranged GETs are slow on moto, see above).
-                body = s3.get_object(Bucket="inspect", Key=source.name)["Body"]
-                with target.open("wb") as handle:
-                    shutil.copyfileobj(body, handle, 8 * MIB)
-                with zipfile.ZipFile(target) as archive:
-                    images = [i for i in archive.infolist() if i.filename.endswith(".png")]
-                target.unlink()
-                naive.append(time.perf_counter() - started)
-            assert len(images) == ENTRIES
-            s3.delete_object(Bucket="inspect", Key=source.name)
-            rows.append(
-                {
-                    "size": actual,
-                    "bytes_read": reads,
-                    "requests": requests,
-                    "ours_s": median(ours),
-                    "local_s": median(local),
-                    "moto_one_byte_s": one_byte,
-                    "naive_s": median(naive),
-                    "naive_bytes": actual,
-                    "repeats": repeats,
-                    "naive_repeats": naive_repeats,
-                }
-            )
+            rows.append(_inspection_row(s3, Path(scratch), size, repeats))
             print(f"  inspection {size_text(size)}: {rows[-1]}", flush=True)
     return rows
+
+
+def _inspection_row(s3: Any, scratch: Path, size: int, repeats: int) -> dict[str, Any]:
+    from loradrop.archive import ArchiveLimits, S3RangeReader, inspect_archive
+
+    limits = ArchiveLimits(max_archive_bytes=8 * GIB, max_uncompressed_bytes=8 * GIB, max_compression_ratio=10**6)
+    source = scratch / f"a-{size}.zip"
+    write_stored_zip(source, size)
+    actual = source.stat().st_size
+    local, _ = timed(repeats, lambda: inspect_archive(FileRangeReader(source), limits))
+    s3.upload_file(str(source), "inspect", source.name)
+    source.unlink()
+    # moto answers a range GET by reading the whole object: its time is the server's, not ours.
+    started = time.perf_counter()
+    s3.get_object(Bucket="inspect", Key=source.name, Range="bytes=0-0")["Body"].read()
+    one_byte = time.perf_counter() - started
+    readers = [S3RangeReader(s3, "inspect", source.name, actual) for _ in range(repeats)]
+    unused = iter(readers)
+    ours, reports = timed(repeats, lambda: inspect_archive(next(unused), limits))
+    assert reports[-1].images == ENTRIES
+    target = scratch / "download.zip"
+    naive_repeats = repeats if size <= 100 * MIB else 1
+    naive, found = timed(naive_repeats, lambda: _pngs(download(s3, "inspect", source.name, target)))
+    target.unlink()
+    assert found == [ENTRIES] * naive_repeats
+    s3.delete_object(Bucket="inspect", Key=source.name)
+    return {
+        "size": actual,
+        "bytes_read": readers[-1].bytes_read,
+        "requests": readers[-1].requests,
+        "ours_s": median(ours),
+        "local_s": median(local),
+        "moto_one_byte_s": one_byte,
+        "naive_s": median(naive),
+        "naive_bytes": actual,
+        "repeats": repeats,
+        "naive_repeats": naive_repeats,
+    }

@@ -3,12 +3,13 @@ process's alone), and the constants every part of the benchmark shares."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,24 @@ PYTHON = sys.executable
 
 
 # ----- helpers -----
+def timed[T](times: int, action: Callable[[], T]) -> tuple[list[float], list[T]]:
+    """The seconds each of `times` runs of `action` took, and what each returned."""
+    seconds, results = [], []
+    for _ in range(times):
+        started = time.perf_counter()
+        results.append(action())
+        seconds.append(time.perf_counter() - started)
+    return seconds, results
+
+
+def download(s3: Any, bucket: str, key: str, target: Path) -> Path:
+    """One plain GET streamed to disk (download_file's ranged GETs are slow on moto: it reads the whole
+    object for each range)."""
+    with target.open("wb") as handle:
+        shutil.copyfileobj(s3.get_object(Bucket=bucket, Key=key)["Body"], handle, 8 * MIB)
+    return target
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
