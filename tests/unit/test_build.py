@@ -1,8 +1,12 @@
 """What `sam build` produces (make test builds before it tests): code and layer with their bytecode, for
-Lambda's arm64 Python 3.13. Without the bytecode every cold start compiles boto3 and the rest from source."""
+Lambda's arm64 Python 3.13. Without the bytecode every cold start compiles boto3 and the rest from source;
+the layer carries botocore's models for the services the code calls, no others."""
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,3 +48,57 @@ def test_each_function_ships_the_code_with_its_bytecode(function: str) -> None:
     )
     shipped = assert_compiled_unchecked(built)
     assert shipped == len(list((PROJECT_ROOT / "functions").glob("*/*.py")))
+
+
+def _listed_services() -> set[str]:
+    text = (PROJECT_ROOT / "layers/deps/aws-services.txt").read_text()
+    return {line.split("#")[0].strip() for line in text.splitlines()} - {""}
+
+
+def _services_the_code_calls() -> set[str]:
+    """Every `aws("…")` / `OnFirstUse("…")` in the functions, and Secrets Manager where Powertools fetches a
+    secret: the services whose botocore models the layer must keep."""
+    found = set()
+    for source in (PROJECT_ROOT / "functions").rglob("*.py"):
+        tree = ast.parse(source.read_text())
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", getattr(node.func, "attr", None))
+            if name in {"aws", "OnFirstUse", "client"} and node.args and isinstance(node.args[0], ast.Constant):
+                found.add(node.args[0].value)
+            if name == "get_secret":
+                found.add("secretsmanager")
+    return found
+
+
+def test_the_layer_keeps_botocore_models_for_every_service_the_code_calls() -> None:
+    assert _services_the_code_calls() == _listed_services() == {"dynamodb", "events", "s3", "secretsmanager", "sqs"}
+
+
+def test_the_built_layer_makes_clients_for_the_listed_services_and_no_others() -> None:
+    data = BUILD / "DependenciesLayer" / "python" / "botocore" / "data"
+    assert {p.name for p in data.iterdir() if p.is_dir()} == _listed_services()
+    script = (
+        "import botocore.session, botocore.exceptions\n"
+        "session = botocore.session.get_session()\n"
+        f"for service in {sorted(_listed_services())!r}:\n"
+        "    print(service, type(session.create_client(service, region_name='us-east-1')).__name__)\n"
+        "try:\n    session.create_client('lambda', region_name='us-east-1')\n"
+        "except botocore.exceptions.UnknownServiceError:\n    print('lambda unknown')\n"
+    )
+    run = subprocess.run(  # this interpreter; the built layer alone on its path (botocore is pure Python)
+        [sys.executable, "-S", "-c", script],
+        env={"PYTHONPATH": str(data.parent.parent), "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert run.stdout.splitlines() == [
+        "dynamodb DynamoDB",
+        "events EventBridge",
+        "s3 S3",
+        "secretsmanager SecretsManager",
+        "sqs SQS",
+        "lambda unknown",
+    ]
