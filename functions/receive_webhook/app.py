@@ -9,6 +9,12 @@ One route, so the HTTP API's payload 2.0 event is read here directly: Powertools
 
 from __future__ import annotations
 
+import gc
+
+# The imports make ~100k objects that live as long as the container (botocore's models, pydantic's
+# validators): collecting while they are made only re-scans them (docs/benchmarks.md, cold start).
+gc.disable()  # until the end of this module, which freezes what the imports made
+
 import base64
 import binascii
 import json
@@ -118,3 +124,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         # WaveSpeed retries unacknowledged webhooks, and the reconciler backs that up.
         logger.warning("WaveSpeed unavailable while handling a webhook", extra={"reason": err.message})
         return _answer(503, {"message": "WaveSpeed unavailable, retry later"})
+
+
+gc.freeze()  # init's objects stay for the container's life: no later collection scans them again
+gc.enable()
