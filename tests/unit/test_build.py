@@ -5,6 +5,7 @@ the layer carries botocore's models for the services the code calls, no others."
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -102,3 +103,56 @@ def test_the_built_layer_makes_clients_for_the_listed_services_and_no_others() -
         "sqs SQS",
         "lambda unknown",
     ]
+
+
+# One signed request per listed service and region, stopped before it is sent: where it would go and the
+# region and service it is signed for.
+SIGNED_REQUESTS = """
+import botocore, botocore.session
+class Stopped(Exception):
+    pass
+def stop(request, **_):
+    authorization = request.headers["Authorization"]  # bytes for some services
+    authorization = authorization.decode() if isinstance(authorization, bytes) else authorization
+    scope = authorization.split("Credential=")[1].split(",")[0].split("/")[2:4]
+    print(service, region, request.url.split("?")[0], *scope)
+    raise Stopped
+calls = {"s3": ("head_bucket", {"Bucket": "loradrop-weights"}), "dynamodb": ("list_tables", {}),
+         "sqs": ("list_queues", {}), "events": ("list_event_buses", {}), "secretsmanager": ("list_secrets", {})}
+print(botocore.__version__)
+session = botocore.session.get_session()
+for service, (operation, params) in sorted(calls.items()):
+    for region in ["us-east-1", "eu-central-1", "ap-southeast-2", "cn-north-1", "us-gov-west-1", "us-iso-east-1"]:
+        client = session.create_client(service, region_name=region)
+        client.meta.events.register("before-send", stop)
+        try:
+            getattr(client, operation)(**params)
+        except Stopped:
+            pass
+"""
+
+
+def test_the_pruned_layer_sends_and_signs_each_request_as_stock_botocore_does() -> None:
+    """endpoints.json in the layer keeps the listed services' entries alone: for those, nothing changes."""
+    layer = BUILD / "DependenciesLayer" / "python"
+    endpoints = json.loads((layer / "botocore" / "data" / "endpoints.json").read_text())
+    for partition in endpoints["partitions"]:
+        assert set(partition["services"]) <= _listed_services(), partition["partition"]
+    assert set(endpoints["partitions"][0]["services"]) == _listed_services()  # aws: all five
+
+    def requests(*python: str, path: str) -> list[str]:
+        env = {
+            "PYTHONPATH": path,
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "x",
+        }
+        run = subprocess.run([*python, "-c", SIGNED_REQUESTS], env=env, capture_output=True, text=True, check=True)
+        return run.stdout.splitlines()
+
+    pruned = requests(sys.executable, "-S", path=str(layer))  # the built layer alone on the path
+    stock = requests(sys.executable, path="")  # the dev environment's botocore: the same pin, unpruned
+    assert pruned[0] == stock[0], "the layer and the dev environment must pin the same botocore"
+    assert len(pruned) == 1 + 5 * 6
+    assert "s3 cn-north-1 https://loradrop-weights.s3.cn-north-1.amazonaws.com.cn/ cn-north-1 s3" in stock
+    assert pruned == stock
