@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     quick = args.quick
     data: dict[str, Any] = {
-        "cold_repeats": 5 if quick else 9,
+        "cold_repeats": 5 if quick else 15,
         "hook_jobs": 20 if quick else 100,
         "e2e_jobs": 3 if quick else 20,
         "e2e_size": 4 * MIB if quick else 100 * MIB,

@@ -190,6 +190,8 @@ def bench_cold_start(repeats: int) -> dict[str, Any]:
                     measure(f"{module}:before", _init(module, factory), before, bare_layer)
         rows: dict[str, Any] = {name: median(values) for name, values in samples.items()}
         rows["ratios"] = {name: median(values) for name, values in ratios.items()}
+        rows["ratio_range"] = {name: (min(values), max(values)) for name, values in ratios.items()}
+        rows["samples"] = samples  # every run's CPU seconds, in the order they ran, for anyone who doubts a median
         rows["before_ref"] = BEFORE_REF if before is not None else None
         rows["imports"] = {
             module: _heaviest_imports(_cold(_init(module, factory), now, importtime=True)[1])
