@@ -1,6 +1,6 @@
 """What `sam build` produces (make test builds before it tests): code and layer with their bytecode, for
 Lambda's arm64 Python 3.13. Without the bytecode every cold start compiles boto3 and the rest from source;
-the layer carries botocore's models for the services the code calls, no others."""
+the layer carries botocore's models and endpoints for the services the code calls, no others."""
 
 from __future__ import annotations
 
