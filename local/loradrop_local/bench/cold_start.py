@@ -109,10 +109,10 @@ def layer() -> Path:
     return _install(SHIPPED, inputs, make) / "python"
 
 
-def without_bytecode(scratch: Path) -> Path:
+def without_bytecode(scratch: Path, stock: Path) -> Path:
     """The layer as SAM's Python builder ships it: no .pyc files."""
     bare = scratch / "layer-without-bytecode"
-    shutil.copytree(stock_layer(), bare, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(stock, bare, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return bare
 
 
@@ -139,7 +139,7 @@ def code_before(scratch: Path) -> Path | None:
     return scratch / "before" / "functions"
 
 
-def _cold(code: str, functions: Path, packages: Path | None = None, *, importtime: bool = False) -> tuple[float, str]:
+def _cold(code: str, functions: Path, packages: Path, *, importtime: bool = False) -> tuple[float, str]:
     """The CPU time `code` takes in a fresh process: on this shared machine wall time swings by a third
     between runs with the scheduler; CPU time is what a Lambda's vCPU share has to spend."""
     script = f"import time\nt=time.process_time()\n{code}\nprint(time.process_time()-t)"
@@ -148,7 +148,7 @@ def _cold(code: str, functions: Path, packages: Path | None = None, *, importtim
         capture_output=True,
         text=True,
         check=True,
-        env=os.environ | COLD_ENV | {"PYTHONPATH": f"{packages or layer()}{os.pathsep}{functions}"},
+        env=os.environ | COLD_ENV | {"PYTHONPATH": f"{packages}{os.pathsep}{functions}"},
         cwd=functions,
     )
     return float(output.stdout.strip().splitlines()[-1]), output.stderr
@@ -169,19 +169,24 @@ def _heaviest_imports(stderr: str, top: int = 6) -> list[tuple[str, float]]:
 
 
 def bench_cold_start(repeats: int) -> dict[str, Any]:
+    stock, shipped = stock_layer(), layer()  # built (when their inputs changed) once, before any run
     with tempfile.TemporaryDirectory() as scratch:
-        now, before, bare_layer = code_now(Path(scratch)), code_before(Path(scratch)), without_bytecode(Path(scratch))
+        now, before, bare_layer = (
+            code_now(Path(scratch)),
+            code_before(Path(scratch)),
+            without_bytecode(Path(scratch), stock),
+        )
         samples: dict[str, list[float]] = {"baseline": []}
         ratios: dict[str, list[float]] = {}  # each run over the baseline run just before it
 
-        def measure(name: str, code: str, functions: Path, packages: Path | None = None) -> None:
+        def measure(name: str, code: str, functions: Path, packages: Path = shipped) -> None:
             seconds = _cold(code, functions, packages)[0]
             samples.setdefault(name, []).append(seconds)
             ratios.setdefault(name, []).append(seconds / samples["baseline"][-1])
 
         for _ in range(repeats):
             for module, factory in FACTORIES.items():
-                samples["baseline"].append(_cold(BASELINE, now, stock_layer())[0])
+                samples["baseline"].append(_cold(BASELINE, now, stock)[0])
                 if module == "submit_training":
                     measure("baseline:shipped", BASELINE, now)
                 measure(module, _init(module, factory), now)
@@ -194,11 +199,13 @@ def bench_cold_start(repeats: int) -> dict[str, Any]:
         rows["samples"] = samples  # every run's CPU seconds, in the order they ran, for anyone who doubts a median
         rows["before_ref"] = BEFORE_REF if before is not None else None
         rows["imports"] = {
-            module: _heaviest_imports(_cold(_init(module, factory), now, importtime=True)[1])
+            module: _heaviest_imports(_cold(_init(module, factory), now, shipped, importtime=True)[1])
             for module, factory in FACTORIES.items()
         }
         try:
-            tracer = [_cold("from aws_lambda_powertools import Tracer\nTracer()", now)[0] for _ in range(repeats)]
+            tracer = [
+                _cold("from aws_lambda_powertools import Tracer\nTracer()", now, shipped)[0] for _ in range(repeats)
+            ]
             rows["tracer"] = median(tracer)
         except subprocess.CalledProcessError:
             rows["tracer"] = None  # the X-Ray SDK is not in the layer
