@@ -16,5 +16,6 @@ Which module owns which rule:
 - `archive` (ZIP inspection by range reads), `egress` (where weights may come from), `signing`
   (webhook HMAC), `wavespeed` (the REST client), `credentials` (Secrets Manager), `events`
   (EventBridge), `queues` (SQS delays), `settings` (each function's environment, composed from
-  parts), `redaction` (no secrets in what leaves), `log_context` (job and task keys on log lines).
+  parts), `redaction` (no secrets in what leaves), `tls` (the one TLS context), `log_context` (job
+  and task keys on log lines).
 """

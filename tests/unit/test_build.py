@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import re
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +159,46 @@ def test_the_pruned_layer_sends_and_signs_each_request_as_stock_botocore_does() 
     assert len(pruned) == 1 + 5 * 6
     assert "s3 cn-north-1 https://loradrop-weights.s3.cn-north-1.amazonaws.com.cn/ cn-north-1 s3" in stock
     assert pruned == stock
+
+
+def test_the_layer_carries_certifis_roots_one_per_file_under_the_names_openssl_gives_them(tmp_path: Path) -> None:
+    """loradrop.tls verifies against certifi/hashed (hash_certificates.py): the bundle's roots, every one
+    and no other, each named as `openssl rehash` names it, so a handshake finds the one it needs."""
+    certifi = BUILD / "DependenciesLayer" / "python" / "certifi"
+    blocks = re.findall(
+        r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", (certifi / "cacert.pem").read_text(), re.DOTALL
+    )
+    roots = {ssl.PEM_cert_to_DER_cert(block) for block in blocks}
+    hashed = {path.name: ssl.PEM_cert_to_DER_cert(path.read_text()) for path in (certifi / "hashed").iterdir()}
+    assert len(roots) > 100
+    assert len(hashed) == len(roots)
+    assert set(hashed.values()) == roots
+    for number, root in enumerate(roots):
+        (tmp_path / f"{number}.pem").write_text(ssl.DER_cert_to_PEM_cert(root))
+    subprocess.run(["openssl", "rehash", str(tmp_path)], check=True)  # noqa: S607 - the machine's openssl
+    by_openssl = {
+        (link.name.split(".")[0], ssl.PEM_cert_to_DER_cert(link.read_text()))
+        for link in tmp_path.iterdir()
+        if link.is_symlink()
+    }
+    assert {(name.split(".")[0], root) for name, root in hashed.items()} == by_openssl  # .0, .1 aside
+
+
+def test_on_the_layer_the_tls_context_reads_no_root_before_a_handshake() -> None:
+    """The bundle costs ~17 ms to parse at init; the hashed directory costs nothing until a handshake. A
+    pip-installed certifi (the dev environment's) has no hashed directory: the context parses the bundle."""
+    script = (
+        "import ssl\nfrom loradrop.tls import tls_context\ncontext = tls_context()\n"
+        "print(len(context.get_ca_certs()), context.verify_mode == ssl.CERT_REQUIRED, context.check_hostname)"
+    )
+    path = f"{BUILD / 'DependenciesLayer' / 'python'}{os.pathsep}{BUILD / 'StoreWeightsFunction'}"
+    on_the_layer = subprocess.run(
+        [sys.executable, "-S", "-c", script], env={"PYTHONPATH": path}, capture_output=True, text=True, check=True
+    )
+    functions = {"PYTHONPATH": str(PROJECT_ROOT / "functions")}
+    in_development = subprocess.run(
+        [sys.executable, "-c", script], env=functions, capture_output=True, text=True, check=True
+    )
+    assert on_the_layer.stdout.split() == ["0", "True", "True"]
+    assert int(in_development.stdout.split()[0]) > 100
+    assert in_development.stdout.split()[1:] == ["True", "True"]
