@@ -35,7 +35,8 @@ FACTORIES = {
 }
 # What each handler's init cannot do without, with none of loradrop's code: the dependencies it imports
 # (boto3, pydantic with one model, Powertools' logger, metrics and parameters, httpx), with the collector
-# paused and their objects frozen as the handlers do, and the clients its init makes. The distance from
+# paused and their objects frozen as the handlers do, and the clients its init makes (the TLS context on the
+# layer's hashed roots, as loradrop.tls makes it). The distance from
 # this to the handler is what loradrop's own code costs.
 IMPORTS = (
     "import boto3, httpx\nfrom pydantic import BaseModel\nfrom aws_lambda_powertools import Logger, Metrics\n"
@@ -46,7 +47,7 @@ CLIENTS = {
     "submit_training": "boto3.client('s3'); boto3.client('dynamodb')",
     "receive_webhook": "boto3.client('dynamodb')",
     "store_weights": "boto3.client('s3'); boto3.client('dynamodb')\n"
-    "httpx.Client(verify=ssl.create_default_context(cafile=certifi.where()))",
+    "httpx.Client(verify=ssl.create_default_context(capath=certifi.where().replace('cacert.pem', 'hashed')))",
     "reconcile_jobs": "boto3.client('dynamodb')",
 }
 
@@ -105,7 +106,7 @@ def layer() -> Path:
     deps = ROOT / "layers" / "deps"
     make = ["make", "--quiet", "-C", str(deps), "build-DependenciesLayer", f"ARTIFACTS_DIR={SHIPPED}"]
     make += [f"PYTHON={PYTHON}", "PLATFORM="]  # this machine's wheels, not Lambda's arm64
-    inputs = [deps / name for name in ("requirements.txt", "aws-services.txt", "prune_botocore.py", "Makefile")]
+    inputs = sorted(deps.glob("*.py")) + [deps / name for name in ("requirements.txt", "aws-services.txt", "Makefile")]
     return _install(SHIPPED, inputs, make) / "python"
 
 
