@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import re
 import ssl
 import subprocess
 import sys
@@ -165,10 +164,7 @@ def test_the_layer_carries_certifis_roots_one_per_file_under_the_names_openssl_g
     """loradrop.tls verifies against certifi/hashed (hash_certificates.py): the bundle's roots, every one
     and no other, each named as `openssl rehash` names it, so a handshake finds the one it needs."""
     certifi = BUILD / "DependenciesLayer" / "python" / "certifi"
-    blocks = re.findall(
-        r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", (certifi / "cacert.pem").read_text(), re.DOTALL
-    )
-    roots = {ssl.PEM_cert_to_DER_cert(block) for block in blocks}
+    roots = set(ssl.create_default_context(cafile=certifi / "cacert.pem").get_ca_certs(binary_form=True))
     hashed = {path.name: ssl.PEM_cert_to_DER_cert(path.read_text()) for path in (certifi / "hashed").iterdir()}
     assert len(roots) > 100
     assert len(hashed) == len(roots)
