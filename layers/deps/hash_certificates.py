@@ -29,6 +29,7 @@ _TEXT = {
     0x1E: "utf-16-be",  # BMPString
 }
 _SPACE = b" \t\n\v\f\r"  # what OpenSSL's ossl_isspace counts
+_SPACE_RUN = re.compile(b"[" + re.escape(_SPACE) + b"]+")
 
 
 def _element(der: bytes, at: int) -> tuple[int, int, int]:
@@ -66,7 +67,7 @@ def _canonical_value(der: bytes, at: int) -> bytes:
     if tag not in _TEXT:
         return der[at:end]
     text = der[start:end].decode(_TEXT[tag]).encode("utf-8").strip(_SPACE)
-    return _encode(_UTF8_STRING, re.sub(rb"[ \t\n\v\f\r]+", b" ", text).lower())  # lower(): ASCII only
+    return _encode(_UTF8_STRING, _SPACE_RUN.sub(b" ", text).lower())  # lower(): ASCII only
 
 
 def subject_hash(certificate: bytes) -> str:
