@@ -11,15 +11,15 @@ from pathlib import Path
 
 import certifi
 
-# The dependencies layer also carries certifi's roots one per file, under their subject hash
-# (layers/deps/hash_certificates.py): OpenSSL then reads the one a handshake needs, where the bundle has
-# all ~120 parsed up front (~17 ms CPU at StoreWeights' init). A pip-installed certifi has the bundle alone.
-HASHED_ROOTS = Path(certifi.where()).with_name("hashed")
-
 
 @cache
 def tls_context() -> ssl.SSLContext:
     """Certificate and hostname checks on, against certifi's roots."""
-    if HASHED_ROOTS.is_dir():
-        return ssl.create_default_context(capath=HASHED_ROOTS)
-    return ssl.create_default_context(cafile=certifi.where())
+    bundle = Path(certifi.where())
+    # The dependencies layer also carries the roots one per file, under their subject hash
+    # (layers/deps/hash_certificates.py): OpenSSL then reads the one a handshake needs, where the bundle has
+    # all ~120 parsed up front (~17 ms CPU at StoreWeights' init). A pip-installed certifi has the bundle alone.
+    hashed = bundle.with_name("hashed")
+    if hashed.is_dir():
+        return ssl.create_default_context(capath=hashed)
+    return ssl.create_default_context(cafile=bundle)

@@ -85,8 +85,8 @@ def subject_hash(certificate: bytes) -> str:
     return f"{int.from_bytes(hashlib.sha1(canonical).digest()[:4], 'little'):08x}"  # noqa: S324 - OpenSSL's name hash
 
 
-def write_hashed_directory(bundle: Path, directory: Path) -> int:
-    """Writes each distinct certificate of `bundle` into `directory`; returns how many it wrote."""
+def write_hashed_directory(bundle: Path, directory: Path) -> None:
+    """Writes each distinct certificate of `bundle` into `directory`."""
     blocks = re.findall(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", bundle.read_text(), re.DOTALL)
     certificates = list(dict.fromkeys(ssl.PEM_cert_to_DER_cert(block) for block in blocks))
     if not certificates:
@@ -97,7 +97,6 @@ def write_hashed_directory(bundle: Path, directory: Path) -> int:
         name = subject_hash(certificate)
         serial = taken[name] = taken.get(name, -1) + 1  # roots that share a subject (or its hash): .0, .1, …
         (directory / f"{name}.{serial}").write_text(ssl.DER_cert_to_PEM_cert(certificate))
-    return len(certificates)
 
 
 if __name__ == "__main__":
