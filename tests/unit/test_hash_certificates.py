@@ -140,9 +140,16 @@ def https_server(
     httpd.server_close()
 
 
+def _run_script(tmp_path: Path, bundle: bytes) -> subprocess.CompletedProcess[str]:
+    """hash_certificates.py as the layer's Makefile runs it: `bundle` in, tmp_path/hashed out."""
+    (tmp_path / "bundle.pem").write_bytes(bundle)
+    command = [sys.executable, SCRIPT, tmp_path / "bundle.pem", tmp_path / "hashed"]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
 def _hashed(tmp_path: Path, *roots: bytes) -> Path:
-    (tmp_path / "bundle.pem").write_bytes(b"".join(roots))
-    subprocess.run([sys.executable, SCRIPT, tmp_path / "bundle.pem", tmp_path / "hashed"], check=True)
+    result = _run_script(tmp_path, b"".join(roots))
+    assert result.returncode == 0, result.stderr
     return tmp_path / "hashed"
 
 
@@ -173,12 +180,6 @@ def test_without_its_root_the_handshake_fails(https_server: tuple[str, bytes], t
 
 
 def test_a_bundle_without_certificates_stops_the_build(tmp_path: Path) -> None:
-    (tmp_path / "bundle.pem").write_text("not a certificate\n")
-    result = subprocess.run(
-        [sys.executable, SCRIPT, tmp_path / "bundle.pem", tmp_path / "hashed"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = _run_script(tmp_path, b"not a certificate\n")
     assert result.returncode == 1
     assert "holds no certificate" in result.stderr

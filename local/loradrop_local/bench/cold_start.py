@@ -36,8 +36,8 @@ FACTORIES = {
 # What each handler's init cannot do without, with none of loradrop's code: the dependencies it imports
 # (boto3, pydantic with one model, Powertools' logger, metrics and parameters, httpx), with the collector
 # paused and their objects frozen as the handlers do, and the clients its init makes (the TLS context on the
-# layer's hashed roots, as loradrop.tls makes it). The distance from
-# this to the handler is what loradrop's own code costs.
+# layer's hashed roots, as loradrop.tls makes it). The distance from this to the handler is what loradrop's
+# own code costs.
 IMPORTS = (
     "import boto3, httpx\nfrom pydantic import BaseModel\nfrom aws_lambda_powertools import Logger, Metrics\n"
     "from aws_lambda_powertools.utilities import parameters\nclass Model(BaseModel):\n    x: int\nLogger(); Metrics()\n"
