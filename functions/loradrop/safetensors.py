@@ -62,7 +62,7 @@ class HeaderReader:
     def _parse(self, raw: bytes) -> None:
         try:
             header = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nesting too deep to parse
             self.problem = "not a safetensors file (its header is not JSON)"
             return
         if not isinstance(header, dict):
@@ -72,15 +72,14 @@ class HeaderReader:
         dtypes: Counter[str] = Counter()
         parameters = 0
         for name, tensor in header.items():
-            try:
-                dtype, shape, (start, end) = tensor["dtype"], tensor["shape"], tensor["data_offsets"]
-                count = math.prod(int(side) for side in shape)
-            except (KeyError, TypeError, ValueError):
+            parsed = _tensor(tensor)
+            if parsed is None:
                 self.problem = f"not a safetensors file (tensor {str(name)[:60]!r} is malformed)"
                 return
-            dtypes[str(dtype)] += 1
+            dtype, count, end = parsed
+            dtypes[dtype] += 1
             parameters += count
-            self._data_end = max(self._data_end, int(end), int(start))
+            self._data_end = max(self._data_end, end)
         self.summary = {
             "valid": True,
             "tensors": len(header),
@@ -93,3 +92,18 @@ class HeaderReader:
                 str(key)[:_METADATA_TEXT]: str(value)[:_METADATA_TEXT]
                 for key, value in list(metadata.items())[:_METADATA_ITEMS]
             }
+
+
+def _tensor(entry: Any) -> tuple[str, int, int] | None:
+    """A tensor entry's dtype, element count and end offset; None if any field is not what the format says
+    (the header is the user's paid output's, read only to describe it: nothing in it may raise)."""
+    if not isinstance(entry, dict):
+        return None
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if not isinstance(dtype, str) or not isinstance(shape, list) or not isinstance(offsets, list):
+        return None
+    whole = [value for value in [*shape, *offsets] if isinstance(value, int) and not isinstance(value, bool)]
+    if len(offsets) != 2 or len(whole) != len(shape) + 2 or min(whole, default=0) < 0:
+        return None
+    start, end = offsets
+    return (dtype, math.prod(shape), end) if start <= end else None

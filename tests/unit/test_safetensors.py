@@ -72,6 +72,41 @@ def test_what_is_not_a_safetensors_file_says_why(data: bytes, problem: str) -> N
     assert problem in str(summary["problem"])
 
 
+def header_of(tensor: object) -> bytes:
+    raw = json.dumps({"t": tensor}).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + bytes(64)
+
+
+@pytest.mark.parametrize(
+    "tensor",
+    [
+        {"dtype": "F16", "shape": [2, 2], "data_offsets": [[0], [8]]},
+        {"dtype": "F16", "shape": [2, 2], "data_offsets": [0, 1e400]},
+        {"dtype": "F16", "shape": [2, 2], "data_offsets": [0, "8"]},
+        {"dtype": "F16", "shape": [2, 2], "data_offsets": [8, 0]},
+        {"dtype": "F16", "shape": [2, 2], "data_offsets": [0, 8, 16]},
+        {"dtype": "F16", "shape": [2, -2], "data_offsets": [0, 8]},
+        {"dtype": "F16", "shape": [1e400], "data_offsets": [0, 8]},
+        {"dtype": "F16", "shape": {"a": 1}, "data_offsets": [0, 8]},
+        {"dtype": "F16", "shape": [True], "data_offsets": [0, 8]},
+        {"dtype": ["F16"], "shape": [2], "data_offsets": [0, 4]},
+        {"dtype": "F16", "shape": 4, "data_offsets": {"start": 0}},
+        "F16",
+        None,
+    ],
+)
+def test_a_header_that_is_json_but_malformed_in_any_field_is_a_problem_never_an_exception(tensor: object) -> None:
+    summary = read(header_of(tensor), 5)
+    assert summary == {"valid": False, "problem": "not a safetensors file (tensor 't' is malformed)"}
+
+
+def test_a_header_nested_too_deep_to_parse_is_a_problem_never_an_exception() -> None:
+    raw = b"[" * 200_000
+    summary = read(struct.pack("<Q", len(raw)) + raw, 1 << 16)
+    assert summary == {"valid": False, "problem": "not a safetensors file (its header is not JSON)"}
+
+
 def test_the_header_is_known_from_the_first_bytes_and_the_data_passes_by() -> None:
     reader = HeaderReader()
     data = safetensors_file({"big": ("U8", [4 * 1024 * 1024])})
