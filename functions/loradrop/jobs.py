@@ -17,8 +17,8 @@ from loradrop.models import JobStatus, check_move
 from loradrop.redaction import redact
 
 # A job's history grows with every reconciler touch; DynamoDB items stop at 400 KB. Past the limit
-# the middle is dropped (the first entry, the latest ones and every entry naming a task are kept)
-# and counted in `history_omitted`.
+# notes in the middle are dropped (the first entry, the latest ones, every move between states and every
+# entry naming a task are kept) and counted in `history_omitted`.
 HISTORY_LIMIT = 50
 HISTORY_KEEP_LATEST = 30
 # What an event carries: EventBridge stops at 256 KB per entry; details stay far below.
@@ -90,8 +90,9 @@ class Job(BaseModel):
     store_lease_owner: str | None = None
 
     def entered(self, status: JobStatus) -> str | None:
-        """When the job last moved into `status` (a retried job's latest attempt is the one that counts)."""
-        times = [str(entry["at"]) for entry in self.history if entry.get("status") == status.value and "at" in entry]
+        """When the job last moved into `status` from another state (a retried job's latest attempt is the one
+        that counts; notes written within the state, such as a re-queue, are not moves)."""
+        times = [str(entry["at"]) for entry in _moves(self.history) if entry.get("status") == status.value]
         return times[-1] if times else None
 
     def last_note(self, prefix: str) -> str | None:
@@ -140,6 +141,17 @@ class Job(BaseModel):
         """Every WaveSpeed task this job has had (earlier attempts' ids live in its history)."""
         ids = {str(entry["prediction_id"]) for entry in self.history if entry.get("prediction_id")}
         return ids | ({self.prediction_id} if self.prediction_id else set())
+
+
+def _moves(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries that changed the job's state (the first one, and each whose status differs from the one
+    before it); trimming keeps every one of them, so they are always all there."""
+    moves, before = [], None
+    for entry in history:
+        if entry.get("status") != before and "at" in entry:
+            moves.append(entry)
+        before = entry.get("status")
+    return moves
 
 
 _INTERNAL = {"submit_url_sha256", "store_lease_until", "store_lease_owner"}
@@ -313,9 +325,15 @@ class JobStore:
         return self._trim_history(job) if len(job.history) > HISTORY_LIMIT else job
 
     def _trim_history(self, job: Job) -> Job:
-        """Drop the middle of a long history (never the first entry, the latest, or one naming a task)."""
+        """Drop notes from the middle of a long history: never the first entry, the latest, a move between
+        states (when the job entered a state is read from them) or an entry naming a task."""
         latest_from = len(job.history) - HISTORY_KEEP_LATEST
-        drop = [i for i in range(1, latest_from) if not job.history[i].get("prediction_id")]
+        kept = {id(entry) for entry in _moves(job.history)}
+        drop = [
+            i
+            for i, entry in enumerate(job.history[:latest_from])
+            if i > 0 and not entry.get("prediction_id") and id(entry) not in kept
+        ]
         if not drop:
             return job
         try:

@@ -63,8 +63,12 @@ WAITING_ON_WAVESPEED = (JobStatus.SUBMITTED, JobStatus.TRAINING, JobStatus.STORI
 # Failures a person may retry (`loradrop retry`, or a store-DLQ redrive): "store" copies the weights
 # again from the same task while WaveSpeed keeps them (about 7 days); "submit" starts a new, paid task.
 # Anything else needs a new upload (fix the input) or a look at WaveSpeed first (SUBMIT_UNSETTLED).
-STORE_RETRYABLE = frozenset({"STORE_FAILED", "STORE_TIMEOUT", "OUTPUT_TOO_LARGE"})
-SUBMIT_RETRYABLE = frozenset({"1402", "TIMEOUT", "CANCELLED", "DELETED", "NO_OUTPUT", "TASK_GONE", "SUBMIT_FAILED"})
+# Every failure whose message tells the user to run `loradrop retry` is in one of these (a test reads the
+# messages in the code and holds them to it).
+STORE_RETRYABLE = frozenset({"STORE_FAILED", "STORE_TIMEOUT", "OUTPUT_TOO_LARGE", "OUTPUT_REFUSED"})
+SUBMIT_RETRYABLE = frozenset(
+    {"1402", "TIMEOUT", "CANCELLED", "DELETED", "NO_OUTPUT", "TASK_GONE", "SUBMIT_FAILED", "NOT_SUBMITTED"}
+)
 
 
 def retry_kind(error_code: str | None) -> Literal["store", "submit"] | None:
@@ -265,7 +269,7 @@ FAILURE_HINTS = {
     1200: "an image was flagged by content moderation: remove it and upload again",
     1400: "a required parameter was missing: check the upload's metadata",
     1401: "a parameter was invalid: check the upload's metadata",
-    1402: "WaveSpeed could not download the ZIP (the link may have expired): upload it again",
+    1402: "WaveSpeed could not download the ZIP (its link may have expired): `loradrop retry JOB_ID` sends a new link",
 }
 
 

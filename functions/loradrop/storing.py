@@ -168,7 +168,13 @@ class Storer:
             card_uri, problems = self._write_card(job, prediction, stored)
         except DisallowedOutput as err:
             host = urlsplit(url or "").hostname if url else "?"
-            return self._end(job, "OUTPUT_REFUSED", f"refused to download the weights from {host}: {err}"), "failed"
+            return self._end(
+                job,
+                "OUTPUT_REFUSED",
+                f"refused to download the weights from {host}: {err}. If WaveSpeed serves its outputs from a new "
+                f"host, add it to the stack's OutputHosts, then `loradrop retry {job_id}` while WaveSpeed keeps the "
+                "output (about 7 days)",
+            ), "failed"
         except OutputTooLarge as err:
             return self._end(
                 job,

@@ -146,9 +146,12 @@ class Submitter:
         return self.submit(job)
 
     def retry(self, job_id: str) -> Job | None:
-        """A person's retry (`loradrop retry`) of a job that failed for a reason worth retrying."""
+        """A person's retry (`loradrop retry`) of a job that failed for a reason worth retrying. A retry message
+        that finds the job back in RECEIVED (its first try met a 429, or crashed after reopening it) carries on."""
         about_job(job_id)
         job = self._jobs.get(job_id)
+        if job is not None and job.status is JobStatus.RECEIVED:
+            return self.submit(job)
         if job is None or job.status is not JobStatus.FAILED or retry_kind(job.error_code) != "submit":
             logger.info("retry request ignored", extra={"status": job.status.value if job else None})
             return job

@@ -342,9 +342,10 @@ class Reconciler:
 
     def _requeue_received(self, job: Job, now: datetime) -> str:
         """A RECEIVED job nobody has touched for a while: its intake message was lost (or ended in the
-        DLQ). Queue it again, or end it once it has waited longer than the settle deadline."""
+        DLQ). Queue it again, or end it once it has waited longer than the settle deadline since it entered
+        RECEIVED (a job retried days after its upload has the whole deadline again)."""
         deadline = timedelta(seconds=self._settings.settle_deadline_seconds)
-        if now - parse_iso(job.created_at) > deadline:
+        if now - parse_iso(job.entered(JobStatus.RECEIVED) or job.created_at) > deadline:
             return self._fail(
                 job,
                 "NOT_SUBMITTED",

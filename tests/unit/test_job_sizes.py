@@ -37,19 +37,25 @@ def new_job(store: JobStore) -> Job:
     return job
 
 
-def test_history_keeps_its_first_entry_every_task_and_the_latest_and_counts_the_rest(jobs: JobStore) -> None:
+def test_history_keeps_its_first_entry_every_move_every_task_and_the_latest_and_counts_the_rest(
+    jobs: JobStore,
+) -> None:
     job = new_job(jobs)
     jobs.transition(job.job_id, {JobStatus.RECEIVED}, JobStatus.SUBMITTING)
     jobs.transition(job.job_id, {JobStatus.SUBMITTING}, JobStatus.SUBMITTED, fields={"prediction_id": "task-1"})
-    jobs.transition(job.job_id, {JobStatus.SUBMITTED}, JobStatus.STORING)
+    storing = jobs.transition(job.job_id, {JobStatus.SUBMITTED}, JobStatus.STORING)
     for i in range(120):  # a job the reconciler touched for days
         jobs.transition(job.job_id, {JobStatus.STORING}, JobStatus.STORING, note=f"touch {i} " + "x" * 200)
     stored = jobs.get(job.job_id)
     assert stored is not None
+    assert storing is not None
     assert len(stored.history) <= HISTORY_LIMIT
-    assert stored.history[0]["status"] == "RECEIVED"
-    assert [e for e in stored.history if e.get("prediction_id")] == [stored.history[1]]
-    assert stored.history[1]["prediction_id"] == "task-1"
+    assert [e["status"] for e in stored.history[:4]] == ["RECEIVED", "SUBMITTING", "SUBMITTED", "STORING"]
+    assert "note" not in stored.history[3]
+    assert [e for e in stored.history if e.get("prediction_id")] == [stored.history[2]]
+    assert stored.history[2]["prediction_id"] == "task-1"
+    # when the job entered STORING is still known, after 120 notes within the state
+    assert stored.entered(JobStatus.STORING) == storing.updated_at
     assert stored.history[-1]["note"].startswith("touch 119 ")
     assert [e["note"][:9] for e in stored.history[-HISTORY_KEEP_LATEST:]][-3:] == [
         "touch 117",

@@ -237,3 +237,32 @@ def test_a_persons_retry_of_a_lost_submission_starts_the_count_again(world: dict
     assert retried is not None
     assert (retried.status, retried.prediction_id, retried.attempts) == (JobStatus.SUBMITTED, "fresh-task", 1)
     assert retried.lost_submissions == 0
+
+
+def test_a_received_job_has_the_whole_deadline_from_when_it_entered_received(world: dict[str, Any]) -> None:
+    # Given a job uploaded three days ago, failed, and retried by a person 40 minutes ago (back in RECEIVED)
+    now = datetime.now(UTC)  # the store stamps its writes with the real clock
+    uploaded = now - timedelta(days=3)
+    retried = now - timedelta(minutes=40)
+    job = Job(
+        job_id="old-000000000009",
+        status=JobStatus.RECEIVED,
+        source_bucket="uploads",
+        source_key="uploads/old.zip",
+        created_at=iso(uploaded),
+        updated_at=iso(retried),
+        history=[
+            {"status": "RECEIVED", "at": iso(uploaded)},
+            {"status": "SUBMITTING", "at": iso(uploaded)},
+            {"status": "FAILED", "at": iso(uploaded + timedelta(hours=1))},
+            {"status": "RECEIVED", "at": iso(retried), "note": "retried by request after [5003]"},
+            {"status": "RECEIVED", "at": iso(retried + timedelta(minutes=1)), "note": "not submitted, will retry"},
+        ],
+    )
+    world["jobs"].claim(job)
+    # When the reconciler finds it waiting
+    assert world["reconciler"].run(now=now) == {"resubmission re-queued": 1}
+    # Then it is queued again, not ended for its upload's age; a day after the retry it ends NOT_SUBMITTED
+    assert world["jobs"].get(job.job_id).status is JobStatus.RECEIVED
+    assert world["reconciler"].run(now=retried + timedelta(days=1, minutes=1)) == {"failed": 1}
+    assert world["jobs"].get(job.job_id).error_code == "NOT_SUBMITTED"

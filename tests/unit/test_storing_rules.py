@@ -222,3 +222,27 @@ def test_weights_that_are_no_safetensors_file_complete_with_a_warning(world: dic
     assert any(w.startswith("the weights file is not a safetensors file") for w in job.warnings)
     card = json.loads(world["s3"].get_object(Bucket="weights", Key="loras/ana-1/model-card.json")["Body"].read())
     assert card["weights"]["safetensors"]["valid"] is False
+
+
+def test_a_refused_host_is_copied_once_the_stack_allows_it(world: dict[str, Any]) -> None:
+    # Given WaveSpeed moved its outputs to a host the stack does not allow yet
+    job_in(world["jobs"], JobStatus.STORING)
+    world["ws"].outputs = [OUTPUT.replace(CDN, "https://new-cdn.test")]
+    job, _ = store(world)
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "OUTPUT_REFUSED")
+    assert "OutputHosts" in job.error
+    assert "loradrop retry ana-1" in job.error
+    # When the host is added to OutputHosts (a redeploy) and the job retried (its store message again)
+    settings = world["storer"]._settings.model_copy(update={"output_hosts": f"{CDN},https://new-cdn.test"})
+    world["storer"] = Storer(
+        jobs=world["jobs"],
+        s3=world["s3"],
+        http=httpx.Client(transport=httpx.MockTransport(world["cdn"])),
+        events=EventPublisher(boto3.client("events", region_name="us-east-1"), "default"),
+        wavespeed=lambda: world["ws"],
+        settings=settings,
+    )
+    job, _ = store(world)
+    # Then the same task's weights are copied: no new task
+    assert (job.status, job.prediction_id) == (JobStatus.COMPLETED, TASK)
+    assert world["s3"].get_object(Bucket="weights", Key=KEY)["ContentLength"] == len(WEIGHTS)

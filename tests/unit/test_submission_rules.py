@@ -191,3 +191,21 @@ def test_a_healthy_dataset_passes_the_strict_policy(world: dict[str, Any]) -> No
     assert job.warnings == []
     assert job.dataset is not None
     assert job.dataset["smallest"] == "640x640"
+
+
+def test_a_retry_that_met_a_429_carries_on_when_its_message_comes_back(world: dict[str, Any]) -> None:
+    # Given a job that ended FAILED with a retryable WaveSpeed code
+    ref = upload(world, training_zip())
+    world["ws"].answer = RequestRejected("unavailable", status=400, code=5003)
+    failed = world["submitter"].accept_upload(ref)
+    assert (failed.status, failed.error_code) == (JobStatus.FAILED, "5003")
+    # When a person retries it and WaveSpeed answers 429: the job is back in RECEIVED, the message redelivered
+    world["ws"].answer = RateLimited("429", status=429)
+    with pytest.raises(RetryLater):
+        world["submitter"].retry(ref.job_id)
+    assert world["jobs"].get(ref.job_id).status is JobStatus.RECEIVED
+    world["ws"].answer = Prediction(id="task-2", model="m", status="created")
+    retried = world["submitter"].retry(ref.job_id)
+    # Then the redelivered retry submits it instead of being dropped
+    assert (retried.status, retried.prediction_id, retried.attempts) == (JobStatus.SUBMITTED, "task-2", 1)
+    assert len(world["ws"].posts) == 3

@@ -1,0 +1,62 @@
+"""Every failure that tells the user to run `loradrop retry` can be retried, and says which kind of retry."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from loradrop.models import Prediction, describe_failure, retry_kind
+
+DOMAIN = Path(__file__).resolve().parents[2] / "functions" / "loradrop"
+CODE = re.compile(r"^[A-Z][A-Z_]+$")
+
+
+def _text(node: ast.expr) -> str:
+    """A string literal or f-string's literal parts."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(_text(part) for part in node.values if isinstance(part, ast.Constant))
+    return ""
+
+
+def codes_whose_message_says_retry() -> set[str]:
+    """Error codes passed beside a message that mentions `loradrop retry`, in any call of the domain package
+    (end_job, a use case's _fail/_end, ...)."""
+    found = set()
+    for module in DOMAIN.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            args = [*node.args, *(keyword.value for keyword in node.keywords)]
+            if any("loradrop retry" in _text(arg) for arg in args):
+                found |= {arg.value for arg in args if isinstance(arg, ast.Constant) and CODE.match(str(arg.value))}
+    return found
+
+
+def test_the_scan_finds_the_messages_it_is_about() -> None:
+    assert {"NOT_SUBMITTED", "TASK_GONE", "SUBMIT_FAILED", "STORE_FAILED", "STORE_TIMEOUT"} <= (
+        codes_whose_message_says_retry()
+    )
+
+
+@pytest.mark.parametrize("code", sorted(codes_whose_message_says_retry()))
+def test_every_failure_that_says_retry_can_be_retried(code: str) -> None:
+    assert retry_kind(code) is not None
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [("failed", 5003), ("failed", 5000), ("failed", 1402), ("timeout", None), ("cancelled", None), ("deleted", None)],
+)
+def test_every_wavespeed_failure_whose_hint_says_retry_can_be_retried(status: str, code: int | None) -> None:
+    prediction = Prediction(id="t", status=status, code=code)
+    assert "loradrop retry" in describe_failure(prediction)
+    assert retry_kind(str(code) if code is not None else status.upper()) == "submit"
+
+
+def test_a_refused_output_host_is_retried_as_a_copy_once_the_hosts_are_fixed() -> None:
+    assert retry_kind("OUTPUT_REFUSED") == "store"
