@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from aws_lambda_powertools.utilities import parameters
 
+from loradrop.deadline import Deadline
+
 
 class CredentialsError(RuntimeError):
     """The secret is missing or does not hold an API key (a deployment problem)."""
@@ -38,7 +40,7 @@ class WebhookSecretSource:
     def __init__(
         self,
         credentials: Callable[[bool], WaveSpeedCredentials],
-        fetch_from_wavespeed: Callable[[], str],
+        fetch_from_wavespeed: Callable[[Deadline | None], str],
         *,
         min_refresh_interval: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
@@ -50,23 +52,23 @@ class WebhookSecretSource:
         self._cached: str | None = None
         self._refreshed_at: float | None = None
 
-    def get(self) -> str:
+    def get(self, deadline: Deadline | None = None) -> str:
         if self._cached is None:
-            self._cached = self._load(force=False)
+            self._cached = self._load(False, deadline)
         return self._cached
 
-    def refresh(self) -> str | None:
+    def refresh(self, deadline: Deadline | None = None) -> str | None:
         """A fresh secret, or None when the last refresh was too recent."""
         now = self._clock()
         if self._refreshed_at is not None and now - self._refreshed_at < self._interval:
             return None
         self._refreshed_at = now
-        fresh = self._load(force=True)
+        fresh = self._load(True, deadline)
         if fresh == self._cached:
             return None
         self._cached = fresh
         return fresh
 
-    def _load(self, force: bool) -> str:
+    def _load(self, force: bool, deadline: Deadline | None) -> str:
         configured = self._credentials(force).webhook_secret
-        return configured if configured else self._fetch()
+        return configured if configured else self._fetch(deadline)

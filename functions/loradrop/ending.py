@@ -29,9 +29,11 @@ def end_job(  # noqa: PLR0913, PLR0917 - a job ends with its store, publisher, i
     attempts: int = 0,
     remove: Collection[str] = (),
     fields: dict[str, Any] | None = None,
+    guard: str | None = None,
+    guard_values: dict[str, Any] | None = None,
 ) -> Job | None:
     """Move a job to FAILED or REJECTED with a reason (and `fields` worth keeping, such as what an
-    inspection found) and announce it; None if it had moved on."""
+    inspection found) and announce it; None if it had moved on (or `guard` did not hold)."""
     reason = redact(reason)  # it may quote WaveSpeed, which may quote our presigned link
     logger.info("job ended", extra={"status": status.value, "error_code": code, "reason": reason})
     metrics.add_metric(name=f"Jobs{status.value.title()}", unit=MetricUnit.Count, value=1)
@@ -42,6 +44,8 @@ def end_job(  # noqa: PLR0913, PLR0917 - a job ends with its store, publisher, i
         fields=(fields or {}) | {"error_code": code, "error": reason},
         attempts=attempts,
         remove=remove,
+        guard=guard,
+        guard_values=guard_values,
     )
     if ended is not None:
         events.publish(ended)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from loradrop.models import JobStatus, check_move
 from loradrop.redaction import redact
@@ -49,6 +49,32 @@ def job_id_for(bucket: str, key: str, version: str | None, etag: str | None) -> 
 
 # The history note a failed copy attempt leaves (StoreWeights writes it, the reconciler quotes it).
 COPY_FAILED_NOTE = "copy attempt failed"
+# A copy runs until its lease ends: nothing may end or re-queue a STORING job before then.
+LEASE_FREE = "attribute_not_exists(store_lease_until) OR store_lease_until < :now"
+
+
+class SettleProgress(BaseModel):
+    """How far settling an uncertain submission got, kept on the job between reconciler runs (a cursor,
+    not a list: an item stops at 400 KB, a busy account's window holds thousands of tasks).
+
+    WaveSpeed's history for the POST's window is read in full each run and its tasks put in order, nearest
+    the POST's start first; `cursor` is the last one checked in that order, and `checked_digest` the SHA-256
+    of the ids up to it, so a task that shows up behind the cursor later (a lagging history) starts the
+    check over instead of being skipped."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    link: str  # the attempt this belongs to (its link digest): progress of an earlier attempt is void
+    cursor: str | None = None
+    checked_digest: str | None = None
+    checked: int = 0  # tasks checked up to the cursor
+    unknown: int = 0  # of those, tasks whose upload WaveSpeed does not name
+    unknown_ids: list[str] = Field(default_factory=list)  # the first few of them, for the message
+    # The first complete read, past the grace, in which no task was this attempt's, and the SHA-256 of
+    # its task ids: absence is concluded only when a read at least a few minutes later finds the same.
+    absent_since: str | None = None
+    absent_digest: str | None = None
+    requests: int = 0  # WaveSpeed requests spent settling this attempt (history pages and GETs)
 
 
 class Job(BaseModel):
@@ -85,6 +111,12 @@ class Job(BaseModel):
     submit_started_at: str | None = None
     submit_url_sha256: str | None = None
     lost_submissions: int = 0  # POSTs WaveSpeed's history proved created nothing
+    settling: SettleProgress | None = None  # an uncertain submission being settled (SUBMITTING only)
+    # Tasks of this job's earlier attempts that turned up after the attempt was given up (WaveSpeed's
+    # signed word names their upload link): paid for, so counted in `attempts` and alarmed (StrayTasks).
+    stray_tasks: list[str] = Field(default_factory=list)
+    task_missing_since: str | None = None  # WaveSpeed first said it does not know the job's task
+    checked_at: str | None = None  # the reconciler last looked at the job and left it as it was
     store_requeues: int = 0  # copies the reconciler restarted
     store_lease_until: str | None = None  # a copy is running until then (its invocation's end)
     store_lease_owner: str | None = None
@@ -103,6 +135,9 @@ class Job(BaseModel):
     def public(self) -> dict[str, Any]:
         """JSON-ready fields for users and events (DynamoDB's Decimals become plain numbers)."""
         plain: dict[str, Any] = _plain(self.model_dump(mode="python", exclude_none=True, exclude=_INTERNAL))
+        plain["history"] = [{k: v for k, v in entry.items() if k != "link"} for entry in plain.get("history", [])]
+        if not plain["stray_tasks"]:
+            del plain["stray_tasks"]
         return plain
 
     def event_detail(self) -> dict[str, Any]:
@@ -140,7 +175,16 @@ class Job(BaseModel):
     def task_ids(self) -> set[str]:
         """Every WaveSpeed task this job has had (earlier attempts' ids live in its history)."""
         ids = {str(entry["prediction_id"]) for entry in self.history if entry.get("prediction_id")}
-        return ids | ({self.prediction_id} if self.prediction_id else set())
+        return ids | set(self.stray_tasks) | ({self.prediction_id} if self.prediction_id else set())
+
+    def attempt_links(self) -> list[str]:
+        """The link digest of every attempt, oldest first (each SUBMITTING move records its own)."""
+        return [str(entry["link"]) for entry in self.history if entry.get("link")]
+
+    def settle_progress(self) -> SettleProgress:
+        """Settling progress of the current attempt (a fresh one if what is stored belongs to another)."""
+        link = self.submit_url_sha256 or ""
+        return self.settling if self.settling is not None and self.settling.link == link else SettleProgress(link=link)
 
 
 def _moves(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -154,7 +198,7 @@ def _moves(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return moves
 
 
-_INTERNAL = {"submit_url_sha256", "store_lease_until", "store_lease_owner"}
+_INTERNAL = {"submit_url_sha256", "store_lease_until", "store_lease_owner", "settling"}
 
 
 def _plain_text(text: str, limit: int) -> str:
@@ -220,9 +264,13 @@ def _is_condition_failure(err: ClientError) -> bool:
 
 
 class JobStore:
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: Any, table: str, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._db = client
         self._table = table
+        self._clock = clock  # what every write is stamped with (tests pass theirs)
+
+    def _now(self) -> str:
+        return iso(self._clock())
 
     def get(self, job_id: str) -> Job | None:
         answer = self._db.get_item(TableName=self._table, Key=_serialize({"job_id": job_id}), ConsistentRead=True)
@@ -272,7 +320,7 @@ class JobStore:
         models.ALLOWED_MOVES does not allow raises IllegalMove before anything is written.
         """
         check_move(expected, to)
-        now = utc_now()
+        now = self._now()
         fields = _redacted(fields)
         note = redact(note) if note else note
         values: dict[str, Any] = {":to": to.value, ":now": now}
@@ -299,6 +347,8 @@ class JobStore:
             entry["note"] = note
         if fields and fields.get("prediction_id"):
             entry["prediction_id"] = fields["prediction_id"]
+        if fields and fields.get("submit_url_sha256"):  # a new attempt: its link digest, for its tasks found later
+            entry["link"] = fields["submit_url_sha256"]
         if note or set(expected) != {to}:  # a pure field update of the same state adds no entry
             sets.append("history = list_append(if_not_exists(history, :empty), :entry)")
             values.update({":empty": [], ":entry": [entry]})
@@ -323,6 +373,61 @@ class JobStore:
             raise
         job = Job.model_validate(_deserialize(answer["Attributes"]))
         return self._trim_history(job) if len(job.history) > HISTORY_LIMIT else job
+
+    def record_stray_task(self, job: Job, task_id: str, note: str, *, counted: bool) -> Job | None:
+        """Record a task of an earlier attempt on the job, whatever its state (a note in place, no move);
+        `counted`: it adds to `attempts` (the tasks that may exist). None if it was recorded already or the
+        job moved meanwhile."""
+        now = self._now()
+        values: dict[str, Any] = {
+            ":status": job.status.value,
+            ":task": [task_id],
+            ":task_id": task_id,
+            ":empty": [],
+            ":entry": [{"status": job.status.value, "at": now, "note": redact(note), "prediction_id": task_id}],
+            ":now": now,
+            ":zero": 0,
+            ":counted": 1 if counted else 0,
+        }
+        try:
+            answer = self._db.update_item(
+                TableName=self._table,
+                Key=_serialize({"job_id": job.job_id}),
+                UpdateExpression="SET stray_tasks = list_append(if_not_exists(stray_tasks, :empty), :task), "
+                "history = list_append(if_not_exists(history, :empty), :entry), updated_at = :now, "
+                "attempts = if_not_exists(attempts, :zero) + :counted",
+                ConditionExpression="#status = :status"
+                " AND (attribute_not_exists(stray_tasks) OR NOT contains(stray_tasks, :task_id))"
+                " AND (attribute_not_exists(prediction_id) OR prediction_id <> :task_id)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_serialize(values),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as err:
+            if _is_condition_failure(err):
+                return None
+            raise
+        return Job.model_validate(_deserialize(answer["Attributes"]))
+
+    def touch(self, job_id: str, status: str, seen_updated_at: str) -> bool:
+        """Mark a job the reconciler looked at and left as it was: it goes to the back of its state's queue
+        (the status index sorts by `updated_at`), so every stale job is looked at in turn. Only if nothing
+        wrote it since it was listed; works on an item too odd to read."""
+        now = self._now()
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_serialize({"job_id": job_id}),
+                UpdateExpression="SET updated_at = :now, checked_at = :now",
+                ConditionExpression="#status = :status AND updated_at = :seen",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_serialize({":now": now, ":status": status, ":seen": seen_updated_at}),
+            )
+        except ClientError as err:
+            if _is_condition_failure(err):
+                return False
+            raise
+        return True
 
     def _trim_history(self, job: Job) -> Job:
         """Drop notes from the middle of a long history: never the first entry, the latest, a move between
@@ -364,32 +469,40 @@ class JobStore:
         items = answer.get("Items", [])
         return self.get(_deserialize(items[0])["job_id"]) if items else None
 
-    def stale(self, status: JobStatus, updated_before: str, limit: int) -> Iterator[Job]:
-        """Jobs in `status` not updated since `updated_before`, oldest first, via the status index."""
+    def stale_keys(self, status: JobStatus, updated_before: str, limit: int) -> Iterator[tuple[str, str]]:
+        """(job id, updated_at) of jobs in `status` not updated since `updated_before`, oldest first, from
+        the status index alone: reading each item is the caller's, so one odd item stops nothing."""
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": BY_STATUS_INDEX,
             "KeyConditionExpression": "#status = :s AND updated_at < :t",
             "ExpressionAttributeNames": {"#status": "status"},
             "ExpressionAttributeValues": _serialize({":s": status.value, ":t": updated_before}),
+            "Limit": min(limit, 1000),
         }
         seen = 0
         while seen < limit:
             answer = self._db.query(**kwargs)
             for item in answer.get("Items", []):
-                job = self.get(_deserialize(item)["job_id"])
-                if job is not None and job.status == status:
-                    seen += 1
-                    yield job
-                    if seen >= limit:
-                        return
+                keys = _deserialize(item)
+                seen += 1
+                yield str(keys["job_id"]), str(keys["updated_at"])
+                if seen >= limit:
+                    return
             if "LastEvaluatedKey" not in answer:
                 return
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     def in_status(self, status: JobStatus, limit: int = 500) -> Iterator[Job]:
-        """Jobs in `status` (oldest first); for small sets such as SUBMITTING."""
-        return self.stale(status, "~", limit)  # "~" sorts after every timestamp
+        """Jobs in `status` (oldest first); for small sets such as SUBMITTING. Items that cannot be read
+        are left out."""
+        for job_id, _ in self.stale_keys(status, "~", limit):  # "~" sorts after every timestamp
+            try:
+                job = self.get(job_id)
+            except ValidationError:
+                continue
+            if job is not None and job.status is status:
+                yield job
 
     def list(self, status: JobStatus | None = None, limit: int = 50) -> list[Job]:
         """Newest first; by status through the index, otherwise a bounded scan (for the CLI)."""

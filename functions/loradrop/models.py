@@ -26,10 +26,15 @@ TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.
 # The one place that says which moves a job may make; the job store refuses any other. A state may
 # move to itself where the flows add a note (a re-queue, a failed copy try) or update fields.
 ALLOWED_MOVES: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.RECEIVED: frozenset({JobStatus.RECEIVED, JobStatus.SUBMITTING, JobStatus.REJECTED, JobStatus.FAILED}),
+    # RECEIVED → SUBMITTED: a task of the job's earlier attempt turned up while no POST was in flight.
+    JobStatus.RECEIVED: frozenset(
+        {JobStatus.RECEIVED, JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.REJECTED, JobStatus.FAILED}
+    ),
     JobStatus.SUBMITTING: frozenset({JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.RECEIVED, JobStatus.FAILED}),
-    JobStatus.SUBMITTED: frozenset({JobStatus.TRAINING, JobStatus.STORING, JobStatus.RECEIVED, JobStatus.FAILED}),
-    JobStatus.TRAINING: frozenset({JobStatus.STORING, JobStatus.RECEIVED, JobStatus.FAILED}),
+    JobStatus.SUBMITTED: frozenset(
+        {JobStatus.SUBMITTED, JobStatus.TRAINING, JobStatus.STORING, JobStatus.RECEIVED, JobStatus.FAILED}
+    ),
+    JobStatus.TRAINING: frozenset({JobStatus.TRAINING, JobStatus.STORING, JobStatus.RECEIVED, JobStatus.FAILED}),
     JobStatus.STORING: frozenset({JobStatus.STORING, JobStatus.COMPLETED, JobStatus.FAILED}),
     JobStatus.FAILED: frozenset({JobStatus.RECEIVED, JobStatus.STORING}),  # `loradrop retry`, a DLQ redrive
     JobStatus.COMPLETED: frozenset(),

@@ -6,18 +6,27 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from loradrop.deadline import Deadline
 from loradrop.jobs import Job
 from loradrop.models import Prediction
+from loradrop.wavespeed import HistoryPage
 
 
 class WaveSpeed(Protocol):
     def submit_training(self, model: str, body: dict[str, Any], webhook_url: str) -> Prediction: ...
 
-    def get_result(self, prediction_id: str) -> Prediction: ...
+    def get_result(self, prediction_id: str, deadline: Deadline | None = ...) -> Prediction: ...
 
-    def list_predictions(
-        self, *, model: str, created_after: str, created_before: str, page: int, page_size: int = ...
-    ) -> tuple[list[Prediction], int]: ...
+    def list_predictions(  # noqa: PLR0913 - as WaveSpeedClient's
+        self,
+        *,
+        model: str,
+        created_after: str,
+        created_before: str,
+        page: int,
+        page_size: int = ...,
+        deadline: Deadline | None = ...,
+    ) -> HistoryPage: ...
 
 
 class JobEvents(Protocol):

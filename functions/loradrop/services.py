@@ -102,7 +102,7 @@ def webhook_secrets() -> WebhookSecretSource:
     wavespeed = WaveSpeedFactory(settings)
     return WebhookSecretSource(
         lambda force: load_credentials(settings.wavespeed_secret_id, settings.secret_max_age_seconds, force),
-        lambda: wavespeed().get_webhook_secret(),
+        lambda deadline: wavespeed().get_webhook_secret(deadline),
     )
 
 

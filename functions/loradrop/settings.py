@@ -73,6 +73,9 @@ class ReconcilePart(_EnvModel):
     # long (at most six days: the history covers seven).
     uncertain_grace_seconds: int = Field(alias="UNCERTAIN_GRACE_SECONDS", default=1800, ge=0, le=3600)
     settle_deadline_seconds: int = Field(alias="SETTLE_DEADLINE_SECONDS", default=86400, ge=0, le=6 * 86400)
+    # WaveSpeed's word that something is not there (no task in a complete history, a task it does not
+    # know) counts only when it holds on two reads at least this far apart.
+    absence_confirm_seconds: float = Field(alias="ABSENCE_CONFIRM_SECONDS", default=300, ge=0, le=3600)
 
 
 class SubmitPart(_EnvModel):

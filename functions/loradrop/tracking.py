@@ -6,30 +6,32 @@ change nothing.
 
 A submission whose outcome is uncertain (no usable answer to the POST) is settled by evidence,
 never by a blind retry: the task's signed webhook, whose `input.data` is the exact ZIP link the
-job's attempt sent, adopts it; otherwise the reconciler reads WaveSpeed's prediction history
-around the POST and adopts the task it finds, or — once the history proves nothing was created —
-submits again. Records that stay ambiguous end the job FAILED after a bounded time.
+job's attempt sent, adopts it; otherwise the reconciler settles it from WaveSpeed's prediction
+history (`loradrop.settling`). A task of an earlier attempt that turns up later is never forgotten:
+it becomes the job's task if no POST is in flight, and is recorded on the job (and alarmed) otherwise.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import chain
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from loradrop.deadline import Deadline
 from loradrop.ending import end_job
-from loradrop.jobs import COPY_FAILED_NOTE, Job, JobStore, iso, parse_iso, url_digest, utc_now
+from loradrop.jobs import COPY_FAILED_NOTE, LEASE_FREE, Job, JobStore, iso, job_id_for, parse_iso, url_digest, utc_now
 from loradrop.log_context import about_job, forget_job
 from loradrop.messages import StoreRequest, SubmitRequest
 from loradrop.models import (
     ENDED_TASK_STATUSES,
     KNOWN_TASK_STATUSES,
     TERMINAL_STATUSES,
-    TRAINER_MODELS,
     JobStatus,
     Prediction,
     describe_failure,
@@ -37,24 +39,16 @@ from loradrop.models import (
 )
 from loradrop.ports import JobEvents, QueueSender, WaveSpeed
 from loradrop.settings import ReconcileSettings, TrackingSettings
-from loradrop.wavespeed import (
-    HISTORY_PAGE_SIZE,
-    RequestRejected,
-    WaveSpeedError,
-    longest_submit_seconds,
-)
+from loradrop.settling import Settler, hours
+from loradrop.wavespeed import NotFound, WaveSpeedError
 
 logger = Logger(child=True)
 metrics = Metrics()
 
 _ACTIVE = {JobStatus.SUBMITTED, JobStatus.TRAINING}
-_LEASE_FREE = "attribute_not_exists(store_lease_until) OR store_lease_until < :now"
-
-# Settling uncertain submissions
-CLOCK_SLACK = timedelta(seconds=120)  # our clock vs WaveSpeed's created_at
-MAX_HISTORY_PAGES = 5  # per job and run: 500 tasks in the few minutes around one POST
-MAX_CANDIDATE_CHECKS = 20  # authoritative GETs per job and run
-MAX_LOST_SUBMISSIONS = 3  # POSTs proven to have created nothing before the job gives up
+# WaveSpeed deletes a task's data after about 7 days: a task this old that it does not know is gone.
+TASK_RETENTION = timedelta(days=6, hours=12)
+STRAY_TRIES = 3  # reads and writes of a job that keeps moving under a stray task's record
 
 
 class JobNotFound(LookupError):
@@ -77,53 +71,71 @@ class Tracker:
         self._wavespeed = wavespeed
         self._settings = settings
 
-    def on_webhook(self, hint: Prediction, job_hint: str | None = None) -> tuple[Job, str]:
+    def on_webhook(
+        self, hint: Prediction, job_hint: str | None = None, deadline: Deadline | None = None
+    ) -> tuple[Job, str]:
         """A verified webhook. `hint` is its signed body; `job_hint` the unsigned job id from the URL."""
         job = self._jobs.find_by_prediction(hint.id)
         if job is None:
-            return self._adopt_from_webhook(hint, job_hint)
+            return self._claim_from_webhook(hint, job_hint, deadline)
         about_job(job.job_id, hint.id)
         if job.status in TERMINAL_STATUSES or job.status is JobStatus.STORING:
             return job, "unchanged"  # a repeated delivery: answer without asking WaveSpeed again
-        return self.apply(job, self._wavespeed().get_result(hint.id), by="webhook")
+        return self.apply(job, self._wavespeed().get_result(hint.id, deadline), by="webhook")
 
-    def _adopt_from_webhook(self, hint: Prediction, job_hint: str | None) -> tuple[Job, str]:
-        """A task no job knows: adopt it if its signed `input.data` is the ZIP link of a job's
-        uncertain (or still unrecorded) submission, as WaveSpeed's own GET confirms."""
+    def _claim_from_webhook(self, hint: Prediction, job_hint: str | None, deadline: Deadline | None) -> tuple[Job, str]:
+        """A task no job has recorded. Its signed `input.data` is the ZIP link it was created with: the
+        uncertain submission that sent exactly that link adopts it; a job whose earlier attempt sent it
+        takes it as a stray. WaveSpeed's own GET confirms either before anything is written."""
         if hint.data_url is None:
             raise JobNotFound(hint.id)
-        job = self.uncertain_owner(url_digest(hint.data_url), hint.id, job_hint)
+        link = url_digest(hint.data_url)
+        job = self.uncertain_owner(link, hint.id, job_hint) or self._earlier_owner(link, hint.data_url, job_hint)
         if job is None:
             raise JobNotFound(hint.id)
         about_job(job.job_id, hint.id)
-        confirmed = self._wavespeed().get_result(hint.id)
-        if confirmed.data_url is not None and url_digest(confirmed.data_url) != job.submit_url_sha256:
+        confirmed = self._wavespeed().get_result(hint.id, deadline)
+        if confirmed.data_url is not None and url_digest(confirmed.data_url) != link:
             logger.warning("webhook's task belongs to another upload by WaveSpeed's GET", extra={"task": hint.id})
             raise JobNotFound(hint.id)
-        return self.adopt(job, confirmed, evidence="its signed webhook", by="webhook")
+        if job.status is JobStatus.SUBMITTING and link == job.submit_url_sha256:
+            return self.adopt(job, confirmed, "its signed webhook", by="webhook")
+        return job, self.take_stray(job, confirmed, "its signed webhook")
 
-    def uncertain_owner(self, digest: str, task_id: str, job_hint: str | None = None) -> Job | None:
+    def uncertain_owner(self, link: str, task_id: str, job_hint: str | None = None) -> Job | None:
         """The job whose current submission sent exactly this ZIP link and has no task yet."""
         hinted = [self._jobs.get(job_hint)] if job_hint else []
         for job in chain(hinted, self._jobs.in_status(JobStatus.SUBMITTING)):  # the scan only if the hint misses
             if (
                 job is not None
                 and job.status is JobStatus.SUBMITTING
-                and job.submit_url_sha256 == digest
+                and job.submit_url_sha256 == link
                 and task_id not in job.task_ids()
             ):
                 return job
         return None
 
-    def adopt(self, job: Job, prediction: Prediction, *, evidence: str, by: str) -> tuple[Job, str]:
-        """Record a task found for a SUBMITTING job, then act on its state like any other."""
+    def _earlier_owner(self, link: str, data_url: str, job_hint: str | None) -> Job | None:
+        """The job any of whose attempts sent this link, found by the URL's job hint or by the upload the link
+        names (a versioned object's id is the job's identity); either is only a lead, the digest decides."""
+        for job_id in dict.fromkeys(filter(None, (job_hint, _job_id_from_link(data_url)))):
+            job = self._jobs.get(job_id)
+            if job is not None and link in job.attempt_links():
+                return job
+        return None
+
+    def adopt(self, job: Job, prediction: Prediction, evidence: str, *, by: str = "reconciler") -> tuple[Job, str]:
+        """Record a task found for a SUBMITTING job — only while the job is still on the attempt whose link
+        the task names — then act on its state like any other."""
         adopted = self._jobs.transition(
             job.job_id,
             {JobStatus.SUBMITTING},
             JobStatus.SUBMITTED,
             fields={"prediction_id": prediction.id},
             note=f"task adopted: {evidence}",
-            remove=("error", "error_code"),
+            remove=("error", "error_code", "settling"),
+            guard="submit_url_sha256 = :link",
+            guard_values={":link": job.submit_url_sha256},
         )
         if adopted is None:  # recorded meanwhile (the submitter's own write, or another delivery)
             current = self._jobs.get(job.job_id)
@@ -135,6 +147,54 @@ class Tracker:
             logger.info("task adopted", extra={"prediction_id": prediction.id, "evidence": evidence})
         job, outcome = self.apply(adopted, prediction, by=by)
         return job, "adopted" if outcome == "unchanged" else f"adopted, {outcome}"
+
+    def take_stray(self, job: Job, task: Prediction, evidence: str) -> str:
+        """A task of one of the job's earlier attempts (WaveSpeed's word names its link). With no POST in
+        flight (RECEIVED) and the task not ended, it becomes the job's task, saving a new paid one; otherwise
+        it is recorded on the job and counted, and the StrayTasks alarm asks a person to look. Never dropped:
+        if the job keeps moving under it, this raises (a webhook is then answered 5xx and comes again)."""
+        about_job(job.job_id, task.id)
+        for _ in range(STRAY_TRIES):
+            if task.id in job.task_ids():
+                return "unchanged"  # recorded already
+            outcome = self._take_stray_once(job, task, evidence)
+            if outcome is not None:
+                return outcome
+            job = self._jobs.get(job.job_id) or job  # it moved meanwhile: look again
+        raise RuntimeError(f"task {task.id} could not be recorded on job {job.job_id}: the job kept moving")
+
+    def _take_stray_once(self, job: Job, task: Prediction, evidence: str) -> str | None:
+        if job.status is JobStatus.RECEIVED and task.status not in ENDED_TASK_STATUSES:
+            taken = self._jobs.transition(
+                job.job_id,
+                {JobStatus.RECEIVED},
+                JobStatus.SUBMITTED,
+                fields={"prediction_id": task.id},
+                note=f"a task of an earlier attempt turned up ({evidence}) and is taken instead of a new one",
+                attempts=1,
+                remove=("error", "error_code"),
+            )
+            if taken is None:
+                return None
+            metrics.add_metric(name="TasksAdopted", unit=MetricUnit.Count, value=1)
+            logger.warning("earlier attempt's task taken", extra={"prediction_id": task.id})
+            _, outcome = self.apply(taken, task, by="reconciler")
+            return "earlier task taken" if outcome == "unchanged" else f"earlier task taken, {outcome}"
+        # An attempt that ended SUBMIT_UNSETTLED still counts its task as one that may exist.
+        link = url_digest(task.data_url or "")
+        counted = not (job.error_code == "SUBMIT_UNSETTLED" and link == job.submit_url_sha256)
+        recorded = self._jobs.record_stray_task(
+            job,
+            task.id,
+            f"WaveSpeed task {task.id} of an earlier attempt turned up ({evidence}; {task.status}): it was paid "
+            "for; its output stays at WaveSpeed for about 7 days",
+            counted=counted,
+        )
+        if recorded is None:
+            return None
+        metrics.add_metric(name="StrayTasks", unit=MetricUnit.Count, value=1)
+        logger.warning("a task of an earlier attempt was recorded", extra={"prediction_id": task.id})
+        return "stray task recorded"
 
     def apply(self, job: Job, prediction: Prediction, *, by: str) -> tuple[Job, str]:
         """Act on a task's authoritative state; return the job and what happened, in a word or two."""
@@ -206,6 +266,8 @@ class Tracker:
                 f"finished ({why}; see StoreWeights' logs); `loradrop retry {job.job_id}` copies it again while "
                 "WaveSpeed keeps the output (about 7 days)",
                 remove=("store_lease_until", "store_lease_owner"),
+                guard=LEASE_FREE,
+                guard_values={":now": now},
             )
             return (ended, "failed") if ended else (job, "unchanged")
         touched = self._jobs.transition(
@@ -214,7 +276,7 @@ class Tracker:
             JobStatus.STORING,
             note="store re-queued by the reconciler",
             increment=("store_requeues",),
-            guard=_LEASE_FREE,
+            guard=LEASE_FREE,
             guard_values={":now": now},
         )
         if touched is None:
@@ -242,35 +304,71 @@ class Tracker:
         self._sqs.send_message(QueueUrl=self._settings.intake_queue_url, MessageBody=body)
 
 
+def _job_id_from_link(url: str) -> str | None:
+    """The job a presigned ZIP link was made for, when it names an object version (a versioned uploads
+    bucket, as the template's is): virtual-hosted (bucket.s3….amazonaws.com/key) or path-style (/bucket/key)."""
+    parts = urlsplit(url)
+    version = parse_qs(parts.query).get("versionId", [""])[0]
+    if not version:
+        return None
+    host, path = parts.hostname or "", unquote(parts.path).lstrip("/")
+    bucket, key = (host.split(".s3", 1)[0], path) if ".s3" in host else tuple(path.partition("/")[::2])
+    return job_id_for(bucket, key, version, None) if bucket and key else None
+
+
 class OutOfTime(Exception):
     """The invocation is nearly over: the rest waits for the next run."""
 
 
+# The reconciler's time: it stops taking jobs this long before the invocation ends (its metrics must be
+# flushed), gives no job more than JOB_SHARE (a settle with thousands of tasks to check goes on next run),
+# and takes a job only with at least JOB_MINIMUM left.
+FLUSH_SECONDS = 10.0
+JOB_SHARE_SECONDS = 60.0
+JOB_MINIMUM_SECONDS = 2.0
+# Outcomes that leave a job unsettled (the UncertainSubmissions metric counts them).
+UNSETTLED = ("ambiguous", "checking")
+
+
 class Reconciler:
     """Asks WaveSpeed about jobs that have waited too long, so a lost webhook costs minutes, and
-    settles uncertain submissions from WaveSpeed's records. One job's trouble never stops the run."""
+    settles uncertain submissions from WaveSpeed's records. One job's trouble never stops the run,
+    and a job it leaves as it was goes to the back of the queue, so every stale job has its turn."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - its collaborators, injected, and the clock its deadlines run on
         self,
         tracker: Tracker,
         jobs: JobStore,
         events: JobEvents,
         wavespeed: Callable[[], WaveSpeed],
         settings: ReconcileSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._clock = clock  # what the run's deadlines are measured on
         self._tracker = tracker
         self._jobs = jobs
         self._events = events
         self._wavespeed = wavespeed
         self._settings = settings
+        self._settler = Settler(
+            jobs=jobs,
+            events=events,
+            wavespeed=wavespeed,
+            settings=settings,
+            adopt=lambda job, task, evidence: tracker.adopt(job, task, evidence)[1],
+            record_stray=tracker.take_stray,
+            resubmit=tracker.enqueue_resubmit,
+        )
 
     def run(self, now: datetime | None = None, remaining_ms: Callable[[], int] | None = None) -> dict[str, int]:
-        """One pass. `remaining_ms` is the invocation's time left: the pass stops early with room
-        to spare (a WaveSpeed call can take the result timeout x tries), leaving the rest for the next run."""
+        """One pass. `remaining_ms` is the invocation's time left: every WaveSpeed call fits in it, and the
+        pass stops in time to flush its metrics, leaving the rest for the next run."""
         now = now or datetime.now(UTC)
-        reserve_ms = (self._settings.wavespeed_result_timeout * self._settings.wavespeed_result_tries + 10) * 1000
+        left = (remaining_ms() / 1000 - FLUSH_SECONDS) if remaining_ms is not None else 15 * 60.0
+        run_deadline = Deadline.within(left, self._clock)
         after = timedelta(seconds=self._settings.reconcile_after_seconds)
-        passes: list[tuple[JobStatus, timedelta, Callable[[Job, datetime], str]]] = [
+        passes: list[tuple[JobStatus, timedelta, Callable[[Job, datetime, Deadline], str]]] = [
             (JobStatus.SUBMITTING, after, self._settle),
             (JobStatus.SUBMITTED, after, self._check),
             (JobStatus.TRAINING, after, self._check),
@@ -278,80 +376,132 @@ class Reconciler:
             (JobStatus.RECEIVED, 2 * after, self._requeue_received),
         ]
         summary: Counter[str] = Counter()
-        oldest: datetime | None = None
+        oldest: list[datetime] = []
         seen: set[str] = set()  # a job one pass moved is not handled again by a later pass
+        listed = True
         try:
             for status, waited, check in passes:
-                for job in self._stale(status, iso(now - waited), summary):
-                    if job.job_id in seen:
+                keys = self._stale(status, iso(now - waited))
+                for job_id, updated_at in keys:
+                    if job_id in seen:
                         continue
-                    seen.add(job.job_id)
-                    if remaining_ms is not None and remaining_ms() < reserve_ms:
+                    seen.add(job_id)
+                    if run_deadline.remaining() < JOB_MINIMUM_SECONDS:
                         raise OutOfTime
-                    created = parse_iso(job.created_at)
-                    oldest = created if oldest is None else min(oldest, created)
-                    summary[self._isolated(check, job, now)] += 1
+                    job_deadline = run_deadline.sooner(JOB_SHARE_SECONDS)
+                    summary[self._isolated(check, job_id, status, updated_at, now, job_deadline, oldest)] += 1
+                listed = listed and keys.listed
         except OutOfTime:
             summary["left for the next run"] += 1
             logger.warning("reconciler stopped early: out of time")
-        age = (now - oldest).total_seconds() if oldest else 0.0
-        metrics.add_metric(name="OldestWaitingJobAgeSeconds", unit=MetricUnit.Seconds, value=max(0.0, age))
-        metrics.add_metric(name="UncertainSubmissions", unit=MetricUnit.Count, value=summary["ambiguous"])
+        if not listed:
+            summary["error"] += 1  # the oldest waiting job is not known: no figure rather than a wrong one
+        else:
+            age = (now - min(oldest)).total_seconds() if oldest else 0.0
+            metrics.add_metric(name="OldestWaitingJobAgeSeconds", unit=MetricUnit.Seconds, value=max(0.0, age))
+        uncertain = sum(summary[outcome] for outcome in UNSETTLED)
+        metrics.add_metric(name="UncertainSubmissions", unit=MetricUnit.Count, value=uncertain)
         logger.info("reconciled", extra={"summary": dict(summary)})
         return dict(summary)
 
-    def _stale(self, status: JobStatus, before: str, summary: Counter[str]) -> Iterable[Job]:
-        try:
-            yield from self._jobs.stale(status, before, self._settings.reconcile_batch_limit)
-        except Exception:
-            logger.exception("could not list stale jobs", extra={"status": status.value})
-            metrics.add_metric(name="ReconcileErrors", unit=MetricUnit.Count, value=1)
-            summary["error"] += 1
+    def _stale(self, status: JobStatus, before: str) -> _Listed:
+        return _Listed(lambda: self._jobs.stale_keys(status, before, self._settings.reconcile_batch_limit), status)
 
-    def _isolated(self, check: Callable[[Job, datetime], str], job: Job, now: datetime) -> str:
-        about_job(job.job_id, job.prediction_id)
+    def _isolated(  # noqa: PLR0913, PLR0917 - one job's turn: which, as listed, and the run's clock
+        self,
+        check: Callable[[Job, datetime, Deadline], str],
+        job_id: str,
+        status: JobStatus,
+        updated_at: str,
+        now: datetime,
+        deadline: Deadline,
+        oldest: list[datetime],
+    ) -> str:
+        """Everything done with one job, reading it included: whatever it raises is logged and counted, and
+        the job goes to the back of its queue like one that came back unchanged."""
+        about_job(job_id)
         try:
-            return check(job, now)
+            job = self._jobs.get(job_id)
+            if job is None or job.status is not status:
+                return "unchanged"  # moved (or deleted) since it was listed
+            about_job(job_id, job.prediction_id)
+            _note_age(job, oldest)
+            return check(job, now, deadline)
         except Exception:
-            logger.exception("reconciling a job failed; it is tried again next run")
+            logger.exception("reconciling a job failed; it is tried again in its turn")
             metrics.add_metric(name="ReconcileErrors", unit=MetricUnit.Count, value=1)
             return "error"
         finally:
+            try:
+                self._jobs.touch(job_id, status.value, updated_at)  # a no-op if the check wrote the job
+            except Exception:
+                logger.exception("could not mark the job as checked")
             forget_job()
 
-    def _check(self, job: Job, now: datetime) -> str:
+    def _check(self, job: Job, now: datetime, deadline: Deadline) -> str:
         if not job.prediction_id:
             return "unchanged"
+        if job.status is JobStatus.STORING and job.store_lease_until and job.store_lease_until > utc_now():
+            return "copy running"  # nothing ends or re-queues a job under a running copy
         try:
-            prediction = self._wavespeed().get_result(job.prediction_id)
-        except RequestRejected as err:
-            if err.status == 404:  # WaveSpeed deletes task data after about 7 days
-                return self._fail(
-                    job,
-                    "TASK_GONE",
-                    f"WaveSpeed no longer knows task {job.prediction_id}: "
-                    f"`loradrop retry {job.job_id}`, or upload again",
-                )
-            logger.warning("WaveSpeed refused the result request", extra={"reason": err.message})
-            return "unreachable"
-        except WaveSpeedError as err:
+            prediction = self._wavespeed().get_result(job.prediction_id, deadline)
+        except NotFound:
+            return self._task_not_found(job, now)
+        except WaveSpeedError as err:  # a proxy's 404 page included: only WaveSpeed says a task is gone
             logger.warning("WaveSpeed unreachable while reconciling", extra={"reason": err.message})
             return "unreachable"
+        if job.task_missing_since:
+            job = self._jobs.transition(job.job_id, {job.status}, job.status, remove=("task_missing_since",)) or job
         _, outcome = self._tracker.apply(job, prediction, by="reconciler")
         return outcome
 
-    def _requeue_received(self, job: Job, now: datetime) -> str:
+    def _task_not_found(self, job: Job, now: datetime) -> str:
+        """WaveSpeed's own 404 for the job's task. It ends the job only when it holds on two runs a few
+        minutes apart, or for a task near WaveSpeed's 7-day deletion: one answer might be a blip."""
+        first = job.task_missing_since
+        old = now - parse_iso(job.submit_started_at or job.created_at) >= TASK_RETENTION
+        confirmed = first is not None and now - parse_iso(first) >= timedelta(
+            seconds=self._settings.absence_confirm_seconds
+        )
+        if not (old or confirmed):
+            if first is None:
+                self._jobs.transition(job.job_id, {job.status}, job.status, fields={"task_missing_since": iso(now)})
+            return "task not found, confirming"
+        lease = {"guard": LEASE_FREE, "guard_values": {":now": utc_now()}} if job.status is JobStatus.STORING else {}
+        ended = end_job(
+            self._jobs,
+            self._events,
+            job.job_id,
+            {job.status},
+            JobStatus.FAILED,
+            "TASK_GONE",
+            f"WaveSpeed no longer knows task {job.prediction_id} (it said so on runs since "
+            f"{first or iso(now)}): `loradrop retry {job.job_id}`, or upload again",
+            remove=("task_missing_since", "store_lease_until", "store_lease_owner"),
+            **lease,  # type: ignore[arg-type]
+        )
+        return "failed" if ended else "unchanged"
+
+    def _settle(self, job: Job, now: datetime, deadline: Deadline) -> str:
+        return self._settler.settle(job, now, deadline)
+
+    def _requeue_received(self, job: Job, now: datetime, deadline: Deadline) -> str:
         """A RECEIVED job nobody has touched for a while: its intake message was lost (or ended in the
         DLQ). Queue it again, or end it once it has waited longer than the settle deadline since it entered
         RECEIVED (a job retried days after its upload has the whole deadline again)."""
-        deadline = timedelta(seconds=self._settings.settle_deadline_seconds)
-        if now - parse_iso(job.entered(JobStatus.RECEIVED) or job.created_at) > deadline:
-            return self._fail(
-                job,
+        limit = timedelta(seconds=self._settings.settle_deadline_seconds)
+        if now - parse_iso(job.entered(JobStatus.RECEIVED) or job.created_at) > limit:
+            ended = end_job(
+                self._jobs,
+                self._events,
+                job.job_id,
+                {JobStatus.RECEIVED},
+                JobStatus.FAILED,
                 "NOT_SUBMITTED",
-                f"the upload could not be submitted to WaveSpeed within {_hours(deadline)} (rate limits or an "
-                f"outage; see SubmitTraining's logs): `loradrop retry {job.job_id}` when WaveSpeed accepts tasks again",
+                f"the upload could not be submitted to WaveSpeed within {hours(limit)} (rate limits or an outage; "
+                f"see SubmitTraining's logs): `loradrop retry {job.job_id}` when WaveSpeed accepts tasks again",
             )
+            return "failed" if ended else "unchanged"
         touched = self._jobs.transition(
             job.job_id, {JobStatus.RECEIVED}, JobStatus.RECEIVED, note="submission re-queued by the reconciler"
         )
@@ -360,121 +510,33 @@ class Reconciler:
         self._tracker.enqueue_resubmit(touched)
         return "resubmission re-queued"
 
-    # ----- uncertain submissions -----
-    def _settle(self, job: Job, now: datetime) -> str:
-        started = parse_iso(job.submit_started_at or job.updated_at)
-        timeout = self._settings.submit_timeout_seconds
-        post_ends = started + timedelta(seconds=longest_submit_seconds(timeout) + min(5.0, timeout))
-        if now < post_ends:
-            return "submitting"  # the POST may still be waiting for its answer
-        window = (started - CLOCK_SLACK, post_ends + CLOCK_SLACK)
-        model = str((job.params or {}).get("model") or TRAINER_MODELS[0])
+
+def _note_age(job: Job, oldest: list[datetime]) -> None:
+    """The job's creation time, for the oldest-waiting-job metric; an odd one is counted, and the job is
+    still checked."""
+    try:
+        created = parse_iso(job.created_at)
+        if created.tzinfo is None:
+            raise ValueError("no time zone")
+        oldest.append(created)
+    except ValueError:
+        logger.warning("job's created_at is not a time", extra={"created_at": job.created_at[:40]})
+        metrics.add_metric(name="ReconcileErrors", unit=MetricUnit.Count, value=1)
+
+
+class _Listed:
+    """A state's stale jobs as listed, one page at a time; a listing that fails ends that state's pass,
+    logged and counted, and says so (`listed`)."""
+
+    def __init__(self, keys: Callable[[], Iterable[tuple[str, str]]], status: JobStatus) -> None:
+        self._keys = keys
+        self._status = status
+        self.listed = True
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
         try:
-            tasks, complete = self._history(model, window)
-        except WaveSpeedError as err:
-            return self._undecided(
-                job, now, started, model, window, f"its history could not be read: {err.message}", []
-            )
-        unknown_owner: list[str] = []
-        checks = 0
-        for task in tasks:
-            if task.id in job.task_ids() or self._jobs.find_by_prediction(task.id) is not None:
-                continue  # an earlier attempt's task, or another job's
-            if checks == MAX_CANDIDATE_CHECKS:
-                complete = False
-                break
-            checks += 1
-            try:
-                confirmed = self._wavespeed().get_result(task.id)
-            except WaveSpeedError:
-                unknown_owner.append(task.id)
-                continue
-            data_url = confirmed.data_url or task.data_url
-            if data_url is None:
-                unknown_owner.append(task.id)  # its webhook will say whose it is
-            elif url_digest(data_url) == job.submit_url_sha256:
-                _, outcome = self._tracker.adopt(
-                    job, confirmed, evidence="found in WaveSpeed's prediction history", by="reconciler"
-                )
-                return outcome
-        if unknown_owner or not complete:
-            reason = "tasks whose upload WaveSpeed does not name" if unknown_owner else "too many tasks to check"
-            return self._undecided(job, now, started, model, window, reason, unknown_owner)
-        if now < started + timedelta(seconds=self._settings.uncertain_grace_seconds):
-            return "waiting for history"  # WaveSpeed's history may lag behind its tasks
-        return self._not_created(job, window)
-
-    def _history(self, model: str, window: tuple[datetime, datetime]) -> tuple[list[Prediction], bool]:
-        """Every task WaveSpeed created for `model` in the window, and whether all of them were read."""
-        found: list[Prediction] = []
-        for page in range(1, MAX_HISTORY_PAGES + 1):
-            items, total = self._wavespeed().list_predictions(
-                model=model, created_after=iso(window[0]), created_before=iso(window[1]), page=page
-            )
-            found.extend(items)
-            if page * HISTORY_PAGE_SIZE >= total or not items:
-                return found, len(found) >= total
-        return found, False
-
-    def _not_created(self, job: Job, window: tuple[datetime, datetime]) -> str:
-        proof = (
-            f"WaveSpeed's history shows no task from this upload created between {iso(window[0])} and {iso(window[1])}"
-        )
-        if job.lost_submissions + 1 >= MAX_LOST_SUBMISSIONS:
-            return self._fail(
-                job,
-                "SUBMIT_FAILED",
-                f"{proof}, and {MAX_LOST_SUBMISSIONS} submissions went unanswered: check WaveSpeed's status and "
-                f"this account's network, then `loradrop retry {job.job_id}` (no task was billed)",
-                attempts=-1,
-            )
-        moved = self._jobs.transition(
-            job.job_id,
-            {JobStatus.SUBMITTING},
-            JobStatus.RECEIVED,
-            note=f"{proof}: submitting again",
-            attempts=-1,
-            increment=("lost_submissions",),
-            remove=("error", "error_code"),
-        )
-        if moved is None:
-            return "unchanged"
-        self._tracker.enqueue_resubmit(moved)
-        metrics.add_metric(name="SubmissionsProvenLost", unit=MetricUnit.Count, value=1)
-        return "resubmitted (nothing was created)"
-
-    def _undecided(  # noqa: PLR0913, PLR0917 - one settling decision, all of it recorded
-        self,
-        job: Job,
-        now: datetime,
-        started: datetime,
-        model: str,
-        window: tuple[datetime, datetime],
-        reason: str,
-        candidates: list[str],
-    ) -> str:
-        deadline = timedelta(seconds=self._settings.settle_deadline_seconds)
-        if now - started < deadline:
-            return "ambiguous"
-        named = f" (unclaimed tasks: {', '.join(candidates[:10])})" if candidates else ""
-        return self._fail(
-            job,
-            "SUBMIT_UNSETTLED",
-            f"loradrop could not tell whether WaveSpeed created a task for this upload: the submission at "
-            f"{iso(started)} got no usable answer, and for {_hours(deadline)} WaveSpeed's records stayed ambiguous "
-            f"({reason}). In your WaveSpeed dashboard, look for {model} tasks created between {iso(window[0])} and "
-            f"{iso(window[1])}{named}: if one trained on s3://{job.source_bucket}/{job.source_key}, download its "
-            "weights there; if there is none, upload the ZIP again.",
-        )
-
-    def _fail(self, job: Job, code: str, reason: str, *, attempts: int = 0) -> str:
-        """End a job the reconciler looked at, if it is still in the state it was found in."""
-        ended = end_job(
-            self._jobs, self._events, job.job_id, {job.status}, JobStatus.FAILED, code, reason, attempts=attempts
-        )
-        return "failed" if ended else "unchanged"
-
-
-def _hours(span: timedelta) -> str:
-    hours = span.total_seconds() / 3600
-    return f"{hours:g} hours" if hours != 1 else "1 hour"
+            yield from self._keys()
+        except Exception:
+            logger.exception("could not list stale jobs", extra={"status": self._status.value})
+            metrics.add_metric(name="ReconcileErrors", unit=MetricUnit.Count, value=1)
+            self.listed = False

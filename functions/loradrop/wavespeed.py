@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from loradrop.deadline import Deadline
 from loradrop.models import Prediction, parse_predictions
 from loradrop.redaction import redact
 from loradrop.tls import tls_context
@@ -27,6 +29,8 @@ from loradrop.tls import tls_context
 SDK_CONNECT_TIMEOUT = 10.0
 SDK_SUBMIT_TIMEOUT = 60.0
 HISTORY_PAGE_SIZE = 100  # the most WaveSpeed's history endpoint gives per page
+# A read is not started with less time than this left before its deadline (it could not get an answer).
+MIN_READ_SECONDS = 0.5
 
 
 def connect_timeout(submit_timeout: float) -> float:
@@ -59,23 +63,43 @@ class RequestRejected(WaveSpeedError):
     """WaveSpeed refused the request (bad parameters, bad key, account problem)."""
 
 
+class NotFound(RequestRejected):
+    """WaveSpeed's own 404, in its JSON error body: it does not know what was asked for (a task it deleted,
+    say). A 404 page from a proxy or CDN is no such answer: reads treat it as transient."""
+
+
 class OutcomeUncertain(WaveSpeedError):
     """The request may or may not have been acted on."""
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of WaveSpeed's prediction history, as answered."""
+
+    items: list[Prediction]  # the entries that are predictions at all (each has an id)
+    size: int  # entries on the page, readable or not
+    total: int | None  # the listing's size, when WaveSpeed gave it as an integer
+
+
+def _wavespeed_status(answer: httpx.Response) -> int | None:
+    """The status of an answer that carries WaveSpeed's JSON error body (inside a 200 envelope, its code);
+    None for anything else, such as a proxy's HTML page, which proves nothing about WaveSpeed."""
+    try:
+        payload = answer.json()
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("message"), str):
+        return None
+    status: Any = answer.status_code
+    if status == 200:  # an error inside the envelope: its code stands for the status
+        status = payload.get("code")
+    return status if isinstance(status, int) else None
 
 
 def _is_wavespeed_refusal(answer: httpx.Response) -> bool:
     """400/401/403 carrying WaveSpeed's JSON error body: WaveSpeed refused before creating anything.
     A bare 4xx (a proxy's HTML page, say) proves nothing."""
-    try:
-        payload = answer.json()
-    except ValueError:
-        return False
-    if not isinstance(payload, dict) or not isinstance(payload.get("message"), str):
-        return False
-    status: Any = answer.status_code
-    if status == 200:  # an error inside the envelope: its code stands for the status
-        status = payload.get("code")
-    return status in (400, 401, 403)
+    return _wavespeed_status(answer) in (400, 401, 403)
 
 
 def _error_from_answer(status: int, payload: Any, text: str) -> WaveSpeedError:
@@ -110,12 +134,13 @@ class WaveSpeedClient:
         connect = connect_timeout(submit_timeout)
         self._submit_timeout = httpx.Timeout(connect=connect, read=submit_timeout, write=submit_timeout, pool=connect)
         self._result_tries = result_tries
+        self._read_timeout = httpx.Timeout(connect=5.0, read=result_timeout, write=10.0, pool=5.0)
         self._transport = transport
         self._sleep = sleep
         self._http = httpx.Client(
             base_url=self._base_url,
             headers=self._headers,
-            timeout=httpx.Timeout(connect=5.0, read=result_timeout, write=10.0, pool=5.0),
+            timeout=self._read_timeout,
             transport=transport,
             verify=tls_context(),
         )
@@ -158,13 +183,18 @@ class WaveSpeedClient:
         except ValueError as err:
             raise OutcomeUncertain(f"WaveSpeed's answer has no task id: {str(data)[:200]}") from err
 
-    def list_predictions(
-        self, *, model: str, created_after: str, created_before: str, page: int, page_size: int = HISTORY_PAGE_SIZE
-    ) -> tuple[list[Prediction], int]:
-        """One page of WaveSpeed's prediction history (newest first) and the total it reports.
-
-        Items that do not parse are left out (and counted in the total, so a caller that needs the
-        whole window can tell it did not see everything)."""
+    def list_predictions(  # noqa: PLR0913 - the documented filters, the page, and the deadline
+        self,
+        *,
+        model: str,
+        created_after: str,
+        created_before: str,
+        page: int,
+        page_size: int = HISTORY_PAGE_SIZE,
+        deadline: Deadline | None = None,
+    ) -> HistoryPage:
+        """One page of WaveSpeed's prediction history (newest first). Entries that do not parse are left out
+        of `items` but counted in `size`, so a caller that needs the whole window knows it did not see all."""
         body = {
             "page": page,
             "page_size": page_size,
@@ -172,42 +202,84 @@ class WaveSpeedClient:
             "created_after": created_after,
             "created_before": created_before,
         }
-        data = self._with_retries(lambda: self._http.post("/api/v3/predictions", json=body), "POST /api/v3/predictions")
+        data = self._read(
+            lambda timeout: self._http.post("/api/v3/predictions", json=body, timeout=timeout),
+            "POST /api/v3/predictions",
+            deadline,
+        )
         if not isinstance(data, dict) or not isinstance(data.get("items"), list):
-            raise WaveSpeedError(f"WaveSpeed's history answer has no items: {str(data)[:200]}")
+            raise TransientError(f"WaveSpeed's history answer has no items: {str(data)[:200]}")
         total = data.get("total")
-        items = parse_predictions(data["items"])
-        return items, total if isinstance(total, int) and total >= 0 else len(data["items"])
+        known = isinstance(total, int) and not isinstance(total, bool) and total >= 0
+        return HistoryPage(parse_predictions(data["items"]), len(data["items"]), total if known else None)
 
-    def get_result(self, prediction_id: str) -> Prediction:
-        """GET a task's authoritative state, retrying 429/5xx/connection errors a few times."""
-        data = self._get_with_retries(f"/api/v3/predictions/{prediction_id}/result")
+    def get_result(self, prediction_id: str, deadline: Deadline | None = None) -> Prediction:
+        """GET a task's authoritative state, retrying 429/5xx/connection errors a few times. NotFound only
+        when WaveSpeed itself says it does not know the task."""
+        data = self._get(f"/api/v3/predictions/{prediction_id}/result", deadline)
         return Prediction.model_validate(data)
 
-    def get_webhook_secret(self) -> str:
-        data = self._get_with_retries("/api/v3/webhook/secret")
+    def get_webhook_secret(self, deadline: Deadline | None = None) -> str:
+        data = self._get("/api/v3/webhook/secret", deadline)
         secret = data.get("secret") if isinstance(data, dict) else None
         if not isinstance(secret, str) or not secret:
             raise WaveSpeedError("WaveSpeed's webhook secret answer has no secret")
         return secret
 
-    def _get_with_retries(self, path: str) -> Any:
-        return self._with_retries(lambda: self._http.get(path), f"GET {path}")
+    def _get(self, path: str, deadline: Deadline | None) -> Any:
+        return self._read(lambda timeout: self._http.get(path, timeout=timeout), f"GET {path}", deadline)
 
-    def _with_retries(self, send: Callable[[], httpx.Response], what: str) -> Any:
-        """Reads (never a submit) are retried on 429, 5xx and connection errors, as the SDKs do."""
+    def _timeout(self, deadline: Deadline | None) -> httpx.Timeout:
+        """The read timeouts, each cut to what is left before the deadline (a connect timeout too)."""
+        if deadline is None:
+            return self._read_timeout
+        left = deadline.remaining()
+        if left < MIN_READ_SECONDS:
+            raise TransientError("WaveSpeed not asked: no time left before this invocation's deadline")
+        parts = self._read_timeout
+        return httpx.Timeout(
+            connect=min(parts.connect or left, left),
+            read=min(parts.read or left, left),
+            write=min(parts.write or left, left),
+            pool=min(parts.pool or left, left),
+        )
+
+    def _read(self, send: Callable[[httpx.Timeout], httpx.Response], what: str, deadline: Deadline | None) -> Any:
+        """Reads (never a submit) are retried on 429, 5xx, connection errors and answers that are not
+        WaveSpeed's (a proxy's page), as the SDKs do, within the deadline."""
         for attempt in range(1, self._result_tries + 1):
             try:
                 try:
-                    answer = send()
+                    answer = send(self._timeout(deadline))
                 except httpx.HTTPError as err:
                     raise TransientError(f"WaveSpeed {what} failed: {err!r}") from err
-                return self._data(answer)
+                return self._read_data(answer)
             except TransientError:
-                if attempt == self._result_tries:
+                pause = 0.5 * attempt
+                if attempt == self._result_tries or (deadline and deadline.remaining() < pause + MIN_READ_SECONDS):
                     raise
-                self._sleep(0.5 * attempt)
+                self._sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @classmethod
+    def _read_data(cls, answer: httpx.Response) -> Any:
+        """An answer to a read: a page that is not WaveSpeed's (a proxy's or CDN's, 200 or 4xx) is transient,
+        never WaveSpeed's word; WaveSpeed's own 404 is NotFound."""
+        try:
+            return cls._data(answer)
+        except (TransientError, OutcomeUncertain):
+            raise
+        except RequestRejected as err:
+            status = _wavespeed_status(answer)
+            if status is None:
+                raise TransientError(
+                    f"HTTP {answer.status_code} without WaveSpeed's error body: {err.message}", status=err.status
+                ) from err
+            if status == 404:
+                raise NotFound(err.message, status=404, code=err.code) from err
+            raise
+        except WaveSpeedError as err:  # a 200 without WaveSpeed's envelope
+            raise TransientError(err.message, status=err.status) from err
 
     @staticmethod
     def _data(answer: httpx.Response) -> Any:

@@ -28,6 +28,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from loradrop.deadline import Deadline
 from loradrop.models import Prediction
 from loradrop.redaction import json_for_logs
 from loradrop.services import tracker, webhook_secrets
@@ -39,6 +40,7 @@ from loradrop.wavespeed import WaveSpeedError
 logger = Logger(json_serializer=json_for_logs)  # every log line is redacted
 metrics = Metrics()
 ROUTE = ("POST", "/webhooks/wavespeed")
+ANSWER_SECONDS = 1.5  # kept back from the invocation's time for the writes after the last WaveSpeed answer
 
 
 class HttpError(Exception):
@@ -70,14 +72,14 @@ def _raw_body(event: dict[str, Any]) -> bytes:
     return str(body).encode("utf-8")
 
 
-def _verify(headers: dict[str, str], body: bytes) -> None:
+def _verify(headers: dict[str, str], body: bytes, deadline: Deadline) -> None:
     settings = webhook_settings()
     secrets = webhook_secrets()
     try:
         try:
-            verify(headers, body, secrets.get(), now=time.time(), tolerance=settings.webhook_tolerance_seconds)
+            verify(headers, body, secrets.get(deadline), now=time.time(), tolerance=settings.webhook_tolerance_seconds)
         except SignatureMismatch:
-            fresh = secrets.refresh()  # the secret may have been rotated; rate limited
+            fresh = secrets.refresh(deadline)  # the secret may have been rotated; rate limited
             if fresh is None:
                 raise
             verify(headers, body, fresh, now=time.time(), tolerance=settings.webhook_tolerance_seconds)
@@ -93,17 +95,17 @@ def _job_hint(event: dict[str, Any]) -> str | None:
     return value if re.fullmatch(r"[a-z0-9-]{1,80}", value) else None
 
 
-def wavespeed_webhook(event: dict[str, Any]) -> dict[str, Any]:
+def wavespeed_webhook(event: dict[str, Any], deadline: Deadline) -> dict[str, Any]:
     body = _raw_body(event)
     if len(body) > webhook_settings().webhook_max_body_bytes:
         raise HttpError(413, "webhook body too large")
-    _verify(event.get("headers") or {}, body)
+    _verify(event.get("headers") or {}, body, deadline)
     try:
         hint = Prediction.model_validate_json(body)
     except ValidationError:
         raise HttpError(400, "body is not a WaveSpeed task object") from None
     try:
-        job, outcome = tracker().on_webhook(hint, _job_hint(event))
+        job, outcome = tracker().on_webhook(hint, _job_hint(event), deadline)
     except JobNotFound:
         raise HttpError(404, "no job has this task id (yet)") from None
     logger.info("webhook handled", extra={"prediction_id": hint.id, "outcome": outcome})
@@ -116,8 +118,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     http = (event.get("requestContext") or {}).get("http") or {}
     if (http.get("method"), event.get("rawPath")) != ROUTE:
         return _answer(404, {"statusCode": 404, "message": "Not found"})
+    # Every WaveSpeed call fits before this deadline: an answer WaveSpeed can retry beats being cut off.
+    deadline = Deadline.within(context.get_remaining_time_in_millis() / 1000 - ANSWER_SECONDS)
     try:
-        return _answer(200, wavespeed_webhook(event))
+        return _answer(200, wavespeed_webhook(event, deadline))
     except HttpError as err:
         return _answer(err.status, {"statusCode": err.status, "message": err.message})
     except WaveSpeedError as err:

@@ -204,7 +204,7 @@ def test_no_answer_is_never_resent_until_the_history_proves_nothing_was_created(
     job = stack.wait_for(job_id, TERMINAL, timeout=30)
     assert job["status"] == "COMPLETED"
     assert [p.status for p in posts_for(stack, key)] == [int(fault) if fault.isdigit() else 0, 200]
-    assert any("history shows no task" in h.get("note", "") for h in job["history"])
+    assert any("and again later, shows no task from this upload" in h.get("note", "") for h in job["history"])
     assert job["attempts"] == 1
     assert job["lost_submissions"] == 1
     history_reads = [r for r in stack.simulator.requests if r.path == "/api/v3/predictions"]

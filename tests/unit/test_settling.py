@@ -1,10 +1,12 @@
-"""How the reconciler settles an uncertain submission, rule by rule, at the production defaults
-(30 min grace, one-day deadline): moto in process for DynamoDB and SQS, a fake WaveSpeed, and the
-clock passed in, so every rule runs in milliseconds."""
+"""How the reconciler settles an uncertain submission, rule by rule, at the production defaults (30 s of clock
+skew, 30 min grace, absence confirmed 5 min later, a one-day deadline): moto in process for DynamoDB and SQS, a
+fake WaveSpeed history that can be as crowded and as odd as a busy account's, and the clock passed in, so every
+rule runs in milliseconds."""
 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,48 +16,116 @@ import pytest
 from aws_lambda_powertools import Logger
 from moto import mock_aws
 
+from loradrop.deadline import Deadline
 from loradrop.events import EventPublisher
 from loradrop.jobs import Job, JobStore, iso, url_digest
 from loradrop.models import JobStatus, Prediction
 from loradrop.redaction import json_for_logs
 from loradrop.settings import ReconcileSettings
 from loradrop.tracking import Reconciler, Tracker
-from loradrop.wavespeed import WaveSpeedError
+from loradrop.wavespeed import HistoryPage, NotFound, TransientError
 from loradrop_local.dataset import training_zip
 from tests.unit.tables import create_jobs_table
 
 Logger(json_serializer=json_for_logs)  # the parent of the domain's child loggers, as each handler creates it
 POSTED_AT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 OUR_LINK = "https://uploads.s3.amazonaws.com/uploads/ana.zip?X-Amz-Signature=ours"
+EARLIER_LINK = "https://uploads.s3.amazonaws.com/uploads/ana.zip?X-Amz-Signature=earlier"
 MODEL = "wavespeed-ai/flux-dev-lora-trainer"
 
 
 class FakeWaveSpeed:
-    """History pages and results as WaveSpeed would give them; records what was asked."""
+    """WaveSpeed's history and results for one model: pages newest first, a total or none, a page size it
+    may silently cap; records every request."""
 
     def __init__(self) -> None:
         self.tasks: dict[str, dict[str, Any]] = {}
         self.history_broken = False
+        self.with_total = True
+        self.page_cap = 100
         self.history_calls: list[dict[str, Any]] = []
+        self.gets: list[str] = []
+        self.gone: set[str] = set()
+        self.unreachable: set[str] = set()
+        self.clock: FakeClock | None = None  # each request takes a second on it, when set
 
     def add(
-        self, task_id: str, *, link: str | None, status: str = "processing", in_history_input: bool = False
+        self,
+        task_id: str,
+        *,
+        link: str | None,
+        at: datetime = POSTED_AT + timedelta(seconds=1),
+        status: str = "processing",
+        in_history_input: bool = False,
     ) -> None:
-        self.tasks[task_id] = {"id": task_id, "model": MODEL, "status": status, "link": link, "hist": in_history_input}
+        self.tasks[task_id] = {"id": task_id, "status": status, "link": link, "hist": in_history_input, "at": at}
 
-    def list_predictions(self, **query: Any) -> tuple[list[Prediction], int]:
+    def crowd(self, count: int, *, around: datetime = POSTED_AT, spread: float = 100.0, seed: int = 7) -> None:
+        """Other tools' tasks on the same account, spread over the window around a moment."""
+        rng = random.Random(seed)
+        for i in range(count):
+            at = around + timedelta(seconds=rng.uniform(-spread / 3, spread))
+            self.add(f"other-{i:05d}", link=f"https://elsewhere.test/{i}.zip", at=at, status="completed")
+
+    def _tick(self) -> None:
+        if self.clock is not None:
+            self.clock.now += 1.0
+
+    def list_predictions(self, **query: Any) -> HistoryPage:
+        self._tick()
         self.history_calls.append(query)
         if self.history_broken:
-            raise WaveSpeedError("history unavailable")
+            raise TransientError("history unavailable")
+        after, before = datetime.fromisoformat(query["created_after"]), datetime.fromisoformat(query["created_before"])
+        chosen = sorted(
+            (t for t in self.tasks.values() if after <= t["at"] <= before), key=lambda t: t["at"], reverse=True
+        )
+        size = min(query.get("page_size", 100), self.page_cap)
+        page = chosen[(query["page"] - 1) * size : query["page"] * size]
         items = [
-            Prediction(id=t["id"], model=MODEL, status=t["status"], input={"data": t["link"]} if t["hist"] else None)
-            for t in self.tasks.values()
+            Prediction(
+                id=t["id"],
+                model=MODEL,
+                status=t["status"],
+                created_at=iso(t["at"]),
+                input={"data": t["link"]} if t["hist"] else None,
+            )
+            for t in page
         ]
-        return items, len(items)
+        return HistoryPage(items, len(items), len(chosen) if self.with_total else None)
 
-    def get_result(self, task_id: str) -> Prediction:
+    def get_result(self, task_id: str, deadline: Deadline | None = None) -> Prediction:
+        self._tick()
+        self.gets.append(task_id)
+        if task_id in self.gone:
+            raise NotFound("prediction not found", status=404)
+        if task_id in self.unreachable:
+            raise TransientError("HTTP 404 without WaveSpeed's error body: <html>")
         t = self.tasks[task_id]
         return Prediction(id=task_id, model=MODEL, status=t["status"], input={"data": t["link"]} if t["link"] else None)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def settings(**extra: str) -> ReconcileSettings:
+    return ReconcileSettings.model_validate(
+        {
+            "JOBS_TABLE": "jobs",
+            "EVENT_BUS_NAME": "default",
+            "WAVESPEED_SECRET_ID": "unused",
+            "STORE_QUEUE_URL": "unset",
+            "INTAKE_QUEUE_URL": "unset",
+            # Every run looks at every job here; in AWS a job is first looked at after 15 min.
+            "RECONCILE_AFTER_SECONDS": "0",
+        }
+        | extra
+    )
 
 
 @pytest.fixture
@@ -67,28 +137,34 @@ def world() -> Iterator[dict[str, Any]]:
         intake = sqs.create_queue(QueueName="intake")["QueueUrl"]
         store = sqs.create_queue(QueueName="store")["QueueUrl"]
         events = boto3.client("events", region_name="us-east-1")
-        settings = ReconcileSettings.model_validate(
-            {
-                "JOBS_TABLE": "jobs",
-                "EVENT_BUS_NAME": "default",
-                "WAVESPEED_SECRET_ID": "unused",
-                "STORE_QUEUE_URL": store,
-                "INTAKE_QUEUE_URL": intake,
-                # Every run looks at every job here; in AWS a job is first looked at after 15 min.
-                "RECONCILE_AFTER_SECONDS": "0",
-            }
-        )
-        jobs = JobStore(dynamodb, "jobs")
+        config = settings(STORE_QUEUE_URL=store, INTAKE_QUEUE_URL=intake)
+        clock = {"now": POSTED_AT}  # the table's writes are stamped with the test's time, as the reconciler's
+        jobs = JobStore(dynamodb, "jobs", clock=lambda: clock["now"])
         publisher = EventPublisher(events, "default")
         wavespeed = FakeWaveSpeed()
-        tracker = Tracker(jobs=jobs, sqs=sqs, events=publisher, wavespeed=lambda: wavespeed, settings=settings)  # type: ignore[arg-type,return-value]
-        reconciler = Reconciler(tracker, jobs, publisher, lambda: wavespeed, settings)  # type: ignore[arg-type,return-value]
-        yield {"jobs": jobs, "ws": wavespeed, "reconciler": reconciler, "sqs": sqs, "intake": intake}
+        tracker = Tracker(jobs=jobs, sqs=sqs, events=publisher, wavespeed=lambda: wavespeed, settings=config)
+        reconciler = Reconciler(tracker, jobs, publisher, lambda: wavespeed, config)
+        yield {
+            "jobs": jobs,
+            "ws": wavespeed,
+            "reconciler": reconciler,
+            "tracker": tracker,
+            "sqs": sqs,
+            "intake": intake,
+            "publisher": publisher,
+            "clock": clock,
+        }
 
 
-def uncertain_job(jobs: JobStore, job_id: str = "ana-000000000001", *, lost: int = 0) -> Job:
-    """A job whose POST at POSTED_AT got no usable answer."""
+def uncertain_job(
+    jobs: JobStore, job_id: str = "ana-000000000001", *, lost: int = 0, link: str = OUR_LINK, earlier: str = ""
+) -> Job:
+    """A job whose POST at POSTED_AT got no usable answer (after an earlier attempt that sent `earlier`)."""
     at = iso(POSTED_AT)
+    history: list[dict[str, Any]] = [{"status": "RECEIVED", "at": at}]
+    if earlier:
+        history += [{"status": "SUBMITTING", "at": at, "link": url_digest(earlier)}, {"status": "RECEIVED", "at": at}]
+    history.append({"status": "SUBMITTING", "at": at, "link": url_digest(link)})
     job = Job(
         job_id=job_id,
         status=JobStatus.SUBMITTING,
@@ -99,16 +175,22 @@ def uncertain_job(jobs: JobStore, job_id: str = "ana-000000000001", *, lost: int
         lost_submissions=lost,
         error_code="SUBMIT_UNCERTAIN",
         submit_started_at=at,
-        submit_url_sha256=url_digest(OUR_LINK if job_id.endswith("1") else f"{OUR_LINK}-{job_id}"),
+        submit_url_sha256=url_digest(link),
         created_at=at,
         updated_at=at,
+        history=history,
     )
     jobs.claim(job)
     return job
 
 
-def run(world: dict[str, Any], after: timedelta) -> dict[str, int]:
-    summary: dict[str, int] = world["reconciler"].run(now=POSTED_AT + after)
+def run(world: dict[str, Any], after: timedelta, **options: Any) -> dict[str, int]:
+    return run_at(world, POSTED_AT + after, **options)
+
+
+def run_at(world: dict[str, Any], now: datetime, **options: Any) -> dict[str, int]:
+    world["clock"]["now"] = now
+    summary: dict[str, int] = world["reconciler"].run(now=now, **options)
     return summary
 
 
@@ -117,73 +199,106 @@ def resubmissions(world: dict[str, Any]) -> list[dict[str, Any]]:
     return [json.loads(m["Body"]) for m in answer.get("Messages", [])]
 
 
+# ----- when and where to look -----
 def test_a_post_that_may_still_be_waiting_is_left_alone(world: dict[str, Any]) -> None:
     uncertain_job(world["jobs"])
     assert run(world, timedelta(seconds=30)) == {"submitting": 1}
     assert world["ws"].history_calls == []
 
 
-def test_an_empty_history_proves_nothing_only_after_the_grace_period(world: dict[str, Any]) -> None:
-    job = uncertain_job(world["jobs"])
-    assert run(world, timedelta(minutes=29)) == {"waiting for history": 1}
-    (query,) = world["ws"].history_calls
-    # the window brackets the POST (2 min of clock slack each side) for the job's model
+def test_the_window_runs_from_the_posts_start_to_its_last_possible_answer_with_30_s_of_skew(
+    world: dict[str, Any],
+) -> None:
+    uncertain_job(world["jobs"])
+    run(world, timedelta(minutes=5))
+    query = world["ws"].history_calls[0]
     assert query["model"] == MODEL
-    assert query["created_after"] == "2026-11-25T08:58:00.000Z"
-    assert query["created_before"] == "2026-11-25T09:03:15.000Z"  # + 10 s connect + 60 s read + 5 s + 2 min
-    assert run(world, timedelta(minutes=31)) == {"resubmitted (nothing was created)": 1}
+    assert query["created_after"] == "2026-11-25T08:59:30.000Z"
+    assert query["created_before"] == "2026-11-25T09:01:45.000Z"  # + 10 s connect + 60 s read + 5 s + 30 s
+
+
+# ----- proof of absence -----
+def test_nothing_created_is_concluded_from_two_complete_reads_minutes_apart_both_past_the_grace(
+    world: dict[str, Any],
+) -> None:
+    job = uncertain_job(world["jobs"])
+    world["ws"].crowd(40)  # other uploads' tasks, all checked
+    assert run(world, timedelta(minutes=29)) == {"waiting for history": 1}
+    assert run(world, timedelta(minutes=31)) == {"absent once, confirming": 1}
+    assert run(world, timedelta(minutes=35)) == {"absent once, confirming": 1}  # 4 minutes later: not yet
+    assert resubmissions(world) == []
+    assert run(world, timedelta(minutes=36, seconds=1)) == {"resubmitted (nothing was created)": 1}
     moved = world["jobs"].get(job.job_id)
     assert moved.status is JobStatus.RECEIVED
     assert moved.attempts == 0  # nothing was created: no task may exist
     assert moved.lost_submissions == 1
-    assert "history shows no task from this upload" in moved.history[-1]["note"]
+    assert moved.settling is None
+    assert "complete history, read at 2026-11-25T09:31:00.000Z and again later" in moved.history[-1]["note"]
     assert resubmissions(world) == [{"job_id": job.job_id, "action": "resubmit"}]
+    # every other task was asked about once, however many runs looked at the window
+    assert sorted(world["ws"].gets) == sorted(f"other-{i:05d}" for i in range(40))
+
+
+def test_a_second_read_that_finds_other_tasks_starts_the_confirmation_over(world: dict[str, Any]) -> None:
+    uncertain_job(world["jobs"])
+    assert run(world, timedelta(minutes=31)) == {"absent once, confirming": 1}
+    world["ws"].add("late-arrival", link="https://elsewhere.test/late.zip")  # the history lagged
+    assert run(world, timedelta(minutes=37)) == {"absent once, confirming": 1}
+    assert run(world, timedelta(minutes=43)) == {"resubmitted (nothing was created)": 1}
 
 
 def test_the_third_lost_submission_ends_the_job_with_nothing_billed(world: dict[str, Any]) -> None:
     job = uncertain_job(world["jobs"], lost=2)
-    assert run(world, timedelta(hours=1)) == {"failed": 1}
+    run(world, timedelta(hours=1))
+    assert run(world, timedelta(hours=1, minutes=6)) == {"failed": 1}
     ended = world["jobs"].get(job.job_id)
     assert (ended.status, ended.error_code, ended.attempts) == (JobStatus.FAILED, "SUBMIT_FAILED", 0)
     assert f"loradrop retry {job.job_id}" in ended.error
 
 
-@pytest.mark.parametrize("named_by", ["result", "history"])
-def test_a_task_whose_input_is_our_link_is_adopted(world: dict[str, Any], named_by: str) -> None:
+@pytest.mark.parametrize(
+    ("oddity", "why"),
+    [
+        ("no total, never a shorter page", "its history pages repeat tasks"),
+        ("a total that disagrees", "disagree with the"),
+        ("entries without an id", "history entries without a task id"),
+    ],
+)
+def test_a_history_that_does_not_show_it_is_complete_is_never_proof_of_absence(
+    world: dict[str, Any], oddity: str, why: str
+) -> None:
     job = uncertain_job(world["jobs"])
-    world["ws"].add("someone-elses", link="https://other/zip")
-    world["ws"].add("ours", link=OUR_LINK, in_history_input=named_by == "history")
-    if named_by == "history":  # the GET does not carry input; the history item's does
-        world["ws"].tasks["ours"]["hist"] = True
-    assert run(world, timedelta(minutes=5)) == {"adopted, training": 1}
-    adopted = world["jobs"].get(job.job_id)
-    assert (adopted.status, adopted.prediction_id, adopted.attempts) == (JobStatus.TRAINING, "ours", 1)
-    assert adopted.error_code is None
-    assert any(e.get("note") == "task adopted: found in WaveSpeed's prediction history" for e in adopted.history)
-
-
-def test_tasks_owned_by_other_jobs_are_not_candidates(world: dict[str, Any]) -> None:
-    other = uncertain_job(world["jobs"], "bob-000000000002")
-    world["jobs"].transition(
-        other.job_id, {JobStatus.SUBMITTING}, JobStatus.SUBMITTED, fields={"prediction_id": "bobs"}
-    )
-    world["ws"].add("bobs", link=None)  # would be ambiguous if it were not owned
-    job = uncertain_job(world["jobs"])
-    assert run(world, timedelta(minutes=31))["resubmitted (nothing was created)"] == 1
-    assert world["jobs"].get(job.job_id).status is JobStatus.RECEIVED
-
-
-def test_a_task_that_names_no_upload_waits_then_fails_with_what_to_check(world: dict[str, Any]) -> None:
-    job = uncertain_job(world["jobs"])
-    world["ws"].add("whose", link=None)
-    assert run(world, timedelta(hours=2)) == {"ambiguous": 1}
-    assert world["jobs"].get(job.job_id).status is JobStatus.SUBMITTING
+    world["ws"].crowd(30)
+    ws = world["ws"]
+    original = ws.list_predictions
+    if oddity == "no total, never a shorter page":  # a proxy that serves page 1 whatever page is asked for
+        ws.with_total = False
+        ws.list_predictions = lambda **q: original(**(q | {"page": 1}))
+    elif oddity == "a total that disagrees":
+        ws.list_predictions = lambda **q: HistoryPage(original(**q).items, original(**q).size, 500)
+    else:
+        ws.list_predictions = lambda **q: HistoryPage(original(**q).items[1:], original(**q).size, original(**q).total)
+    for minutes in (31, 40, 60, 600):
+        assert run(world, timedelta(minutes=minutes)) == {"ambiguous": 1}
+    assert resubmissions(world) == []
     assert run(world, timedelta(hours=24, minutes=1)) == {"failed": 1}
     ended = world["jobs"].get(job.job_id)
-    assert (ended.status, ended.error_code, ended.attempts) == (JobStatus.FAILED, "SUBMIT_UNSETTLED", 1)
-    assert "whose" in ended.error
-    assert "2026-11-25T08:58:00.000Z" in ended.error
-    assert "s3://uploads/uploads/ana.zip" in ended.error
+    assert (ended.error_code, ended.attempts) == ("SUBMIT_UNSETTLED", 1)
+    assert why in ended.error
+
+
+@pytest.mark.parametrize("cap", [100, 50, 37])
+def test_without_a_total_a_shorter_page_ends_the_listing_whatever_page_size_the_server_serves(
+    world: dict[str, Any], cap: int
+) -> None:
+    uncertain_job(world["jobs"])
+    world["ws"].with_total, world["ws"].page_cap = False, cap
+    world["ws"].crowd(250)
+    assert run(world, timedelta(minutes=31)) == {"absent once, confirming": 1}
+    pages = [call["page"] for call in world["ws"].history_calls]
+    in_the_window = sum(1 for t in world["ws"].tasks if in_window(world, t))
+    assert pages == list(range(1, in_the_window // cap + 2))  # up to and including the shorter page
+    assert run(world, timedelta(minutes=37))["resubmitted (nothing was created)"] == 1
 
 
 def test_an_unreadable_history_is_ambiguous_never_proof(world: dict[str, Any]) -> None:
@@ -195,14 +310,159 @@ def test_an_unreadable_history_is_ambiguous_never_proof(world: dict[str, Any]) -
     assert world["jobs"].get(job.job_id).error_code == "SUBMIT_UNSETTLED"
 
 
+def test_a_task_that_names_no_upload_waits_then_fails_with_what_to_check(world: dict[str, Any]) -> None:
+    job = uncertain_job(world["jobs"])
+    world["ws"].add("whose", link=None)
+    assert run(world, timedelta(hours=2)) == {"ambiguous": 1}
+    assert world["jobs"].get(job.job_id).status is JobStatus.SUBMITTING
+    assert run(world, timedelta(hours=24, minutes=1)) == {"failed": 1}
+    ended = world["jobs"].get(job.job_id)
+    assert (ended.status, ended.error_code, ended.attempts) == (JobStatus.FAILED, "SUBMIT_UNSETTLED", 1)
+    assert "whose" in ended.error
+    assert "2026-11-25T08:59:30.000Z" in ended.error
+    assert "s3://uploads/uploads/ana.zip" in ended.error
+
+
+# ----- finding the task -----
+@pytest.mark.parametrize("named_by", ["result", "history"])
+def test_a_task_whose_input_is_our_link_is_adopted(world: dict[str, Any], named_by: str) -> None:
+    job = uncertain_job(world["jobs"])
+    world["ws"].add("someone-elses", link="https://other/zip")
+    world["ws"].add("ours", link=OUR_LINK, in_history_input=named_by == "history")
+    assert run(world, timedelta(minutes=5)) == {"adopted, training": 1}
+    adopted = world["jobs"].get(job.job_id)
+    assert (adopted.status, adopted.prediction_id, adopted.attempts) == (JobStatus.TRAINING, "ours", 1)
+    assert adopted.error_code is None
+    assert adopted.settling is None
+    note = next(e["note"] for e in adopted.history if e.get("note", "").startswith("task adopted"))
+    assert note.startswith("task adopted: found in WaveSpeed's prediction history (")
+
+
+def test_in_a_crowded_window_the_task_nearest_the_posts_start_is_checked_first(world: dict[str, Any]) -> None:
+    # Given 3,000 other tasks in the window (a Silver account at full rate, plus the web UI)
+    job = uncertain_job(world["jobs"])
+    world["ws"].crowd(3000)
+    world["ws"].add("ours", link=OUR_LINK, at=POSTED_AT + timedelta(milliseconds=700))
+    # When the reconciler settles it
+    assert run(world, timedelta(minutes=5)) == {"adopted, training": 1}
+    # Then it read the window's pages and confirmed only the tasks created nearer the POST's start than ours
+    assert world["jobs"].get(job.job_id).prediction_id == "ours"
+    in_the_window = sum(1 for t in world["ws"].tasks if in_window(world, t))
+    assert len(world["ws"].history_calls) == -(-in_the_window // 100)
+    nearer = sum(1 for t in world["ws"].tasks.values() if abs((t["at"] - POSTED_AT).total_seconds()) < 0.7)
+    assert len(world["ws"].gets) == nearer + 1 < 60
+
+
+def test_tasks_owned_by_other_jobs_are_not_asked_about(world: dict[str, Any]) -> None:
+    world["jobs"].claim(
+        Job(
+            job_id="bob-000000000002",
+            status=JobStatus.COMPLETED,
+            source_bucket="uploads",
+            source_key="uploads/bob.zip",
+            prediction_id="bobs",
+            created_at=iso(POSTED_AT),
+            updated_at=iso(POSTED_AT),
+        )
+    )
+    world["ws"].add("bobs", link=None)  # would be ambiguous if it were not owned
+    job = uncertain_job(world["jobs"])
+    run(world, timedelta(minutes=31))
+    assert run(world, timedelta(minutes=37))["resubmitted (nothing was created)"] == 1
+    assert world["jobs"].get(job.job_id).status is JobStatus.RECEIVED
+    assert "bobs" not in world["ws"].gets
+
+
+def test_a_busy_window_is_checked_over_several_runs_from_where_the_last_stopped(world: dict[str, Any]) -> None:
+    # Given a window of 400 other tasks, where every WaveSpeed request takes a second of a job's 60 s share
+    job = uncertain_job(world["jobs"])
+    world["ws"].crowd(400)
+    clock = FakeClock()
+    world["ws"].clock = world["reconciler"]._clock = clock
+    # When the reconciler runs every minute from the end of the grace
+    outcomes = []
+    for minute in range(31, 60):
+        outcomes.append(next(iter(run(world, timedelta(minutes=minute)))))
+        if outcomes[-1].startswith("resubmitted"):
+            break
+    # Then each run goes on from the cursor, every task is asked about exactly once, and only then is the
+    # window's absence read twice and concluded
+    checking = outcomes.index("absent once, confirming")
+    assert checking >= 5
+    assert set(outcomes[:checking]) == {"checking"}
+    assert outcomes[-1] == "resubmitted (nothing was created)"
+    assert sorted(world["ws"].gets) == sorted(t for t in world["ws"].tasks if in_window(world, t))
+    assert world["jobs"].get(job.job_id).lost_submissions == 1
+
+
+def in_window(world: dict[str, Any], task_id: str) -> bool:
+    at = world["ws"].tasks[task_id]["at"]
+    return POSTED_AT - timedelta(seconds=30) <= at <= POSTED_AT + timedelta(seconds=105)
+
+
+def test_a_task_that_turns_up_behind_the_cursor_is_not_skipped(world: dict[str, Any]) -> None:
+    job = uncertain_job(world["jobs"])
+    world["ws"].crowd(20, spread=20)
+    clock = FakeClock()
+    world["ws"].clock = world["reconciler"]._clock = clock
+    # a first run with time for part of the window only (12 s of requests)
+    run(world, timedelta(minutes=5), remaining_ms=lambda: 22_000)
+    assert 0 < world["jobs"].get(job.job_id).settling.checked < 20
+    # our task shows up late, nearer the POST than everything checked so far
+    world["ws"].add("ours", link=OUR_LINK, at=POSTED_AT + timedelta(milliseconds=1))
+    assert run(world, timedelta(minutes=6)) == {"adopted, training": 1}
+
+
+def test_adoption_holds_only_for_the_attempt_the_task_names(world: dict[str, Any]) -> None:
+    # Given an uncertain job, looked at while its first attempt was current
+    job = uncertain_job(world["jobs"])
+    world["ws"].add("ours", link=OUR_LINK)
+    # When, meanwhile, that attempt was settled as lost and a second attempt is in flight
+    world["jobs"].transition(job.job_id, {JobStatus.SUBMITTING}, JobStatus.RECEIVED, attempts=-1)
+    world["jobs"].transition(
+        job.job_id, {JobStatus.RECEIVED}, JobStatus.SUBMITTING, fields={"submit_url_sha256": "second"}, attempts=1
+    )
+    _, said = world["tracker"].adopt(job, world["ws"].get_result("ours"), "a stale look")
+    # Then the task is not taken as the second attempt's
+    current = world["jobs"].get(job.job_id)
+    assert said == "unchanged"
+    assert (current.status, current.prediction_id) == (JobStatus.SUBMITTING, None)
+
+
+def test_a_task_of_an_earlier_attempt_found_in_the_window_is_recorded_and_counted(world: dict[str, Any]) -> None:
+    job = uncertain_job(world["jobs"], earlier=EARLIER_LINK)
+    world["ws"].add("earlier-task", link=EARLIER_LINK, status="completed")
+    assert run(world, timedelta(minutes=31)) == {"absent once, confirming": 1}
+    stored = world["jobs"].get(job.job_id)
+    assert stored.stray_tasks == ["earlier-task"]
+    assert stored.attempts == 2  # the stray is paid for: it counts
+    assert "earlier-task" in stored.task_ids()
+    assert any("of an earlier attempt turned up" in e.get("note", "") for e in stored.history)
+    run(world, timedelta(minutes=37))
+    assert world["jobs"].get(job.job_id).stray_tasks == ["earlier-task"]  # recorded once
+
+
+def test_a_task_that_cannot_be_checked_now_stops_the_run_for_this_job_without_losing_progress(
+    world: dict[str, Any],
+) -> None:
+    job = uncertain_job(world["jobs"])
+    world["ws"].crowd(10)
+    nearest = sorted(world["ws"].tasks.values(), key=lambda t: abs((t["at"] - POSTED_AT).total_seconds()))
+    world["ws"].unreachable.add(nearest[3]["id"])  # a proxy's 404 page: not WaveSpeed's word
+    assert run(world, timedelta(minutes=31)) == {"checking": 1}
+    assert world["jobs"].get(job.job_id).settling.checked == 3
+    world["ws"].unreachable.clear()
+    assert run(world, timedelta(minutes=32)) == {"absent once, confirming": 1}
+
+
 def test_one_broken_job_does_not_stop_the_run_and_time_running_out_does(world: dict[str, Any]) -> None:
-    uncertain_job(world["jobs"], "aaa-000000000002")
-    uncertain_job(world["jobs"], "bbb-000000000003")
+    uncertain_job(world["jobs"], "aaa-000000000002", link=f"{OUR_LINK}-a")
+    uncertain_job(world["jobs"], "bbb-000000000003", link=f"{OUR_LINK}-b")
     world["ws"].add("x", link=None)
     calls = {"n": 0}
     original = world["ws"].get_result
 
-    def flaky(task_id: str) -> Prediction:
+    def flaky(task_id: str, deadline: Deadline | None = None) -> Prediction:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("unexpected answer")
@@ -210,7 +470,7 @@ def test_one_broken_job_does_not_stop_the_run_and_time_running_out_does(world: d
 
     world["ws"].get_result = flaky
     assert run(world, timedelta(hours=2)) == {"error": 1, "ambiguous": 1}
-    summary = world["reconciler"].run(now=POSTED_AT + timedelta(hours=2), remaining_ms=lambda: 5_000)
+    summary = run(world, timedelta(hours=2, minutes=1), remaining_ms=lambda: 5_000)
     assert summary == {"left for the next run": 1}
 
 
@@ -223,14 +483,16 @@ def test_a_persons_retry_of_a_lost_submission_starts_the_count_again(world: dict
     s3.create_bucket(Bucket="uploads")
     s3.put_object(Bucket="uploads", Key="uploads/ana.zip", Body=training_zip())
     job = uncertain_job(world["jobs"], lost=2)
-    assert run(world, timedelta(hours=1)) == {"failed": 1}
-    settings = SubmitSettings.model_validate(
+    run(world, timedelta(hours=1))
+    assert run(world, timedelta(hours=1, minutes=6)) == {"failed": 1}
+    config = SubmitSettings.model_validate(
         {"JOBS_TABLE": "jobs", "EVENT_BUS_NAME": "default", "WAVESPEED_SECRET_ID": "x", "WEBHOOK_URL": "https://hook"}
     )
     submitted = Prediction(id="fresh-task", model=MODEL)
     wavespeed = type("Answering", (), {"submit_training": lambda self, model, body, url: submitted})()
-    events = EventPublisher(boto3.client("events", region_name="us-east-1"), "default")
-    submitter = Submitter(jobs=world["jobs"], s3=s3, events=events, wavespeed=lambda: wavespeed, settings=settings)
+    submitter = Submitter(
+        jobs=world["jobs"], s3=s3, events=world["publisher"], wavespeed=lambda: wavespeed, settings=config
+    )
     # When a person retries it and WaveSpeed answers
     retried = submitter.retry(job.job_id)
     # Then it trains, and a later lost POST would again get its full count of chances
@@ -241,7 +503,7 @@ def test_a_persons_retry_of_a_lost_submission_starts_the_count_again(world: dict
 
 def test_a_received_job_has_the_whole_deadline_from_when_it_entered_received(world: dict[str, Any]) -> None:
     # Given a job uploaded three days ago, failed, and retried by a person 40 minutes ago (back in RECEIVED)
-    now = datetime.now(UTC)  # the store stamps its writes with the real clock
+    now = POSTED_AT
     uploaded = now - timedelta(days=3)
     retried = now - timedelta(minutes=40)
     job = Job(
@@ -261,8 +523,8 @@ def test_a_received_job_has_the_whole_deadline_from_when_it_entered_received(wor
     )
     world["jobs"].claim(job)
     # When the reconciler finds it waiting
-    assert world["reconciler"].run(now=now) == {"resubmission re-queued": 1}
+    assert run_at(world, now) == {"resubmission re-queued": 1}
     # Then it is queued again, not ended for its upload's age; a day after the retry it ends NOT_SUBMITTED
     assert world["jobs"].get(job.job_id).status is JobStatus.RECEIVED
-    assert world["reconciler"].run(now=retried + timedelta(days=1, minutes=1)) == {"failed": 1}
+    assert run_at(world, retried + timedelta(days=1, minutes=1)) == {"failed": 1}
     assert world["jobs"].get(job.job_id).error_code == "NOT_SUBMITTED"

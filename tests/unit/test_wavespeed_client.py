@@ -9,7 +9,9 @@ import httpx
 import pytest
 
 from loradrop.credentials import WaveSpeedCredentials, WebhookSecretSource
+from loradrop.deadline import Deadline
 from loradrop.wavespeed import (
+    NotFound,
     OutcomeUncertain,
     RateLimited,
     RequestRejected,
@@ -95,7 +97,7 @@ def test_history_page_is_requested_with_the_documented_filters_and_read_lenientl
         seen.append(json.loads(request.content))
         return httpx.Response(200, json={"code": 200, "data": {"page": 1, "total": 3, "items": items}})
 
-    found, total = client(handler).list_predictions(
+    page = client(handler).list_predictions(
         model="wavespeed-ai/flux-dev-lora-trainer", created_after="A", created_before="B", page=1
     )
     assert seen == [
@@ -107,12 +109,83 @@ def test_history_page_is_requested_with_the_documented_filters_and_read_lenientl
             "created_before": "B",
         }
     ]
-    # the item without an id is left out, and the total still says 3 exist
-    assert [(p.id, p.status, p.outputs, p.code) for p in found] == [
+    # the item without an id is left out, and the page's size and total still say 3 exist
+    assert [(p.id, p.status, p.outputs, p.code) for p in page.items] == [
         ("task-1", "created", [], None),
         ("task-2", "unknown", [], 5003),
     ]
-    assert total == 3
+    assert (page.size, page.total) == (3, 3)
+
+
+@pytest.mark.parametrize("total", [None, "3", 2.5, -1, True])
+def test_a_history_page_without_an_integer_total_says_its_total_is_unknown(total: object) -> None:
+    data: dict[str, object] = {"page": 1, "items": [PREDICTION]} | ({} if total is None else {"total": total})
+    page = client(lambda _: httpx.Response(200, json={"code": 200, "data": data})).list_predictions(
+        model="m", created_after="A", created_before="B", page=1
+    )
+    assert (page.size, page.total) == (1, None)  # never the page's own length standing in for it
+
+
+def test_only_wavespeeds_own_404_says_a_task_is_not_found() -> None:
+    wavespeeds = httpx.Response(404, json={"message": "prediction not found"})
+    with pytest.raises(NotFound):
+        client(lambda _: wavespeeds).get_result("t")
+    for page in (
+        httpx.Response(404, text="<html>Not Found</html>", headers={"content-type": "text/html"}),
+        httpx.Response(404, json=["not", "wavespeed"]),
+        httpx.Response(200, text="<html>a captive portal</html>"),
+    ):
+        calls: list[int] = []
+
+        def proxy(request: httpx.Request, page: httpx.Response = page, calls: list[int] = calls) -> httpx.Response:
+            calls.append(1)
+            return page
+
+        with pytest.raises(TransientError) as caught:
+            client(proxy, tries=2).get_result("t")
+        assert not isinstance(caught.value, RequestRejected)
+        assert len(calls) == 2  # retried like any transient failure
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_reads_fit_the_deadline_timeouts_and_pauses_included() -> None:
+    clock = Clock()
+    seen: list[dict[str, float]] = []
+    pauses: list[float] = []
+
+    def slow(request: httpx.Request) -> httpx.Response:  # answers 503 after 2 s, or times out sooner
+        timeout = request.extensions["timeout"]
+        seen.append(timeout)
+        clock.now += min(2.0, timeout["read"])
+        if timeout["read"] < 2.0:
+            raise httpx.ReadTimeout("slow", request=request)
+        return httpx.Response(503, json={"message": "busy"})
+
+    c = WaveSpeedClient(
+        "https://ws.test",
+        "key",
+        transport=httpx.MockTransport(slow),
+        result_tries=5,
+        result_timeout=15.0,
+        sleep=lambda s: (pauses.append(s), setattr(clock, "now", clock.now + s)),  # type: ignore[func-returns-value]
+    )
+    with pytest.raises(TransientError):
+        c.get_result("t", deadline=Deadline.within(6.0, clock))
+    # every wait was cut to what was left, and no try started that could not be answered in time
+    assert [t["read"] for t in seen] == [6.0, 3.5, 0.5]
+    assert all(t["connect"] <= t["read"] for t in seen)
+    assert pauses == [0.5, 1.0]
+    assert clock.now == 6.0
+    with pytest.raises(TransientError, match="no time left"):
+        c.get_result("t", deadline=Deadline.within(0.2, clock))
+    assert len(seen) == 3  # nothing sent
 
 
 def test_envelope_error_inside_http_200_is_an_error() -> None:
@@ -185,7 +258,7 @@ def test_secret_source_prefers_configured_secret_and_rate_limits_refresh() -> No
     def credentials(force: bool) -> WaveSpeedCredentials:
         return WaveSpeedCredentials("key", configured[0])
 
-    def fetch() -> str:
+    def fetch(deadline: Deadline | None) -> str:
         fetched.append(1)
         return f"whsec_{len(fetched)}"
 

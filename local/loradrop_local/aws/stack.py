@@ -44,7 +44,8 @@ LOCAL_ACCOUNT_CONCURRENCY = 4
 # Pollers of an SQS event source without MaximumConcurrency (Lambda starts with 5 and scales; locally 2).
 SQS_DEFAULT_POLLERS = 2
 # Not in the template: the local stack's time compression, and metrics kept out of the logs.
-LOCAL_KNOBS = ("RETRY_DELAY_SCALE", "POWERTOOLS_METRICS_DISABLED")
+LOCAL_KNOBS = ("RETRY_DELAY_SCALE", "ABSENCE_CONFIRM_SECONDS", "POWERTOOLS_METRICS_DISABLED")
+ABSENCE_CONFIRM_SECONDS = 300  # the reconciler's default (settings.ReconcilePart), compressed like the rest
 SECRET_NAME = "loradrop/wavespeed"
 PROFILE = "loradrop-local"  # the AWS CLI profile `loradrop local` writes to its state directory
 
@@ -311,6 +312,7 @@ class LocalStack:
                 own[key] = value.replace(domain, self.api_url)
         knobs = {
             "RETRY_DELAY_SCALE": str(self.options.time_scale),
+            "ABSENCE_CONFIRM_SECONDS": str(self._scaled(ABSENCE_CONFIRM_SECONDS)),
             "POWERTOOLS_METRICS_DISABLED": "true",
         }
         lambda_variables = {
