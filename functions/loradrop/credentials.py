@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 
 from aws_lambda_powertools.utilities import parameters
+from botocore.config import Config
 
 from loradrop.deadline import Deadline
 
@@ -21,9 +23,18 @@ class WaveSpeedCredentials:
     webhook_secret: str | None = field(default=None, repr=False)
 
 
+@cache
+def _secrets() -> parameters.SecretsProvider:
+    """Secrets Manager answers in milliseconds: a stuck call fails in seconds, well inside any function's time
+    (botocore's own defaults wait 60 s to connect and 60 s to read, longer than the webhook's 15 s timeout)."""
+    return parameters.SecretsProvider(
+        boto_config=Config(connect_timeout=3, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
+    )
+
+
 def load_credentials(secret_id: str, max_age: int, force: bool = False) -> WaveSpeedCredentials:
     """Read `{"api_key": ..., "webhook_secret"?: ...}`, cached by Powertools for `max_age` seconds."""
-    value = parameters.get_secret(secret_id, transform="json", max_age=max_age, force_fetch=force)
+    value = _secrets().get(secret_id, transform="json", max_age=max_age, force_fetch=force)
     if not isinstance(value, dict) or not isinstance(value.get("api_key"), str) or not value["api_key"]:
         raise CredentialsError(f"secret {secret_id} must be JSON with a non-empty string 'api_key'")
     webhook_secret = value.get("webhook_secret")

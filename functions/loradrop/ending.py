@@ -1,4 +1,5 @@
-"""How a job ends early: FAILED or REJECTED with a reason a user can act on, counted, and announced."""
+"""How a job ends early: FAILED or REJECTED with a reason a user can act on, counted. Its event follows
+from the table's change stream (`loradrop.events`), not from a second call here that a crash could skip."""
 
 from __future__ import annotations
 
@@ -10,16 +11,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from loradrop.jobs import Job, JobStore
 from loradrop.models import JobStatus
-from loradrop.ports import JobEvents
 from loradrop.redaction import redact
 
 logger = Logger(child=True)
 metrics = Metrics()
 
 
-def end_job(  # noqa: PLR0913, PLR0917 - a job ends with its store, publisher, id, states, code, reason
+def end_job(  # noqa: PLR0913, PLR0917 - a job ends with its store, id, states, code and reason
     jobs: JobStore,
-    events: JobEvents,
     job_id: str,
     expected: Collection[JobStatus],
     status: JobStatus,
@@ -33,11 +32,11 @@ def end_job(  # noqa: PLR0913, PLR0917 - a job ends with its store, publisher, i
     guard_values: dict[str, Any] | None = None,
 ) -> Job | None:
     """Move a job to FAILED or REJECTED with a reason (and `fields` worth keeping, such as what an
-    inspection found) and announce it; None if it had moved on (or `guard` did not hold)."""
+    inspection found); None if it had moved on (or `guard` did not hold)."""
     reason = redact(reason)  # it may quote WaveSpeed, which may quote our presigned link
     logger.info("job ended", extra={"status": status.value, "error_code": code, "reason": reason})
     metrics.add_metric(name=f"Jobs{status.value.title()}", unit=MetricUnit.Count, value=1)
-    ended = jobs.transition(
+    return jobs.transition(
         job_id,
         expected,
         status,
@@ -47,6 +46,3 @@ def end_job(  # noqa: PLR0913, PLR0917 - a job ends with its store, publisher, i
         guard=guard,
         guard_values=guard_values,
     )
-    if ended is not None:
-        events.publish(ended)
-    return ended

@@ -259,6 +259,11 @@ def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _deserializer.deserialize(v) for k, v in item.items()}
 
 
+def job_from_image(image: dict[str, Any]) -> Job:
+    """A job from an item in DynamoDB's JSON (a change stream record's image)."""
+    return Job.model_validate(_deserialize(image))
+
+
 def _is_condition_failure(err: ClientError) -> bool:
     return err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 

@@ -1,13 +1,11 @@
-"""What the use cases need from the world outside, as small protocols: WaveSpeed, the event bus and the
-queues. The adapters (`wavespeed.WaveSpeedClient`, `events.EventPublisher`, boto3's SQS client) fit them,
-and so do the unit tests' fakes."""
+"""What the use cases need from the world outside, as small protocols: WaveSpeed and the queues. The
+adapters (`wavespeed.WaveSpeedClient`, boto3's SQS client) fit them, and so do the unit tests' fakes."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
 from loradrop.deadline import Deadline
-from loradrop.jobs import Job
 from loradrop.models import Prediction
 from loradrop.wavespeed import HistoryPage
 
@@ -27,10 +25,6 @@ class WaveSpeed(Protocol):
         page_size: int = ...,
         deadline: Deadline | None = ...,
     ) -> HistoryPage: ...
-
-
-class JobEvents(Protocol):
-    def publish(self, job: Job) -> bool: ...
 
 
 class QueueSender(Protocol):

@@ -14,6 +14,7 @@ from loradrop.events import EventPublisher
 from loradrop.jobs import JobStore
 from loradrop.settings import (
     CommonSettings,
+    events_settings,
     reconcile_settings,
     store_settings,
     submit_settings,
@@ -21,6 +22,9 @@ from loradrop.settings import (
 )
 from loradrop.tls import tls_context
 from loradrop.wavespeed import WaveSpeedClient
+
+AWS_CONNECT_SECONDS = 3
+AWS_READ_SECONDS = 10
 
 # Each factory imports only its own part of the domain: a handler's cold start pays for what it uses
 # (the webhook function never loads the S3 transfer manager, for instance).
@@ -32,8 +36,15 @@ if TYPE_CHECKING:
 
 @cache
 def aws(service: str) -> Any:
-    """One client per service. S3 presigns with SigV4 (boto3 falls back to SigV2 on custom endpoints)."""
-    config = Config(retries={"mode": "standard"}, signature_version="s3v4" if service == "s3" else None)
+    """One client per service. S3 presigns with SigV4 (boto3 falls back to SigV2 on custom endpoints). A
+    stuck call fails in seconds (botocore waits 60 s to connect and 60 s to read by default), so every step
+    fits the time its function keeps for it: a range read the dataset survey's, a write the webhook's."""
+    config = Config(
+        retries={"mode": "standard"},
+        connect_timeout=AWS_CONNECT_SECONDS,
+        read_timeout=AWS_READ_SECONDS,
+        signature_version="s3v4" if service == "s3" else None,
+    )
     return boto3.client(service, config=config)
 
 
@@ -70,12 +81,8 @@ class WaveSpeedFactory:
         return self._client
 
 
-def _common(settings: CommonSettings) -> tuple[JobStore, EventPublisher, WaveSpeedFactory]:
-    return (
-        JobStore(aws("dynamodb"), settings.jobs_table),
-        EventPublisher(OnFirstUse("events"), settings.event_bus_name),
-        WaveSpeedFactory(settings),
-    )
+def _common(settings: CommonSettings) -> tuple[JobStore, WaveSpeedFactory]:
+    return JobStore(aws("dynamodb"), settings.jobs_table), WaveSpeedFactory(settings)
 
 
 @cache
@@ -83,8 +90,8 @@ def submitter() -> Submitter:
     from loradrop.submission import Submitter
 
     settings = submit_settings()
-    jobs, events, wavespeed = _common(settings)
-    return Submitter(jobs=jobs, s3=aws("s3"), events=events, wavespeed=wavespeed, settings=settings)
+    jobs, wavespeed = _common(settings)
+    return Submitter(jobs=jobs, s3=aws("s3"), wavespeed=wavespeed, settings=settings)
 
 
 @cache
@@ -92,8 +99,8 @@ def tracker() -> Tracker:
     from loradrop.tracking import Tracker
 
     settings = webhook_settings()
-    jobs, events, wavespeed = _common(settings)
-    return Tracker(jobs=jobs, sqs=OnFirstUse("sqs"), events=events, wavespeed=wavespeed, settings=settings)
+    jobs, wavespeed = _common(settings)
+    return Tracker(jobs=jobs, sqs=OnFirstUse("sqs"), wavespeed=wavespeed, settings=settings)
 
 
 @cache
@@ -111,9 +118,9 @@ def reconciler() -> Reconciler:
     from loradrop.tracking import Reconciler, Tracker
 
     settings = reconcile_settings()
-    jobs, events, wavespeed = _common(settings)
-    tracking = Tracker(jobs=jobs, sqs=OnFirstUse("sqs"), events=events, wavespeed=wavespeed, settings=settings)
-    return Reconciler(tracking, jobs, events, wavespeed, settings)
+    jobs, wavespeed = _common(settings)
+    tracking = Tracker(jobs=jobs, sqs=OnFirstUse("sqs"), wavespeed=wavespeed, settings=settings)
+    return Reconciler(tracking, jobs, wavespeed, settings)
 
 
 @cache
@@ -121,7 +128,12 @@ def storer() -> Storer:
     from loradrop.storing import Storer
 
     settings = store_settings()
-    jobs, events, wavespeed = _common(settings)
+    jobs, wavespeed = _common(settings)
     # A read may stall 20 s at most: the copy's give-up margin (30 s) must cover one.
     http = httpx.Client(timeout=httpx.Timeout(connect=10.0, read=20.0, write=20.0, pool=10.0), verify=tls_context())
-    return Storer(jobs=jobs, s3=aws("s3"), http=http, events=events, wavespeed=wavespeed, settings=settings)
+    return Storer(jobs=jobs, s3=aws("s3"), http=http, wavespeed=wavespeed, settings=settings)
+
+
+@cache
+def event_publisher() -> EventPublisher:
+    return EventPublisher(aws("events"), events_settings().event_bus_name)

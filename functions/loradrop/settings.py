@@ -35,7 +35,6 @@ class _EnvModel(BaseModel):
 # ----- small parts, composed below into each function's settings -----
 class JobsPart(_EnvModel):
     jobs_table: str = Field(alias="JOBS_TABLE", min_length=1)
-    event_bus_name: str = Field(alias="EVENT_BUS_NAME", min_length=1)
     # Multiplies queue retry delays; the local stack compresses time with it.
     retry_delay_scale: float = Field(alias="RETRY_DELAY_SCALE", default=1.0, gt=0, le=1)
 
@@ -112,7 +111,7 @@ class StorePart(_EnvModel):
 
 # ----- each function's settings: exactly the parts it uses -----
 class CommonSettings(JobsPart, WaveSpeedPart):
-    """What every function needs: the jobs table, the bus, WaveSpeed."""
+    """What every function that moves jobs needs: the jobs table, WaveSpeed."""
 
 
 class TrackingSettings(CommonSettings, HandOffPart):
@@ -133,6 +132,17 @@ class StoreSettings(CommonSettings, StorePart):
 
 class ReconcileSettings(TrackingSettings, ReconcilePart):
     pass
+
+
+class EventsSettings(_EnvModel):
+    """PublishEvents: where job events go (it reads the jobs table's change stream, not the table)."""
+
+    event_bus_name: str = Field(alias="EVENT_BUS_NAME", min_length=1)
+
+
+@cache
+def events_settings() -> EventsSettings:
+    return EventsSettings.from_env()
 
 
 @cache

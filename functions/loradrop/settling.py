@@ -31,7 +31,7 @@ from loradrop.deadline import Deadline
 from loradrop.ending import end_job
 from loradrop.jobs import Job, JobStore, SettleProgress, iso, parse_iso, url_digest
 from loradrop.models import TRAINER_MODELS, JobStatus, Prediction
-from loradrop.ports import JobEvents, WaveSpeed
+from loradrop.ports import WaveSpeed
 from loradrop.settings import ReconcileSettings
 from loradrop.wavespeed import (
     MIN_READ_SECONDS,
@@ -151,7 +151,6 @@ class Settler:
         self,
         *,
         jobs: JobStore,
-        events: JobEvents,
         wavespeed: Callable[[], WaveSpeed],
         settings: ReconcileSettings,
         adopt: Callable[[Job, Prediction, str], str],
@@ -159,7 +158,6 @@ class Settler:
         resubmit: Callable[[Job], None],
     ) -> None:
         self._jobs = jobs
-        self._events = events
         self._wavespeed = wavespeed
         self._settings = settings
         self._adopt = adopt
@@ -313,7 +311,6 @@ class Settler:
     def _fail(self, job: Job, code: str, reason: str, *, attempts: int = 0) -> str:
         ended = end_job(
             self._jobs,
-            self._events,
             job.job_id,
             {JobStatus.SUBMITTING},
             JobStatus.FAILED,

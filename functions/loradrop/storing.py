@@ -25,7 +25,7 @@ from loradrop.jobs import COPY_FAILED_NOTE, Job, JobStore, iso, parse_iso, utc_n
 from loradrop.log_context import about_job
 from loradrop.model_card import CARD_NAME, README_NAME, build_card, card_json, card_readme, card_warnings
 from loradrop.models import STORE_RETRYABLE, JobStatus, Prediction
-from loradrop.ports import JobEvents, WaveSpeed
+from loradrop.ports import WaveSpeed
 from loradrop.settings import StoreSettings
 from loradrop.wavespeed import WaveSpeedError
 from loradrop.weights import (
@@ -62,20 +62,18 @@ def _ascii(value: object) -> str:
 
 
 class Storer:
-    def __init__(  # noqa: PLR0913 - its collaborators, injected
+    def __init__(
         self,
         *,
         jobs: JobStore,
         s3: Any,
         http: httpx.Client,
-        events: JobEvents,
         wavespeed: Callable[[], WaveSpeed],
         settings: StoreSettings,
     ) -> None:
         self._jobs = jobs
         self._s3 = s3
         self._http = http
-        self._events = events
         self._wavespeed = wavespeed
         self._settings = settings
         self._policy = OutputPolicy(settings.output_hosts)
@@ -217,7 +215,6 @@ class Storer:
             return self._jobs.get(job_id), "unchanged"
         metrics.add_metric(name="WeightsStoredBytes", unit=MetricUnit.Bytes, value=stored.size)
         logger.info("weights stored", extra={"uri": stored.uri, "size": stored.size, "sha256": stored.sha256})
-        self._events.publish(completed)
         return completed, "completed"
 
     def _prefix(self, job: Job) -> str:
@@ -264,7 +261,5 @@ class Storer:
         return params | {"job-id": job.job_id, "prediction-id": _ascii(job.prediction_id)}
 
     def _end(self, job: Job, code: str, reason: str) -> Job:
-        ended = end_job(
-            self._jobs, self._events, job.job_id, {JobStatus.STORING}, JobStatus.FAILED, code, reason, remove=_LEASE
-        )
+        ended = end_job(self._jobs, job.job_id, {JobStatus.STORING}, JobStatus.FAILED, code, reason, remove=_LEASE)
         return ended or job

@@ -14,17 +14,19 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from loradrop.archive import ArchiveLimits, ArchiveRejected, S3RangeReader, open_archive
 from loradrop.dataset import survey
+from loradrop.deadline import Deadline
 from loradrop.ending import end_job
 from loradrop.jobs import Job, JobStore, job_id_for, url_digest, utc_now
 from loradrop.log_context import about_job, about_task
 from loradrop.models import InvalidParameters, JobStatus, Prediction, TrainingParams, retry_kind
-from loradrop.ports import JobEvents, WaveSpeed
+from loradrop.ports import WaveSpeed
 from loradrop.settings import SubmitSettings
 from loradrop.wavespeed import (
     OutcomeUncertain,
     RateLimited,
     RequestRejected,
     TransientError,
+    longest_submit_seconds,
 )
 
 logger = Logger(child=True)
@@ -34,6 +36,8 @@ metrics = Metrics()
 # worth a few seconds. If every try fails, the task's webhook or the reconciler adopts it.
 RECORD_TRIES = 4
 RECORD_PAUSE_SECONDS = 0.25
+# Kept after the longest POST for the writes that record its answer.
+RECORD_SECONDS = 15.0
 
 UNCERTAIN_ERROR = (
     "{reason}. WaveSpeed may or may not have created (and billed) a task, so loradrop will not send it "
@@ -88,13 +92,11 @@ class Submitter:
         *,
         jobs: JobStore,
         s3: Any,
-        events: JobEvents,
         wavespeed: Callable[[], WaveSpeed],
         settings: SubmitSettings,
     ) -> None:
         self._jobs = jobs
         self._s3 = s3
-        self._events = events
         self._wavespeed = wavespeed
         self._settings = settings
         self._limits = ArchiveLimits(
@@ -113,8 +115,9 @@ class Submitter:
             }
         )
 
-    def accept_upload(self, upload: UploadRef) -> Job:
-        """Claim the upload's job (once per object version) and submit it if nothing else has."""
+    def accept_upload(self, upload: UploadRef, deadline: Deadline | None = None) -> Job:
+        """Claim the upload's job (once per object version) and submit it if nothing else has. `deadline`
+        is when the invocation ends: a POST that could not be answered before it is not sent."""
         now = utc_now()
         job, created = self._jobs.claim(
             Job(
@@ -134,24 +137,24 @@ class Submitter:
         if not created and job.status is not JobStatus.RECEIVED:
             logger.info("repeated delivery ignored", extra={"status": job.status.value})
             return job
-        return self.submit(job)
+        return self.submit(job, deadline)
 
-    def resubmit(self, job_id: str) -> Job | None:
+    def resubmit(self, job_id: str, deadline: Deadline | None = None) -> Job | None:
         """A job sent back to RECEIVED by a retryable WaveSpeed failure."""
         about_job(job_id)
         job = self._jobs.get(job_id)
         if job is None or job.status is not JobStatus.RECEIVED:
             logger.info("resubmit request ignored", extra={"status": job.status.value if job else None})
             return job
-        return self.submit(job)
+        return self.submit(job, deadline)
 
-    def retry(self, job_id: str) -> Job | None:
+    def retry(self, job_id: str, deadline: Deadline | None = None) -> Job | None:
         """A person's retry (`loradrop retry`) of a job that failed for a reason worth retrying. A retry message
         that finds the job back in RECEIVED (its first try met a 429, or crashed after reopening it) carries on."""
         about_job(job_id)
         job = self._jobs.get(job_id)
         if job is not None and job.status is JobStatus.RECEIVED:
-            return self.submit(job)
+            return self.submit(job, deadline)
         if job is None or job.status is not JobStatus.FAILED or retry_kind(job.error_code) != "submit":
             logger.info("retry request ignored", extra={"status": job.status.value if job else None})
             return job
@@ -165,9 +168,9 @@ class Submitter:
             guard="error_code = :code",
             guard_values={":code": job.error_code},
         )
-        return self.submit(reopened) if reopened is not None else self._jobs.get(job_id)
+        return self.submit(reopened, deadline) if reopened is not None else self._jobs.get(job_id)
 
-    def submit(self, job: Job) -> Job:  # noqa: PLR0911 - each return is a different recorded outcome
+    def submit(self, job: Job, deadline: Deadline | None = None) -> Job:  # noqa: PLR0911 - each return is an outcome
         target = {"Bucket": job.source_bucket, "Key": job.source_key} | (
             {"VersionId": job.source_version} if job.source_version else {}
         )
@@ -225,6 +228,7 @@ class Submitter:
             params, unknown_keys = TrainingParams.from_metadata(head.get("Metadata", {}), self._defaults)
         except InvalidParameters as err:
             return self._reject(job, "INVALID_PARAMETERS", f"invalid training parameters: {err}", fields=found)
+        wavespeed = self._ready_to_post(deadline)
         data_url = self._s3.generate_presigned_url(
             "get_object", Params=target, ExpiresIn=self._settings.presign_expiry_seconds
         )
@@ -246,11 +250,26 @@ class Submitter:
         if submitting is None:  # another delivery got there first
             current = self._jobs.get(job.job_id)
             return current if current is not None else job
-        return self._post(submitting, params, data_url)
+        return self._post(submitting, params, data_url, wavespeed)
 
-    def _post(self, job: Job, params: TrainingParams, data_url: str) -> Job:
+    def _ready_to_post(self, deadline: Deadline | None) -> WaveSpeed:
+        """Everything that can fail before a POST fails here, while nothing is in flight and the job stays
+        RECEIVED: the API key read (Secrets Manager, a malformed secret), and the time for the POST's longest
+        answer and the writes after it. Past this point a failure would leave the outcome uncertain."""
         try:
-            prediction = self._wavespeed().submit_training(
+            wavespeed = self._wavespeed()
+        except Exception as err:
+            metrics.add_metric(name="SubmitDeferred", unit=MetricUnit.Count, value=1)
+            logger.exception("the WaveSpeed API key could not be read; the upload waits and tries again")
+            raise RetryLater(f"the WaveSpeed API key could not be read: {type(err).__name__}") from err
+        needed = longest_submit_seconds(self._settings.submit_timeout_seconds) + RECORD_SECONDS
+        if deadline is not None and deadline.remaining() < needed:
+            raise RetryLater(f"{deadline.remaining():.0f} s left in this invocation: a POST needs {needed:.0f} s")
+        return wavespeed
+
+    def _post(self, job: Job, params: TrainingParams, data_url: str, wavespeed: WaveSpeed) -> Job:
+        try:
+            prediction = wavespeed.submit_training(
                 params.model, params.to_wavespeed(data_url), self.webhook_url(job.job_id)
             )
         except TransientError as err:  # a 429, or no connection: nothing was created
@@ -323,15 +342,12 @@ class Submitter:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _reject(self, job: Job, code: str, reason: str, fields: dict[str, Any] | None = None) -> Job:
-        ended = end_job(
-            self._jobs, self._events, job.job_id, {JobStatus.RECEIVED}, JobStatus.REJECTED, code, reason, fields=fields
-        )
+        ended = end_job(self._jobs, job.job_id, {JobStatus.RECEIVED}, JobStatus.REJECTED, code, reason, fields=fields)
         return ended or self._jobs.get(job.job_id) or job
 
     def _fail(self, job: Job, code: str, reason: str, *, attempts: int = 0) -> Job:
         ended = end_job(
             self._jobs,
-            self._events,
             job.job_id,
             {JobStatus.SUBMITTING},
             JobStatus.FAILED,

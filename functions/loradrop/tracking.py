@@ -37,7 +37,7 @@ from loradrop.models import (
     describe_failure,
     is_retryable,
 )
-from loradrop.ports import JobEvents, QueueSender, WaveSpeed
+from loradrop.ports import QueueSender, WaveSpeed
 from loradrop.settings import ReconcileSettings, TrackingSettings
 from loradrop.settling import Settler, hours
 from loradrop.wavespeed import NotFound, WaveSpeedError
@@ -61,13 +61,11 @@ class Tracker:
         *,
         jobs: JobStore,
         sqs: QueueSender,
-        events: JobEvents,
         wavespeed: Callable[[], WaveSpeed],
         settings: TrackingSettings,
     ) -> None:
         self._jobs = jobs
         self._sqs = sqs
-        self._events = events
         self._wavespeed = wavespeed
         self._settings = settings
 
@@ -212,7 +210,6 @@ class Tracker:
             code = str(prediction.code) if prediction.code is not None else status.upper()
             ended = end_job(
                 self._jobs,
-                self._events,
                 job.job_id,
                 _ACTIVE,
                 JobStatus.FAILED,
@@ -229,7 +226,6 @@ class Tracker:
             if prediction.weights_url is None:
                 ended = end_job(
                     self._jobs,
-                    self._events,
                     job.job_id,
                     _ACTIVE,
                     JobStatus.FAILED,
@@ -257,7 +253,6 @@ class Tracker:
             why = f"the last try said: {last.removeprefix(COPY_FAILED_NOTE + ': ')}" if last else "a timeout?"
             ended = end_job(
                 self._jobs,
-                self._events,
                 job.job_id,
                 {JobStatus.STORING},
                 JobStatus.FAILED,
@@ -335,11 +330,10 @@ class Reconciler:
     settles uncertain submissions from WaveSpeed's records. One job's trouble never stops the run,
     and a job it leaves as it was goes to the back of the queue, so every stale job has its turn."""
 
-    def __init__(  # noqa: PLR0913 - its collaborators, injected, and the clock its deadlines run on
+    def __init__(
         self,
         tracker: Tracker,
         jobs: JobStore,
-        events: JobEvents,
         wavespeed: Callable[[], WaveSpeed],
         settings: ReconcileSettings,
         *,
@@ -348,12 +342,10 @@ class Reconciler:
         self._clock = clock  # what the run's deadlines are measured on
         self._tracker = tracker
         self._jobs = jobs
-        self._events = events
         self._wavespeed = wavespeed
         self._settings = settings
         self._settler = Settler(
             jobs=jobs,
-            events=events,
             wavespeed=wavespeed,
             settings=settings,
             adopt=lambda job, task, evidence: tracker.adopt(job, task, evidence)[1],
@@ -470,7 +462,6 @@ class Reconciler:
         lease = {"guard": LEASE_FREE, "guard_values": {":now": utc_now()}} if job.status is JobStatus.STORING else {}
         ended = end_job(
             self._jobs,
-            self._events,
             job.job_id,
             {job.status},
             JobStatus.FAILED,
@@ -493,7 +484,6 @@ class Reconciler:
         if now - parse_iso(job.entered(JobStatus.RECEIVED) or job.created_at) > limit:
             ended = end_job(
                 self._jobs,
-                self._events,
                 job.job_id,
                 {JobStatus.RECEIVED},
                 JobStatus.FAILED,

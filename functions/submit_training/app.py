@@ -14,6 +14,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loradrop.dataset import SURVEY_SECONDS
+from loradrop.deadline import Deadline
 from loradrop.messages import MalformedMessage, S3Notification, S3TestEvent, SubmitRequest, read_intake
 from loradrop.queues import (
     Deferred,
@@ -71,6 +72,11 @@ def _is_upload(upload: UploadRef) -> bool:
     return True
 
 
+def _deadline() -> Deadline | None:
+    context = _invocation.context
+    return Deadline.within(context.get_remaining_time_in_millis() / 1000) if context is not None else None
+
+
 def _process_message(message: SubmitRequest | S3TestEvent | S3Notification) -> None:
     if isinstance(message, S3TestEvent):
         logger.info("S3 test event ignored")
@@ -78,16 +84,16 @@ def _process_message(message: SubmitRequest | S3TestEvent | S3Notification) -> N
     if isinstance(message, SubmitRequest):
         _may_submit()
         if message.action == "retry":  # a person's `loradrop retry` of a FAILED job
-            submitter().retry(message.job_id)
+            submitter().retry(message.job_id, _deadline())
         else:
-            submitter().resubmit(message.job_id)
+            submitter().resubmit(message.job_id, _deadline())
         return
     uploads = _uploads(message.model_dump())
     if not uploads:
         raise MalformedMessage("an S3 notification without ObjectCreated records")
     for upload in filter(_is_upload, uploads):
         _may_submit()
-        submitter().accept_upload(upload)
+        submitter().accept_upload(upload, _deadline())
 
 
 def record_handler(record: QueueRecord) -> None:
@@ -120,7 +126,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     _invocation.context = context
     records = event.get("Records", [])
     if records and records[0].get("eventSource") == "aws:s3":  # a bare S3 event (e.g. sam local invoke)
-        jobs = [submitter().accept_upload(upload) for upload in filter(_is_upload, _uploads(event))]
+        jobs = [submitter().accept_upload(upload, _deadline()) for upload in filter(_is_upload, _uploads(event))]
         return {"jobs": [{"job_id": j.job_id, "status": j.status.value} for j in jobs]}
     return partial_batch(event, record_handler)
 

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from loradrop_local.aws.cloudformation import load_template
 from loradrop_local.aws.events import http_api_event
 from loradrop_local.aws.lambda_runtime import FunctionError
+from loradrop_local.aws.moto_front import Fault
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
 from tests.integration.helpers import TERMINAL, log_lines
@@ -55,11 +56,12 @@ def test_an_invocation_past_its_timeout_is_ended_and_the_worker_replaced(stack: 
     unsigned = http_api_event("POST", "/webhooks/wavespeed", {}, b"{}", "203.0.113.9")
     assert stack.invoke("ReceiveWebhookFunction", unsigned)["statusCode"] == 401  # a warm worker
     warm = {worker.process.pid: worker for worker in runtime._idle}
-    # Given WaveSpeed answering the confirming GET in 3 s, and a 1 s timeout
-    stack.simulator.faults.result.append("slow:3")
+    # Given DynamoDB answering the job's lookup in 3 s (the handler bounds its WaveSpeed calls, not AWS's), and a
+    # 1 s timeout
     body = task_body(stack, task)
     event = http_api_event("POST", "/webhooks/wavespeed", signed(stack, body, "slow-1"), body, "203.0.113.9")
-    with pytest.raises(FunctionError) as ended:
+    slow = Fault(lambda r: r.service == "dynamodb" and r.operation == "Query" and bool(r.caller), "slow:3")
+    with stack.aws_requests.injected(slow), pytest.raises(FunctionError) as ended:
         stack.invoke("ReceiveWebhookFunction", event, timeout=1)
     # Then Lambda's timeout error, and the worker that ran it is gone for good (never reused)
     assert ended.value.error_type == "Sandbox.Timedout"
@@ -68,6 +70,22 @@ def test_an_invocation_past_its_timeout_is_ended_and_the_worker_replaced(stack: 
     answer = stack.invoke("ReceiveWebhookFunction", event)
     assert answer["statusCode"] == 200
     assert timed_out not in {worker.process.pid for worker in runtime._idle}
+    assert stack.wait_for(job_id, TERMINAL)["status"] == "COMPLETED"
+
+
+def test_a_webhook_answers_503_in_time_when_wavespeed_is_slower_than_its_invocation(
+    stack: LocalStack, key: str
+) -> None:
+    assert stack.simulator is not None
+    job_id, task = submitted_job(stack, key)
+    # Given WaveSpeed answering the confirming GET in 5 s, and an invocation with 3 s left
+    stack.simulator.faults.result.append("slow:5")
+    body = task_body(stack, task)
+    event = http_api_event("POST", "/webhooks/wavespeed", signed(stack, body, "slow-2"), body, "203.0.113.9")
+    answer = stack.invoke("ReceiveWebhookFunction", event, timeout=3)
+    # Then it answers 503 (WaveSpeed delivers again) instead of being cut off, and the next delivery is handled
+    assert answer["statusCode"] == 503
+    assert stack.invoke("ReceiveWebhookFunction", event)["statusCode"] == 200
     assert stack.wait_for(job_id, TERMINAL)["status"] == "COMPLETED"
 
 

@@ -9,7 +9,7 @@ from loradrop.models import JobStatus
 from loradrop_local.aws.cloudformation import load_template
 
 
-def create_jobs_table(client: Any, name: str = "jobs") -> None:
+def create_jobs_table(client: Any, name: str = "jobs", *, stream: bool = False) -> None:
     table = load_template()["Resources"]["JobsTable"]["Properties"]
     client.create_table(
         TableName=name,
@@ -17,6 +17,7 @@ def create_jobs_table(client: Any, name: str = "jobs") -> None:
         KeySchema=table["KeySchema"],
         GlobalSecondaryIndexes=table["GlobalSecondaryIndexes"],
         BillingMode="PAY_PER_REQUEST",
+        **({"StreamSpecification": {"StreamEnabled": True} | table["StreamSpecification"]} if stream else {}),
     )
 
 

@@ -17,7 +17,13 @@ import pytest
 from loradrop_local.aws.cloudformation import PROJECT_ROOT
 
 BUILD = PROJECT_ROOT / ".aws-sam" / "build"
-FUNCTIONS = ["SubmitTrainingFunction", "ReceiveWebhookFunction", "StoreWeightsFunction", "ReconcileJobsFunction"]
+FUNCTIONS = [
+    "SubmitTrainingFunction",
+    "ReceiveWebhookFunction",
+    "StoreWeightsFunction",
+    "ReconcileJobsFunction",
+    "PublishEventsFunction",
+]
 pytestmark = pytest.mark.skipif(not BUILD.exists(), reason="not built (make test runs `sam build` first)")
 
 
@@ -47,7 +53,7 @@ def test_the_layer_holds_the_pins_built_for_arm64_with_their_bytecode() -> None:
 def test_each_function_ships_the_code_with_its_bytecode(function: str) -> None:
     built = BUILD / function
     assert sorted(p.name for p in built.iterdir()) == sorted(
-        ["loradrop", "submit_training", "receive_webhook", "store_weights", "reconcile_jobs"]
+        ["loradrop", "submit_training", "receive_webhook", "store_weights", "reconcile_jobs", "publish_events"]
     )
     shipped = assert_compiled_unchecked(built)
     assert shipped == len(list((PROJECT_ROOT / "functions").glob("*/*.py")))
@@ -70,7 +76,7 @@ def _services_the_code_calls() -> set[str]:
             name = getattr(node.func, "id", getattr(node.func, "attr", None))
             if name in {"aws", "OnFirstUse", "client"} and node.args and isinstance(node.args[0], ast.Constant):
                 found.add(node.args[0].value)
-            if name == "get_secret":
+            if name in ("get_secret", "SecretsProvider"):
                 found.add("secretsmanager")
     return found
 

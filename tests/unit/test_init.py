@@ -24,7 +24,9 @@ print(json.dumps({{"enabled": gc.isenabled(), "frozen": gc.get_freeze_count(), "
 """
 
 
-@pytest.mark.parametrize("module", ["submit_training", "receive_webhook", "store_weights", "reconcile_jobs"])
+@pytest.mark.parametrize(
+    "module", ["submit_training", "receive_webhook", "store_weights", "reconcile_jobs", "publish_events"]
+)
 def test_no_collection_runs_while_a_handler_imports_its_dependencies_and_the_collector_is_on_after(module: str) -> None:
     run = subprocess.run(
         [sys.executable, "-c", PROBE.format(module=module)],

@@ -15,7 +15,6 @@ from aws_lambda_powertools import Logger, Metrics
 from moto import mock_aws
 
 from loradrop.deadline import Deadline
-from loradrop.events import EventPublisher
 from loradrop.jobs import Job, JobStore, iso, url_digest
 from loradrop.models import JobStatus, Prediction
 from loradrop.redaction import json_for_logs
@@ -56,10 +55,9 @@ def world() -> Iterator[dict[str, Any]]:
         clock = {"now": NOW}
         jobs = JobStore(dynamodb, "jobs", clock=lambda: clock["now"])
         config = settings(STORE_QUEUE_URL=queues["store"], INTAKE_QUEUE_URL=queues["intake"], RECONCILE_BATCH_LIMIT="5")
-        publisher = EventPublisher(boto3.client("events", region_name="us-east-1"), "default")
         wavespeed = FakeWaveSpeed()
-        tracker = Tracker(jobs=jobs, sqs=sqs, events=publisher, wavespeed=lambda: wavespeed, settings=config)
-        reconciler = Reconciler(tracker, jobs, publisher, lambda: wavespeed, config)
+        tracker = Tracker(jobs=jobs, sqs=sqs, wavespeed=lambda: wavespeed, settings=config)
+        reconciler = Reconciler(tracker, jobs, lambda: wavespeed, config)
         Metrics().clear_metrics()
         yield {
             "jobs": jobs,

@@ -17,7 +17,6 @@ from aws_lambda_powertools import Logger
 from moto import mock_aws
 
 from loradrop.deadline import Deadline
-from loradrop.events import EventPublisher
 from loradrop.jobs import Job, JobStore, iso, url_digest
 from loradrop.models import JobStatus, Prediction
 from loradrop.redaction import json_for_logs
@@ -136,14 +135,12 @@ def world() -> Iterator[dict[str, Any]]:
         sqs = boto3.client("sqs", region_name="us-east-1")
         intake = sqs.create_queue(QueueName="intake")["QueueUrl"]
         store = sqs.create_queue(QueueName="store")["QueueUrl"]
-        events = boto3.client("events", region_name="us-east-1")
         config = settings(STORE_QUEUE_URL=store, INTAKE_QUEUE_URL=intake)
         clock = {"now": POSTED_AT}  # the table's writes are stamped with the test's time, as the reconciler's
         jobs = JobStore(dynamodb, "jobs", clock=lambda: clock["now"])
-        publisher = EventPublisher(events, "default")
         wavespeed = FakeWaveSpeed()
-        tracker = Tracker(jobs=jobs, sqs=sqs, events=publisher, wavespeed=lambda: wavespeed, settings=config)
-        reconciler = Reconciler(tracker, jobs, publisher, lambda: wavespeed, config)
+        tracker = Tracker(jobs=jobs, sqs=sqs, wavespeed=lambda: wavespeed, settings=config)
+        reconciler = Reconciler(tracker, jobs, lambda: wavespeed, config)
         yield {
             "jobs": jobs,
             "ws": wavespeed,
@@ -151,7 +148,6 @@ def world() -> Iterator[dict[str, Any]]:
             "tracker": tracker,
             "sqs": sqs,
             "intake": intake,
-            "publisher": publisher,
             "clock": clock,
         }
 
@@ -490,9 +486,7 @@ def test_a_persons_retry_of_a_lost_submission_starts_the_count_again(world: dict
     )
     submitted = Prediction(id="fresh-task", model=MODEL)
     wavespeed = type("Answering", (), {"submit_training": lambda self, model, body, url: submitted})()
-    submitter = Submitter(
-        jobs=world["jobs"], s3=s3, events=world["publisher"], wavespeed=lambda: wavespeed, settings=config
-    )
+    submitter = Submitter(jobs=world["jobs"], s3=s3, wavespeed=lambda: wavespeed, settings=config)
     # When a person retries it and WaveSpeed answers
     retried = submitter.retry(job.job_id)
     # Then it trains, and a later lost POST would again get its full count of chances

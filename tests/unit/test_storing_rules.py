@@ -14,7 +14,6 @@ import pytest
 from aws_lambda_powertools import Logger
 from moto import mock_aws
 
-from loradrop.events import EventPublisher
 from loradrop.jobs import JobStore
 from loradrop.models import JobStatus, Prediction
 from loradrop.redaction import json_for_logs
@@ -92,7 +91,6 @@ def world() -> Iterator[dict[str, Any]]:
             jobs=jobs,
             s3=s3,
             http=httpx.Client(transport=httpx.MockTransport(cdn)),
-            events=EventPublisher(boto3.client("events", region_name="us-east-1"), "default"),
             wavespeed=lambda: wavespeed,  # type: ignore[arg-type,return-value]
             settings=settings,
         )
@@ -238,7 +236,6 @@ def test_a_refused_host_is_copied_once_the_stack_allows_it(world: dict[str, Any]
         jobs=world["jobs"],
         s3=world["s3"],
         http=httpx.Client(transport=httpx.MockTransport(world["cdn"])),
-        events=EventPublisher(boto3.client("events", region_name="us-east-1"), "default"),
         wavespeed=lambda: world["ws"],
         settings=settings,
     )

@@ -12,7 +12,6 @@ import pytest
 from aws_lambda_powertools import Logger
 from moto import mock_aws
 
-from loradrop.events import EventPublisher
 from loradrop.jobs import JobStore
 from loradrop.models import JobStatus, Prediction
 from loradrop.redaction import json_for_logs
@@ -59,7 +58,6 @@ def world() -> Iterator[dict[str, Any]]:
         submitter = Submitter(
             jobs=jobs,
             s3=s3,
-            events=EventPublisher(boto3.client("events", region_name="us-east-1"), "default"),
             wavespeed=lambda: wavespeed,  # type: ignore[arg-type,return-value]
             settings=settings,
         )
@@ -209,3 +207,35 @@ def test_a_retry_that_met_a_429_carries_on_when_its_message_comes_back(world: di
     # Then the redelivered retry submits it instead of being dropped
     assert (retried.status, retried.prediction_id, retried.attempts) == (JobStatus.SUBMITTED, "task-2", 1)
     assert len(world["ws"].posts) == 3
+
+
+def test_a_secret_that_cannot_be_read_leaves_the_job_received_never_uncertain(world: dict[str, Any]) -> None:
+    from loradrop.credentials import CredentialsError
+
+    # Given the WaveSpeed secret cannot be read (Secrets Manager down, or the secret malformed)
+    def no_key() -> Any:
+        raise CredentialsError("secret loradrop/wavespeed must be JSON with a non-empty string 'api_key'")
+
+    world["submitter"]._wavespeed = no_key
+    ref = upload(world, training_zip())
+    # When the upload is taken
+    with pytest.raises(RetryLater, match="API key could not be read"):
+        world["submitter"].accept_upload(ref)
+    # Then nothing was sent, and the job waits for the next delivery in RECEIVED, with no attempt counted
+    job = world["jobs"].get(ref.job_id)
+    assert (job.status, job.attempts, job.error_code) == (JobStatus.RECEIVED, 0, None)
+    assert world["ws"].posts == []
+
+
+def test_a_post_that_could_not_be_answered_in_the_invocations_time_is_not_sent(world: dict[str, Any]) -> None:
+    from loradrop.deadline import Deadline
+
+    ref = upload(world, training_zip())
+    # 70 s of SDK timeouts (connect 10 + read 60) and 15 s for the writes do not fit in 80 s
+    with pytest.raises(RetryLater, match="a POST needs 85 s"):
+        world["submitter"].accept_upload(ref, Deadline.within(80))
+    job = world["jobs"].get(ref.job_id)
+    assert (job.status, job.attempts) == (JobStatus.RECEIVED, 0)
+    assert world["ws"].posts == []
+    # with the time, the redelivered message submits it
+    assert world["submitter"].accept_upload(ref, Deadline.within(90)).status is JobStatus.SUBMITTED

@@ -26,8 +26,8 @@ def queue_of(function: str) -> str | None:
     for resource in DEPLOYED.values():
         props = resource.get("Properties", {})
         if resource["Type"] == "AWS::Lambda::EventSourceMapping" and props["FunctionName"] == {"Ref": function}:
-            queue: str = props["EventSourceArn"]["Fn::GetAtt"][0]
-            return queue
+            source, attribute = props["EventSourceArn"]["Fn::GetAtt"]
+            return str(source) if attribute == "Arn" else None  # a queue's, not a stream's
     return None
 
 
@@ -41,6 +41,7 @@ FUNCTIONS = {
     "ReceiveWebhookFunction": "functions/receive_webhook/app.py",
     "StoreWeightsFunction": "functions/store_weights/app.py",
     "ReconcileJobsFunction": "functions/reconcile_jobs/app.py",
+    "PublishEventsFunction": "functions/publish_events/app.py",
 }
 CONTRACT_ENV = {
     "JOBS_TABLE",
@@ -98,17 +99,42 @@ def test_queue_visibility_covers_the_consumer_timeout() -> None:
             assert DEPLOYED[queue]["Properties"]["VisibilityTimeout"] >= 6 * timeout(function)
 
 
-def test_every_queue_has_a_dead_letter_queue_with_an_alarm() -> None:
-    alarmed = {
+def _alarmed_queues() -> set[str]:
+    return {
         alarm["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
         for alarm in of_type("AWS::CloudWatch::Alarm").values()
         if alarm["Properties"]["Namespace"] == "AWS/SQS"
     }
+
+
+def test_every_queue_has_a_dead_letter_queue_with_an_alarm() -> None:
     sources = [name for name, r in DEPLOYED.items() if r["Type"] == "AWS::SQS::Queue" and redrive(name)]
     assert set(sources) == {"IntakeQueue", "StoreQueue"}
     for queue in sources:
-        assert redrive(queue)["deadLetterTargetArn"]["Fn::GetAtt"][0] in alarmed
+        assert redrive(queue)["deadLetterTargetArn"]["Fn::GetAtt"][0] in _alarmed_queues()
         assert int(MAPPINGS.resolve(redrive(queue)["maxReceiveCount"])) >= 3
+
+
+def test_job_events_follow_the_tables_change_stream_and_what_cannot_be_published_is_alarmed() -> None:
+    table = DEPLOYED["JobsTable"]["Properties"]
+    assert table["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}  # the move, not only the end
+    (mapping,) = [
+        r["Properties"]
+        for r in DEPLOYED.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+        and r["Properties"]["FunctionName"] == {"Ref": "PublishEventsFunction"}
+    ]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["JobsTable", "StreamArn"]}
+    assert mapping["StartingPosition"] == "TRIM_HORIZON"  # no end recorded before the mapping existed is skipped
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["MaximumRetryAttempts"] > 0
+    assert mapping["MaximumRecordAgeInSeconds"] <= 86400
+    (pattern,) = [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
+    assert sorted(pattern["dynamodb"]["NewImage"]["status"]["S"]) == ["COMPLETED", "FAILED", "REJECTED"]
+    failures = mapping["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    assert failures in _alarmed_queues()
+    # only the publisher may put events; the functions that end jobs only write the table
+    assert [f for f in FUNCTIONS if "events:PutEvents" in actions(f)] == ["PublishEventsFunction"]
 
 
 def test_webhook_function_answers_before_its_timeout() -> None:
@@ -130,6 +156,7 @@ def test_least_privilege() -> None:
             assert statement["Resource"] != "*"
     assert not any(a.startswith("s3:") for a in actions("ReceiveWebhookFunction"))
     assert not any(a.startswith("s3:") for a in actions("ReconcileJobsFunction"))
+    assert actions("PublishEventsFunction") == {"events:PutEvents"}  # the stream's read comes with SAM's policy
     assert not any(
         a.startswith("dynamodb:") and a not in ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query")
         for a in actions("ReceiveWebhookFunction")
@@ -261,8 +288,12 @@ def test_alarms_cover_errors_stuck_jobs_uncertain_submissions_and_dead_letters()
         a["Properties"]["Dimensions"][0]["Value"]["Ref"] for a in alarms if a["Properties"]["MetricName"] == "Errors"
     }
     assert errors == set(FUNCTIONS)
-    metrics = {a["Properties"]["MetricName"] for a in alarms if a["Properties"]["Namespace"] == "loradrop"}
-    assert {"OldestWaitingJobAgeSeconds", "SubmitUncertain"} <= metrics
+    metrics = {
+        a["Properties"]["MetricName"]: a["Properties"] for a in alarms if a["Properties"]["Namespace"] == "loradrop"
+    }
+    assert {"OldestWaitingJobAgeSeconds", "SubmitUncertain", "ReconcileErrors", "StrayTasks"} <= set(metrics)
+    # no figure from the reconciler (it could not list the jobs, or did not run) is a problem, never "all clear"
+    assert metrics["OldestWaitingJobAgeSeconds"]["TreatMissingData"] == "breaching"
 
 
 def test_submit_function_outlasts_one_survey_and_one_sdk_length_post() -> None:
@@ -278,6 +309,7 @@ SETTINGS_OF = {
     "ReceiveWebhookFunction": "WebhookSettings",
     "StoreWeightsFunction": "StoreSettings",
     "ReconcileJobsFunction": "ReconcileSettings",
+    "PublishEventsFunction": "EventsSettings",
 }
 
 

@@ -12,7 +12,6 @@ import pytest
 from aws_lambda_powertools import Logger
 from moto import mock_aws
 
-from loradrop.events import EventPublisher
 from loradrop.jobs import JobStore
 from loradrop.models import TERMINAL_STATUSES, JobStatus, Prediction
 from loradrop.redaction import json_for_logs
@@ -69,8 +68,7 @@ def world() -> Iterator[dict[str, Any]]:
             }
         )
         jobs = JobStore(dynamodb, "jobs")
-        events = EventPublisher(boto3.client("events", region_name="us-east-1"), "default")
-        tracker = Tracker(jobs=jobs, sqs=sqs, events=events, wavespeed=_no_wavespeed, settings=settings)
+        tracker = Tracker(jobs=jobs, sqs=sqs, wavespeed=_no_wavespeed, settings=settings)
         yield {"jobs": jobs, "tracker": tracker, "sqs": sqs, "queues": queues}
 
 

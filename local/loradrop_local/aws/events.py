@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from loradrop_local.aws.provision import ACCOUNT, REGION
+from loradrop_local.aws.provision import ACCOUNT, REGION, StreamSource
 
 
 def sqs_record(message: dict[str, Any], arn: str) -> dict[str, Any]:
@@ -23,6 +23,46 @@ def sqs_record(message: dict[str, Any], arn: str) -> dict[str, Any]:
         "eventSource": "aws:sqs",
         "eventSourceARN": arn,
         "awsRegion": REGION,
+    }
+
+
+def stream_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
+    """One record of a DynamoDB stream event, from a GetRecords answer (boto3 parsed its time)."""
+    change = dict(record["dynamodb"])
+    moment = change.get("ApproximateCreationDateTime")
+    if isinstance(moment, datetime):
+        change["ApproximateCreationDateTime"] = int(moment.timestamp())
+    return {
+        "eventID": record["eventID"],
+        "eventName": record["eventName"],
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": REGION,
+        "dynamodb": change,
+        "eventSourceARN": stream_arn,
+    }
+
+
+def stream_failure(source: StreamSource, records: list[dict[str, Any]], invocations: int) -> dict[str, Any]:
+    """What Lambda sends a stream mapping's on-failure destination for a batch it gave up on: where the batch
+    sits in the stream, not its records."""
+    sequences = [r["dynamodb"]["SequenceNumber"] for r in records]
+    return {
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{source.function}",
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": invocations,
+        },
+        "version": "1.0",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "DDBStreamBatchInfo": {
+            "shardId": "local",
+            "startSequenceNumber": sequences[0],
+            "endSequenceNumber": sequences[-1],
+            "batchSize": len(records),
+            "streamArn": source.stream_arn,
+        },
     }
 
 

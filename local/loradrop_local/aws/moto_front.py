@@ -8,6 +8,7 @@ import io
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,8 +47,10 @@ class AwsRequest:
 
 @dataclass
 class Fault:
-    """`action` is "kill" (the sending worker dies before AWS applies the request) or an AWS error code
-    answered with HTTP 500. It fires on the first `times` matching requests."""
+    """`action` is "kill" (the sending worker dies before AWS applies the request), "kill_after" (AWS applies
+    it, then the worker dies before it reads the answer: a crash right after a write), "slow:<seconds>" (AWS
+    answers that much later), or an AWS error code answered with HTTP 500. It fires on the first `times`
+    matching requests."""
 
     matches: Callable[[AwsRequest], bool]
     action: str
@@ -163,7 +166,14 @@ class HookedApplication:
         for observe in list(self.hooks.observers):
             observe(request)
         fault = self.hooks.take(request)
-        if fault is not None:
+        if fault is not None and fault.action.startswith("slow:"):
+            time.sleep(float(fault.action.removeprefix("slow:")))
+        elif fault is not None and fault.action == "kill_after":
+            answer = b"".join(self.app(environ, start_response))  # applied: the write is in the table
+            if request.caller:
+                self.hooks.kill(request.caller)
+            return [answer]
+        elif fault is not None:
             if fault.action == "kill" and request.caller:
                 self.hooks.kill(request.caller)
             status, headers, payload = _error(

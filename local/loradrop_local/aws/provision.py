@@ -47,6 +47,19 @@ class QueueSource:
     max_concurrency: int | None
 
 
+@dataclass(frozen=True)
+class StreamSource:
+    """A DynamoDB stream event source mapping, as the poller plays it."""
+
+    function: str
+    table: str  # logical id
+    stream_arn: str
+    batch_size: int
+    filters: list[dict[str, Any]]  # FilterCriteria patterns (any one matches)
+    max_retries: int  # -1: until the record expires
+    on_failure: str | None  # the on-failure destination's queue ARN
+
+
 @dataclass
 class Deployment:
     stack_name: str
@@ -54,6 +67,7 @@ class Deployment:
     queue_urls: dict[str, str] = field(default_factory=dict)
     functions: dict[str, FunctionSpec] = field(default_factory=dict)
     queue_sources: list[QueueSource] = field(default_factory=list)
+    stream_sources: list[StreamSource] = field(default_factory=list)
     schedules: dict[str, str] = field(default_factory=dict)  # function → expression
     routes: dict[tuple[str, str], str] = field(default_factory=dict)  # (method, path) → function
     api_ids: list[str] = field(default_factory=list)
@@ -157,9 +171,13 @@ class Provisioner:
             for key in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
             if key in props
         }
+        if "StreamSpecification" in props:  # CloudFormation names the view type only; the API wants it enabled too
+            arguments["StreamSpecification"] = {"StreamEnabled": True} | props["StreamSpecification"]
         description = self.client("dynamodb").create_table(TableName=name, **arguments)["TableDescription"]
         self.deployment.names[logical_id] = name
-        self.resolver.created(logical_id, name, Arn=description["TableArn"])
+        self.resolver.created(
+            logical_id, name, Arn=description["TableArn"], StreamArn=description.get("LatestStreamArn", "")
+        )
 
     def queue(self, logical_id: str) -> None:
         props = self.resolver.resolve(self.props(logical_id))
@@ -329,8 +347,23 @@ class Provisioner:
 
     def event_source(self, logical_id: str) -> None:
         props = self.props(logical_id)
-        queue = props["EventSourceArn"]["Fn::GetAtt"][0]
+        source, attribute = props["EventSourceArn"]["Fn::GetAtt"]
         function = props["FunctionName"]["Ref"]
+        if attribute == "StreamArn":
+            destination = self.resolver.resolve(props.get("DestinationConfig", {})).get("OnFailure", {})
+            self.deployment.stream_sources.append(
+                StreamSource(
+                    function=function,
+                    table=source,
+                    stream_arn=self.resolver.resolve(props["EventSourceArn"]),
+                    batch_size=int(props.get("BatchSize", 100)),
+                    filters=[json.loads(f["Pattern"]) for f in props.get("FilterCriteria", {}).get("Filters", [])],
+                    max_retries=int(props.get("MaximumRetryAttempts", -1)),
+                    on_failure=destination.get("Destination"),
+                )
+            )
+            return
+        queue = source
         scaling = self.resolver.resolve(props.get("ScalingConfig", {}))
         self.deployment.queue_sources.append(
             QueueSource(

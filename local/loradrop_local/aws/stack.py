@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from loradrop_local.aws.cloudformation import TEMPLATE_PATH, Resolver, translate
 from loradrop_local.aws.http_api import api_gateway_handler
 from loradrop_local.aws.lambda_runtime import FunctionConfig, FunctionError, FunctionRuntime
 from loradrop_local.aws.moto_front import MotoFront, RequestHooks
-from loradrop_local.aws.pollers import poll_queue, run_every
+from loradrop_local.aws.pollers import poll_queue, poll_stream, run_every
 from loradrop_local.aws.provision import ACCOUNT, REGION, Deployment, Provisioner, schedule_seconds
 from loradrop_local.loopback import LoopbackHTTPServer
 from loradrop_local.simulator.model import SimulatorConfig
@@ -59,9 +60,11 @@ def make_dynamodb_atomic() -> None:
     query sizing an item while a write changes it fails with "dictionary changed size during
     iteration" (seen at 600 jobs)."""
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "get_item", "query", "scan"):
-        original = getattr(DynamoDBBackend, name)
+    operations = ("put_item", "update_item", "delete_item", "transact_write_items", "get_item", "query", "scan")
+    for backend, name in [(DynamoDBBackend, name) for name in operations] + [(DynamoDBStreamsBackend, "get_records")]:
+        original = getattr(backend, name)
         if getattr(original, "_serialized", False):
             continue
 
@@ -70,7 +73,7 @@ def make_dynamodb_atomic() -> None:
                 return _original(self, *args, **kwargs)
 
         serialized._serialized = True  # type: ignore[attr-defined]
-        setattr(DynamoDBBackend, name, serialized)
+        setattr(backend, name, serialized)
 
 
 @dataclass
@@ -334,6 +337,8 @@ class LocalStack:
         for source in self.deployment.queue_sources:
             if source.function == logical_id:
                 limit = min(limit, source.max_concurrency or SQS_DEFAULT_POLLERS)
+        if any(stream.function == logical_id for stream in self.deployment.stream_sources):
+            limit = 1  # one batch per shard at a time, and moto's stream has one shard
         return limit
 
     def _start_runtimes(self, roles: dict[str, dict[str, str]]) -> None:
@@ -368,6 +373,12 @@ class LocalStack:
                     source.batch_size,
                     self.invoke,
                 )
+        for stream in self.deployment.stream_sources:
+            # The mapping reads the stream and sends failed batches' places with the function's execution role.
+            streams = self.client("dynamodbstreams", roles[stream.function])
+            failures = partial(_send_to, self.client("sqs", roles[stream.function]), stream.on_failure)
+            poller = (self._stopping, streams, stream, self.invoke, failures)
+            self._spawn(f"stream-{stream.function}", poll_stream, *poller)
         if self.options.run_reconciler:
             for function, expression in self.deployment.schedules.items():
                 every = self.options.reconcile_every or self._scaled(schedule_seconds(expression))
@@ -497,6 +508,13 @@ class LocalStack:
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
         return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def _send_to(sqs: Any, destination: str | None, body: dict[str, Any]) -> None:
+    """Send to a queue named by its ARN (an on-failure destination), if there is one."""
+    if destination:
+        url = sqs.get_queue_url(QueueName=destination.rsplit(":", 1)[1])["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body))
 
 
 @contextmanager

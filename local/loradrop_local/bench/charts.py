@@ -76,7 +76,7 @@ def transfer_chart(transfers: list[Any], directory: Path) -> str:
 def cold_start_chart(cold: dict[str, Any], directory: Path) -> str:
     plt = _plt()
     figure, axis = plt.subplots(figsize=(7, 3.4))
-    handlers = list(FACTORIES)
+    handlers = [h for h in FACTORIES if h in cold]
     positions = range(len(handlers))
     before = [cold.get(f"{h}:before", 0) * 1000 for h in handlers]
     now = [cold[h] * 1000 for h in handlers]
