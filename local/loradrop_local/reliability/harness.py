@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import statistics
 import tempfile
 import time
@@ -25,6 +26,13 @@ from loradrop_local.dataset import training_zip
 from loradrop_local.simulator.model import SimulatorConfig
 
 TERMINAL = {"COMPLETED", "FAILED", "REJECTED"}
+Scale = dict[str, int]  # how big a run is: uploads, webhooks, tasks in a crowded history, ...
+
+
+def settle_requests(job: dict[str, Any]) -> list[int]:
+    """The WaveSpeed requests each of the job's settled submissions took, as its history notes record them."""
+    notes = [str(entry.get("note", "")) for entry in job.get("history", [])]
+    return [int(match) for note in notes for match in re.findall(r"\((\d+) WaveSpeed requests\)", note)]
 
 
 def times_entered(job: dict[str, Any], status: str) -> int:
@@ -47,6 +55,9 @@ class Outcome:
     orphan_uploads: int = 0
     seconds_median: float = 0.0
     seconds_max: float = 0.0
+    end_events: int = 0  # distinct end events published for these jobs (a retried job has one per end)
+    event_repeats: int = 0  # deliveries of an end event beyond its first (the stream is at least once)
+    settle_requests: list[int] = field(default_factory=list)  # WaveSpeed requests each settled submission took
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -70,6 +81,23 @@ class Harness:
         self.stack = stack
         assert stack.simulator is not None
         self.sim = stack.simulator
+        self.events: dict[str, list[dict[str, Any]]] = {}  # job id → its end events, every delivery
+
+    def end_events(self, tracked: list[Tracked], timeout: float = 20.0) -> dict[str, list[dict[str, Any]]]:
+        """Each ended job's events, waiting (up to `timeout`) until every one has the event of its end."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.stack.drain_events():
+                self.events.setdefault(event["detail"]["job_id"], []).append(event)
+            missing = [t for t in tracked if t.job and t.job.get("status") in TERMINAL and not self._announced(t.job)]
+            if not missing or time.monotonic() > deadline:
+                return {t.job_id: self.events.get(t.job_id, []) for t in tracked}
+            time.sleep(0.1)
+
+    def _announced(self, job: dict[str, Any]) -> bool:
+        """Whether the event of the job's current end has arrived."""
+        ended = f"{job['job_id']}/{job['status']}/{job['updated_at']}"
+        return any(e["detail"].get("event_id") == ended for e in self.events.get(job["job_id"], []))
 
     def upload(self, label: str, count: int, metadata: dict[str, str] | None = None) -> list[Tracked]:
         body = training_zip(images=4)
@@ -173,7 +201,20 @@ class Harness:
         result.orphan_uploads = len(uploads)
         if uploads:
             result.problems.append(f"{len(uploads)} orphan multipart uploads")
+        self._judge_events(tracked, result)
+        result.settle_requests = [n for t in tracked for n in settle_requests(t.job or {})]
         return result
+
+    def _judge_events(self, tracked: list[Tracked], result: Outcome) -> None:
+        """Every ended job's end event was published (at least once), whatever crashed on the way."""
+        events = self.end_events(tracked)
+        for item in tracked:
+            job = item.job or {}
+            delivered = [e["detail"].get("event_id") for e in events[item.job_id]]
+            result.end_events += len(set(delivered))
+            result.event_repeats += len(delivered) - len(set(delivered))
+            if job.get("status") in TERMINAL and not self._announced(job):
+                result.problems.append(f"{item.job_id} ended {job['status']} but its event was not published")
 
     def reconcile(self) -> dict[str, Any]:
         summary: dict[str, Any] = self.stack.invoke("ReconcileJobsFunction", scheduled_event())["summary"]

@@ -37,15 +37,17 @@ def write_report(  # noqa: PLR0913, PLR0917 - the report of every part of a run
         "StoreWeights' timeout is 6 s (15 min), so a dead copy's lease runs out within its scenario.",
         "",
         "| scenario | injected | uploads | end states | POSTs | tasks created | attempts counted "
-        "| weights verified | orphan parts | time to end, median / max (s) | result |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| weights verified | end events (repeats) | settle requests | orphan parts "
+        "| time to end, median / max (s) | result |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         states = ", ".join(f"{k} {v}" for k, v in sorted(o.end_states.items()))
         verdict = _verdict(o.passed, o.problems)
+        settles = ", ".join(map(str, o.settle_requests)) or "-"
         lines.append(
             f"| {o.scenario} | {o.injected} | {o.uploads} | {states} | {o.posts} | {o.tasks} | {o.attempts} "
-            f"| {o.objects_ok} "
+            f"| {o.objects_ok} | {o.end_events} ({o.event_repeats}) | {settles} "
             f"| {o.orphan_uploads} | {o.seconds_median} / {o.seconds_max} | {verdict} |"
         )
     lines += [
@@ -91,9 +93,13 @@ def write_report(  # noqa: PLR0913, PLR0917 - the report of every part of a run
         "REJECTED without a POST; weights URLs must end OUTPUT_REFUSED.",
         "",
         "A scenario passes only if every upload ended COMPLETED, FAILED or REJECTED (nothing left SUBMITTING",
-        "or STORING), in the states expected, and WaveSpeed created exactly as many tasks as the jobs count",
-        "attempts. POSTs counts every training request the simulator received for these uploads, refusals",
-        "and lost answers included; tasks created is what WaveSpeed would bill. Hostile input (bad ZIPs,",
+        "or STORING), in the states expected, WaveSpeed created exactly as many tasks as the jobs count",
+        "attempts, and every job's end was published as an event (from the table's change stream). POSTs counts",
+        "every training request the simulator received for these uploads, refusals and lost answers included;",
+        "tasks created is what WaveSpeed would bill. End events counts distinct events (a job retried after a",
+        "failure has one per end), repeats the deliveries beyond the first. Settle requests are the WaveSpeed",
+        "requests (history pages and confirming GETs) each uncertain submission took to settle, from its job's",
+        "history. Hostile input (bad ZIPs,",
         "webhook attacks, egress to internal addresses, fuzzed webhooks) is covered by the test suite:",
         "`tests/integration/test_hostile.py`, `test_webhook_fuzz.py`, `test_secrets.py`,",
         "`tests/unit/test_properties.py`.",

@@ -15,12 +15,37 @@ from loradrop_local.aws.moto_front import (
     s3_request_for,
     sqs_send_naming,
 )
-from loradrop_local.reliability.harness import Harness, Outcome, Tracked, simulator_settings, times_entered
+from loradrop_local.reliability import busy_account
+from loradrop_local.reliability.harness import (
+    Harness,
+    Outcome,
+    Scale,
+    Tracked,
+    simulator_settings,
+    times_entered,
+)
 
 # ----- scenarios -----
-Scale = dict[str, int]
-FAST: Scale = {"burst": 20, "burst_rate": 4, "webhook_jobs": 10, "webhook_copies": 10, "each": 2, "fuzz": 200}
-FULL: Scale = {"burst": 200, "burst_rate": 8, "webhook_jobs": 50, "webhook_copies": 20, "each": 5, "fuzz": 2000}
+FAST: Scale = {
+    "burst": 20,
+    "burst_rate": 4,
+    "webhook_jobs": 10,
+    "webhook_copies": 10,
+    "each": 2,
+    "fuzz": 200,
+    "crowd": 300,
+    "backlog": 205,
+}
+FULL: Scale = {
+    "burst": 200,
+    "burst_rate": 8,
+    "webhook_jobs": 50,
+    "webhook_copies": 20,
+    "each": 5,
+    "fuzz": 2000,
+    "crowd": 3000,
+    "backlog": 450,
+}
 
 
 def burst(h: Harness, scale: Scale) -> Outcome:
@@ -437,4 +462,5 @@ SCENARIOS: dict[str, Callable[[Harness, Scale], Outcome]] = {
     "task_endings": task_endings,
     "reconciler_isolation": reconciler_isolation,
     "store_recovery": store_recovery,
+    **busy_account.SCENARIOS,  # a busy, messy account
 }

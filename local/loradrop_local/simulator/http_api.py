@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from loradrop_local.simulator.model import TRAINER_MODELS, RecordedRequest, take_fault, validation_error
-from loradrop_local.simulator.outputs import safetensors_chunks
 
 if TYPE_CHECKING:
     from loradrop_local.simulator.server import Simulator
@@ -145,9 +144,11 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                     return self._error(int(fault), "simulated failure")
                 if fault == "drop":
                     return self._drop()
+                if fault == "proxy_404":  # a CDN or proxy in front of WaveSpeed, answering for it
+                    return self._send_raw(404, b"<html><body>404 Not Found</body></html>", "text/html")
                 task_id = path.split("/")[4]
                 task = sim.tasks.get(task_id)
-                if task is None or task.api_key != sim.config.api_key:
+                if task is None or task.api_key != sim.config.api_key or task.deleted:
                     return self._error(404, "prediction not found")
                 if task.garbled_answers > 0:
                     task.garbled_answers -= 1
@@ -159,7 +160,7 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             parts = path.split("/")
             task = sim.tasks.get(parts[2]) if len(parts) == 4 else None
             fault = take_fault(sim.faults.download) or ""
-            if task is None or task.status != "completed" or fault == "vanish":
+            if task is None or task.status != "completed" or task.deleted or fault == "vanish":
                 return self._error(404, "output not found")
             if fault.startswith("redirect:"):
                 sim.requests.append(RecordedRequest("GET", path, {}, None, 302, time.time()))
@@ -168,7 +169,7 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 self.send_header("content-length", "0")
                 self.end_headers()
                 return
-            size, chunks = safetensors_chunks(task.id, sim.output_size(task.id), sim.config.lora_rank)
+            size, chunks = sim.output_chunks(task.id)
             sim.requests.append(RecordedRequest("GET", path, {}, None, 200, time.time()))
             self.send_response(HTTPStatus.OK)
             self.send_header("content-type", "application/octet-stream")

@@ -27,6 +27,10 @@ class SimulatorConfig:
     webhook_timeout: float = 5.0
     # Whether GET .../result carries the task's `input` (the docs mark it optional; webhooks always do).
     result_has_input: bool = True
+    # The history's answers: with an integer `total` (documented) or without; and a page size the server
+    # may silently cap below what was asked for.
+    history_total: bool = True
+    history_page_cap: int = 100
 
 
 @dataclass
@@ -36,7 +40,7 @@ class Faults:
     submit: "429", "500", "503", "slow:<seconds>", "drop_before_create", "drop_after_create",
             "502_after_create", "504_after_create" (a gateway's error after the task was created),
             "400_echo" (a refusal quoting the request, presigned link and all)
-    result: "500", "429", "drop", "slow:<seconds>"
+    result: "500", "429", "drop", "slow:<seconds>", "proxy_404" (a CDN's HTML 404 page, not WaveSpeed's JSON)
     history: "500", "drop" — the next prediction-history requests fail
     download: "truncate", "vanish", "slow:<seconds>", "reset", "redirect:<url>"
     webhook: "drop", "duplicate:<n>", "out_of_order", "lie:<url>", "early"
@@ -46,6 +50,8 @@ class Faults:
     garbled: N — the next task's first N result answers do not parse (`"status": null`, no outputs list)
     output: URLs — the next completed tasks list this URL as their output (hostile WaveSpeed data)
     output_size: bytes — the next task's output is this big
+    header: bytes — the next completed task's output starts with this safetensors header (JSON), malformed or not
+    held: N — the next N tasks stay `processing` until `Simulator.release()`
     """
 
     submit: deque[str] = field(default_factory=deque)
@@ -58,6 +64,8 @@ class Faults:
     output: deque[str] = field(default_factory=deque)
     output_size: deque[int] = field(default_factory=deque)
     history: deque[str] = field(default_factory=deque)
+    header: deque[bytes] = field(default_factory=deque)
+    held: deque[int] = field(default_factory=deque)
 
     def clear(self) -> None:
         for queue in (
@@ -71,6 +79,8 @@ class Faults:
             self.output,
             self.output_size,
             self.history,
+            self.header,
+            self.held,
         ):
             queue.clear()
 
@@ -112,6 +122,8 @@ class Task:
     output_size: int | None = None  # overrides the simulator's output size for this task
     ended_at: float | None = None  # wall clock when the task ended and its webhook went out
     garbled_answers: int = 0  # result GETs still to answer with an unparseable body
+    header: bytes | None = None  # the output's safetensors header, when a fault chose it
+    deleted: bool = False  # WaveSpeed no longer knows it (its API answers 404), though it was created and billed
 
     def public(self, base_url: str, *, with_input: bool = True) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -10,8 +10,11 @@ from typing import Any
 from loradrop_local.simulator.model import BLOCK
 
 
-def safetensors_chunks(task_id: str, size: int, rank: int) -> tuple[int, Any]:
-    """A deterministic `.safetensors` file of exactly `size` bytes, as (size, chunk iterator factory)."""
+def safetensors_chunks(task_id: str, size: int, rank: int, header: bytes | None = None) -> tuple[int, Any]:
+    """A deterministic `.safetensors` file of exactly `size` bytes, as (size, chunk iterator factory); with
+    `header`, that JSON stands where the file's own would (a malformed one, say), padded to keep the size."""
+    if header is not None:
+        return _with_header(task_id, size, header)
     names = [
         f"lora_unet_double_blocks_{block}_img_attn_{part}.lora_{direction}.weight"
         for block in range(19)
@@ -49,6 +52,23 @@ def safetensors_chunks(task_id: str, size: int, rank: int) -> tuple[int, Any]:
     data_size = offset + padding
     prefix = struct.pack("<Q", len(header)) + header
     block = random.Random(task_id).randbytes(BLOCK)  # test data, not security
+
+    def chunks() -> Any:
+        yield prefix
+        remaining = data_size
+        while remaining > 0:
+            piece = block if remaining >= BLOCK else block[:remaining]
+            remaining -= len(piece)
+            yield piece
+
+    return len(prefix) + data_size, chunks
+
+
+def _with_header(task_id: str, size: int, header: bytes) -> tuple[int, Any]:
+    raw = header + b" " * (-len(header) % 8)
+    prefix = struct.pack("<Q", len(raw)) + raw
+    block = random.Random(task_id).randbytes(BLOCK)  # test data, not security
+    data_size = max(0, size - len(prefix))
 
     def chunks() -> Any:
         yield prefix

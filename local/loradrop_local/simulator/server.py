@@ -16,7 +16,15 @@ import httpx
 
 from loradrop_local.loopback import LoopbackHTTPServer
 from loradrop_local.simulator.http_api import make_handler
-from loradrop_local.simulator.model import Faults, RecordedRequest, SimulatorConfig, Task, parse_iso, take_fault
+from loradrop_local.simulator.model import (
+    Faults,
+    RecordedRequest,
+    SimulatorConfig,
+    Task,
+    iso,
+    parse_iso,
+    take_fault,
+)
 from loradrop_local.simulator.outputs import safetensors_chunks
 
 
@@ -32,6 +40,7 @@ class Simulator:
         self.rate_limited = 0  # POSTs refused with a 429 for the start limit
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._releases = 0  # a held task goes on once `release()` has been called after it was created
         self._server = LoopbackHTTPServer((host, port), make_handler(self))
         self._thread: threading.Thread | None = None
         self._http = httpx.Client(timeout=self.config.webhook_timeout)
@@ -62,6 +71,44 @@ class Simulator:
     def submissions(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == "POST" and r.path.startswith("/api/v3/wavespeed-ai/")]
 
+    def add_task(
+        self,
+        task_id: str,
+        *,
+        status: str = "completed",
+        created_at: datetime | None = None,
+        data_url: str | None = None,
+        model: str = "wavespeed-ai/flux-dev-lora-trainer",
+    ) -> Task:
+        """A task another tool made on the same account (the web UI, another app on the key): it shows in the
+        history and answers GETs, but sends loradrop no webhook."""
+        task = Task(
+            id=task_id,
+            model=model,
+            input={"data": data_url} if data_url else {},
+            webhook=None,
+            api_key=self.config.api_key,
+            status=status,
+        )
+        if created_at is not None:
+            task.created_at = iso(created_at)
+        if status == "completed":
+            task.outputs = [f"{self.url}/outputs/{task.id}/lora-{task.id[:8]}.safetensors"]
+        with self._lock:
+            self.tasks[task.id] = task
+        return task
+
+    def forget(self, task_id: str) -> None:
+        """WaveSpeed deletes a task (its data is kept about 7 days): its API answers 404 for it from now on,
+        and its history leaves it out; it still counts as created (and billed)."""
+        with self._lock:
+            if task_id in self.tasks:
+                self.tasks[task_id].deleted = True
+
+    def release(self) -> None:
+        """Let the tasks held so far (faults.held) finish; tasks held later wait for the next release."""
+        self._releases += 1
+
     def output_size(self, task_id: str) -> int:
         task = self.tasks.get(task_id)
         return task.output_size if task is not None and task.output_size else self.config.output_size
@@ -81,9 +128,15 @@ class Simulator:
         self.tasks[task.id] = task
         return task
 
+    def output_chunks(self, task_id: str) -> tuple[int, Any]:
+        """The output this task serves, as (size, chunk iterator factory)."""
+        task = self.tasks.get(task_id)
+        header = task.header if task is not None else None
+        return safetensors_chunks(task_id, self.output_size(task_id), self.config.lora_rank, header)
+
     def expected_output(self, task_id: str) -> tuple[int, str]:
         """Size and SHA-256 of the output this task serves."""
-        size, chunks = safetensors_chunks(task_id, self.output_size(task_id), self.config.lora_rank)
+        size, chunks = self.output_chunks(task_id)
         digest = hashlib.sha256()
         for chunk in chunks():
             digest.update(chunk)
@@ -111,7 +164,7 @@ class Simulator:
                 except ValueError:
                     return 400, f"{name} must be an ISO 8601 time"
         with self._lock:
-            tasks = [t for t in self.tasks.values() if t.api_key == api_key]
+            tasks = [t for t in self.tasks.values() if t.api_key == api_key and not t.deleted]
         week_ago = datetime.now(UTC).timestamp() - 7 * 86400
         chosen = [
             t
@@ -123,8 +176,12 @@ class Simulator:
             and ("created_before" not in bounds or parse_iso(t.created_at) <= bounds["created_before"])
         ]
         chosen.sort(key=lambda t: t.created_at, reverse=True)
+        size = min(size, self.config.history_page_cap)
         items = [t.public(self.url, with_input=False) for t in chosen[(page - 1) * size : page * size]]
-        return 200, {"page": page, "total": len(chosen), "items": items}
+        answer: dict[str, Any] = {"page": page, "items": items}
+        if self.config.history_total:
+            answer["total"] = len(chosen)
+        return 200, answer
 
     # ----- behaviour -----
     def _rate_limited(self) -> bool:
@@ -150,12 +207,19 @@ class Simulator:
         task.hostile_output = take_fault(self.faults.output)
         task.garbled_answers = take_fault(self.faults.garbled) or 0
         task.output_size = take_fault(self.faults.output_size)
+        task.header = take_fault(self.faults.header)
+        held = take_fault(self.faults.held)
+        if held and held > 1:
+            self.faults.held.appendleft(held - 1)
         with self._lock:
             self.tasks[task.id] = task
-        threading.Thread(target=self._run_task, args=(task, failure, webhook_fault), daemon=True).start()
+        hold = self._releases if held else None
+        threading.Thread(target=self._run_task, args=(task, failure, webhook_fault, hold), daemon=True).start()
         return task
 
-    def _run_task(self, task: Task, failure: tuple[int | None, str] | None, webhook_fault: str | None) -> None:
+    def _run_task(
+        self, task: Task, failure: tuple[int | None, str] | None, webhook_fault: str | None, hold: int | None = None
+    ) -> None:
         if webhook_fault == "early":  # a webhook for a task that has barely started
             self._deliver(task, None, snapshot=task.public(self.url) | {"status": "completed"})
             webhook_fault = None
@@ -166,6 +230,9 @@ class Simulator:
         task.zip_fetched = problem is None
         if self._stopping.wait(self.config.train_seconds):
             return
+        while hold is not None and self._releases == hold:  # held: processing until the next release()
+            if self._stopping.wait(0.1):
+                return
         if problem is not None:
             task.status, task.code, task.error = "failed", problem[0], problem[1]
         elif failure is not None and failure[0] is None:  # cancelled, timeout or deleted
