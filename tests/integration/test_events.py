@@ -110,3 +110,19 @@ def test_a_malformed_store_message_is_dead_lettered_in_seconds_with_a_log_line(s
     assert dead == [{"job_id": marker}]
     assert "malformed store message: it goes to the dead-letter queue" in log_lines(stack)
     assert "prediction_id: Field required" in log_lines(stack)
+
+
+def test_stream_event_publishes_the_jobs_end(stack: LocalStack) -> None:
+    # The sample's record of a job moving STORING → COMPLETED, as the jobs table's change stream sends it
+    event = load_event("stream_job_ended.json")
+    assert stack.invoke("PublishEventsFunction", event) == {"batchItemFailures": []}
+    deadline = time.monotonic() + 10
+    published: list[dict[str, Any]] = []
+    while not published and time.monotonic() < deadline:
+        published = [e for e in stack.drain_events() if e["detail"]["job_id"] == "portraits-of-ana-5d3f0c1b2a49"]
+        time.sleep(0.1)
+    (completed,) = published
+    assert completed["detail-type"] == "Job Completed"
+    assert completed["detail"]["event_id"] == "portraits-of-ana-5d3f0c1b2a49/COMPLETED/2026-11-25T09:23:00.412Z"
+    assert completed["detail"]["weights_sha256"].startswith("a3f1c0de")
+    assert completed["time"] == "2026-11-25T09:23:00Z"  # when the job ended, not when it was published
