@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +30,14 @@ DETAIL_TYPES = {
     JobStatus.FAILED: "Job Failed",
     JobStatus.REJECTED: "Job Rejected",
 }
-ENTRIES_PER_CALL = 10  # PutEvents takes at most ten entries
+ENTRIES_PER_CALL = 10  # PutEvents takes at most ten entries...
+BYTES_PER_CALL = 240 * 1024  # ...of at most 256 KB in all
+DETAIL_BYTES = 64 * 1024  # one event's detail at most: a job whose ZIP has very long names is slimmed to this
+# What an event keeps whatever else must go to fit.
+ESSENTIAL = (
+    *("job_id", "status", "name", "summary", "event_id", "error_code", "error", "prediction_id", "attempts"),
+    *("weights_uri", "weights_size", "weights_sha256", "model_card_uri", "source_bucket", "source_key"),
+)
 REMEMBERED = 10_000  # event ids a container keeps, to skip them when a batch it partly published comes back
 
 
@@ -75,19 +82,18 @@ class EventPublisher:
         self._published: OrderedDict[str, None] = OrderedDict()
 
     def publish(self, ends: list[JobEnd]) -> str | None:
-        """Publish each end's event in order, ten to a call; the sequence number of the first that failed
-        (Lambda retries the batch from there), or None when all were published."""
-        pending = [end for end in ends if end.event_id not in self._published]
-        for start in range(0, len(pending), ENTRIES_PER_CALL):
-            chunk = pending[start : start + ENTRIES_PER_CALL]
+        """Publish each end's event in order, as many to a call as PutEvents takes; the sequence number of the
+        first that failed (Lambda retries the batch from there), or None when all were published."""
+        pending = [(end, self._entry(end)) for end in ends if end.event_id not in self._published]
+        for chunk in _calls(pending):
             try:
-                answer = self._events.put_events(Entries=[self._entry(end) for end in chunk])
+                answer = self._events.put_events(Entries=[entry for _, entry in chunk])
                 results = answer.get("Entries", [])
             except Exception:
                 logger.exception("job events not published; the stream delivers them again")
                 results = []
             failed = None
-            for end, result in zip(chunk, [*results, *[{}] * (len(chunk) - len(results))], strict=True):
+            for (end, _), result in zip(chunk, [*results, *[{}] * (len(chunk) - len(results))], strict=True):
                 if result.get("EventId"):
                     self._remember(end.event_id)
                 elif failed is None:
@@ -104,7 +110,7 @@ class EventPublisher:
         entry: dict[str, Any] = {
             "Source": SOURCE,
             "DetailType": DETAIL_TYPES[end.job.status],
-            "Detail": json.dumps(end.job.event_detail() | {"event_id": end.event_id}),
+            "Detail": _detail(end),
             "EventBusName": self._bus,
         }
         with suppress(ValueError):  # the event's time is when the job ended, not when this delivery happened
@@ -115,3 +121,39 @@ class EventPublisher:
         self._published[event_id] = None
         if len(self._published) > REMEMBERED:
             self._published.popitem(last=False)
+
+
+def _detail(end: JobEnd) -> str:
+    """The event's detail: the job without internals, slimmed when it would not fit (the dataset survey's
+    examples and the middle of the history go first; the job's id, state, error and weights always stay)."""
+    detail = end.job.event_detail() | {"event_id": end.event_id}
+    text = json.dumps(detail)
+    if len(text.encode()) <= DETAIL_BYTES:
+        return text
+    survey = detail.get("dataset") or {}
+    slim = detail | {
+        "dataset": {k: v for k, v in survey.items() if not k.endswith("_examples")},
+        "history": detail.get("history", [])[:1] + detail.get("history", [])[-4:],
+        "warnings": detail.get("warnings", [])[:5],
+        "detail_cut": True,
+    }
+    text = json.dumps(slim)
+    if len(text.encode()) <= DETAIL_BYTES:
+        return text
+    return json.dumps({k: detail[k] for k in ESSENTIAL if k in detail} | {"detail_cut": True})
+
+
+def _calls(pending: list[tuple[JobEnd, dict[str, Any]]]) -> Iterator[list[tuple[JobEnd, dict[str, Any]]]]:
+    """The entries in order, in calls PutEvents takes: ten at most, 256 KB at most in all."""
+    chunk: list[tuple[JobEnd, dict[str, Any]]] = []
+    size = 0
+    for item in pending:
+        entry = item[1]
+        weight = len(entry["Detail"].encode()) + len(entry["Source"]) + len(entry["DetailType"]) + 14  # + Time
+        if chunk and (len(chunk) == ENTRIES_PER_CALL or size + weight > BYTES_PER_CALL):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += weight
+    if chunk:
+        yield chunk

@@ -50,7 +50,12 @@ def job_id_for(bucket: str, key: str, version: str | None, etag: str | None) -> 
 # The history note a failed copy attempt leaves (StoreWeights writes it, the reconciler quotes it).
 COPY_FAILED_NOTE = "copy attempt failed"
 # A copy runs until its lease ends: nothing may end or re-queue a STORING job before then.
-LEASE_FREE = "attribute_not_exists(store_lease_until) OR store_lease_until < :now"
+LEASE_FREE = "attribute_not_exists(store_lease_until) OR store_lease_until < :lease_now"
+
+
+def lease_free(now: str) -> dict[str, Any]:
+    """A write's guard (transition's `guard`, `guard_values`): no copy holds the job's lease at `now`."""
+    return {"guard": LEASE_FREE, "guard_values": {":lease_now": now}}
 
 
 class SettleProgress(BaseModel):
@@ -362,22 +367,32 @@ class JobStore:
             for i, name in enumerate(remove):
                 names[f"#r{i}"] = name
             expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
+        condition = f"#status IN ({', '.join(expected_names)})" + (f" AND ({guard})" if guard else "")
+        item = self._update(job_id, expression, condition, values, names)
+        if item is None:
+            return None
+        job = Job.model_validate(item)
+        return self._trim_history(job) if len(job.history) > HISTORY_LIMIT else job
+
+    def _update(
+        self, job_id: str, expression: str, condition: str, values: dict[str, Any], names: dict[str, str] | None = None
+    ) -> dict[str, Any] | None:
+        """One conditional UpdateItem: the item as it is after it, or None when the condition did not hold."""
         try:
             answer = self._db.update_item(
                 TableName=self._table,
                 Key=_serialize({"job_id": job_id}),
                 UpdateExpression=expression,
-                ConditionExpression=f"#status IN ({', '.join(expected_names)})" + (f" AND ({guard})" if guard else ""),
-                ExpressionAttributeNames=names,
+                ConditionExpression=condition,
                 ExpressionAttributeValues=_serialize(values),
                 ReturnValues="ALL_NEW",
+                **({"ExpressionAttributeNames": names} if names else {}),
             )
         except ClientError as err:
             if _is_condition_failure(err):
                 return None
             raise
-        job = Job.model_validate(_deserialize(answer["Attributes"]))
-        return self._trim_history(job) if len(job.history) > HISTORY_LIMIT else job
+        return _deserialize(answer["Attributes"])
 
     def record_stray_task(self, job: Job, task_id: str, note: str, *, counted: bool) -> Job | None:
         """Record a task of an earlier attempt on the job, whatever its state (a note in place, no move);
@@ -394,45 +409,30 @@ class JobStore:
             ":zero": 0,
             ":counted": 1 if counted else 0,
         }
-        try:
-            answer = self._db.update_item(
-                TableName=self._table,
-                Key=_serialize({"job_id": job.job_id}),
-                UpdateExpression="SET stray_tasks = list_append(if_not_exists(stray_tasks, :empty), :task), "
-                "history = list_append(if_not_exists(history, :empty), :entry), updated_at = :now, "
-                "attempts = if_not_exists(attempts, :zero) + :counted",
-                ConditionExpression="#status = :status"
-                " AND (attribute_not_exists(stray_tasks) OR NOT contains(stray_tasks, :task_id))"
-                " AND (attribute_not_exists(prediction_id) OR prediction_id <> :task_id)",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_serialize(values),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as err:
-            if _is_condition_failure(err):
-                return None
-            raise
-        return Job.model_validate(_deserialize(answer["Attributes"]))
+        item = self._update(
+            job.job_id,
+            "SET stray_tasks = list_append(if_not_exists(stray_tasks, :empty), :task), "
+            "history = list_append(if_not_exists(history, :empty), :entry), updated_at = :now, "
+            "attempts = if_not_exists(attempts, :zero) + :counted",
+            "#status = :status"
+            " AND (attribute_not_exists(stray_tasks) OR NOT contains(stray_tasks, :task_id))"
+            " AND (attribute_not_exists(prediction_id) OR prediction_id <> :task_id)",
+            values,
+            {"#status": "status"},
+        )
+        return Job.model_validate(item) if item is not None else None
 
     def touch(self, job_id: str, status: str, seen_updated_at: str) -> bool:
         """Mark a job the reconciler looked at and left as it was: it goes to the back of its state's queue
         (the status index sorts by `updated_at`), so every stale job is looked at in turn. Only if nothing
         wrote it since it was listed; works on an item too odd to read."""
         now = self._now()
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=_serialize({"job_id": job_id}),
-                UpdateExpression="SET updated_at = :now, checked_at = :now",
-                ConditionExpression="#status = :status AND updated_at = :seen",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_serialize({":now": now, ":status": status, ":seen": seen_updated_at}),
-            )
-        except ClientError as err:
-            if _is_condition_failure(err):
-                return False
-            raise
-        return True
+        values = {":now": now, ":status": status, ":seen": seen_updated_at}
+        condition = "#status = :status AND updated_at = :seen"
+        touched = self._update(
+            job_id, "SET updated_at = :now, checked_at = :now", condition, values, {"#status": "status"}
+        )
+        return touched is not None
 
     def _trim_history(self, job: Job) -> Job:
         """Drop notes from the middle of a long history: never the first entry, the latest, a move between
@@ -446,22 +446,15 @@ class JobStore:
         ]
         if not drop:
             return job
-        try:
-            answer = self._db.update_item(
-                TableName=self._table,
-                Key=_serialize({"job_id": job.job_id}),
-                UpdateExpression="REMOVE "
-                + ", ".join(f"history[{i}]" for i in drop)
-                + " SET history_omitted = if_not_exists(history_omitted, :zero) + :dropped",
-                ConditionExpression="size(history) = :length",  # nobody appended meanwhile
-                ExpressionAttributeValues=_serialize({":zero": 0, ":dropped": len(drop), ":length": len(job.history)}),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as err:
-            if _is_condition_failure(err):
-                return job  # the next write trims
-            raise
-        return Job.model_validate(_deserialize(answer["Attributes"]))
+        item = self._update(
+            job.job_id,
+            "REMOVE "
+            + ", ".join(f"history[{i}]" for i in drop)
+            + " SET history_omitted = if_not_exists(history_omitted, :zero) + :dropped",
+            "size(history) = :length",  # nobody appended meanwhile
+            {":zero": 0, ":dropped": len(drop), ":length": len(job.history)},
+        )
+        return Job.model_validate(item) if item is not None else job  # raced: the next write trims
 
     def find_by_prediction(self, prediction_id: str) -> Job | None:
         answer = self._db.query(

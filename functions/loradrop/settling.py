@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -46,9 +47,14 @@ metrics = Metrics()
 # Lambda's clock is NTP-synchronised; WaveSpeed's `created_at` comes from its servers. Half a minute either
 # side of the POST covers any sane skew between the two, and keeps a busy account's window small.
 CLOCK_SKEW = timedelta(seconds=30)
+# A task is created moments after its POST begins: the tasks this close to the start are read (and checked)
+# first, in a listing of their own, so a busy window's own task is found before its whole history is read.
+NEAR = timedelta(seconds=10)
 MAX_HISTORY_PAGES = 500  # 50,000 tasks in a window of about two minutes: beyond any tier's start rate
 MAX_LOST_SUBMISSIONS = 3  # POSTs proven to have created nothing before the job gives up
 UNKNOWN_IDS_KEPT = 10
+# What a run that leaves the submission unsettled says (the UncertainSubmissions metric counts them).
+UNSETTLED = ("ambiguous", "checking", "waiting for history", "absent once, confirming")
 _NO_TIME = 10**15  # the order of a task whose creation time cannot be read: after every other
 
 
@@ -66,6 +72,9 @@ class Listing:
     tasks: list[Prediction] = field(default_factory=list)
     complete: bool = False
     why_incomplete: str = ""
+    # Cut short (out of time, a page that failed, pages that overlap): what was read is no prefix of the window
+    # in the order tasks are checked, so it is not checked (the cursor would skip what was not read).
+    cut: bool = False
     out_of_time: bool = False  # the run's share of time ended first: the next run reads it again
     pages: int = 0
 
@@ -82,10 +91,15 @@ class Attempt:
 
     @classmethod
     def of(cls, job: Job, submit_timeout: float) -> Attempt:
-        started = parse_iso(job.submit_started_at or job.updated_at)
+        # (never `updated_at`: the reconciler's own looks move it, and the attempt would never grow old)
+        started = parse_iso(job.submit_started_at or job.entered(JobStatus.SUBMITTING) or job.created_at)
         post_ends = started + timedelta(seconds=longest_submit_seconds(submit_timeout) + min(5.0, submit_timeout))
         model = str((job.params or {}).get("model") or TRAINER_MODELS[0])
         return cls(started, post_ends, (started - CLOCK_SKEW, post_ends + CLOCK_SKEW), model)
+
+    @property
+    def near(self) -> tuple[datetime, datetime]:
+        return self.started - NEAR, self.started + NEAR
 
     def order(self, task: Prediction) -> tuple[int, str]:
         """Milliseconds from the POST's start, nearest first (a task is created moments after its POST
@@ -106,18 +120,23 @@ def read_history(wavespeed: WaveSpeed, model: str, window: tuple[datetime, datet
     ids: set[str] = set()
     while listing.pages < MAX_HISTORY_PAGES:
         if deadline.remaining() < MIN_READ_SECONDS:
-            listing.why_incomplete, listing.out_of_time = "its history could not be read in full in one run", True
+            listing.why_incomplete = "its history could not be read in full in one run"
+            listing.cut = listing.out_of_time = True
             return listing
-        page = wavespeed.list_predictions(
-            model=model,
-            created_after=iso(window[0]),
-            created_before=iso(window[1]),
-            page=listing.pages + 1,
-            deadline=deadline,
-        )
+        try:
+            page = wavespeed.list_predictions(
+                model=model,
+                created_after=iso(window[0]),
+                created_before=iso(window[1]),
+                page=listing.pages + 1,
+                deadline=deadline,
+            )
+        except WaveSpeedError as err:
+            listing.why_incomplete, listing.cut = f"its history could not be read in full: {err.message}", True
+            return listing
         listing.pages += 1
         if ids & {task.id for task in page.items}:  # pages that overlap: a listing that moved, or a proxy's
-            listing.why_incomplete = "its history pages repeat tasks"
+            listing.why_incomplete, listing.cut = "its history pages repeat tasks", True
             return listing
         ids |= {task.id for task in page.items}
         listing.tasks += page.items
@@ -164,22 +183,39 @@ class Settler:
         self._record_stray = record_stray
         self._resubmit = resubmit
 
-    def settle(self, job: Job, now: datetime, deadline: Deadline) -> str:  # noqa: PLR0911 - one return per finding
+    def settle(self, job: Job, now: datetime, deadline: Deadline) -> str:
         attempt = Attempt.of(job, self._settings.submit_timeout_seconds)
         if now < attempt.post_ends:
             return "submitting"  # the POST may still be waiting for its answer
+        if not job.submit_url_sha256:  # nothing to tell this attempt's task by: never concluded "absent"
+            return self._undecided(job, attempt, now, "the attempt's link was not recorded")
         progress = job.settle_progress().model_copy(deep=True)
+        outcome = "error"
         try:
-            listing = read_history(self._wavespeed(), attempt.model, attempt.window, deadline)
-        except WaveSpeedError as err:
-            return self._undecided(job, attempt, now, f"its history could not be read: {err.message}")
+            outcome = self._settle(job, attempt, now, progress, deadline)
+            return outcome
+        finally:  # what this run found is kept for the next while the job settles (also when it broke off)
+            if outcome in (*UNSETTLED, "error"):
+                self._save(job, progress)
+
+    def _settle(  # noqa: PLR0911 - one return per finding
+        self, job: Job, attempt: Attempt, now: datetime, progress: SettleProgress, deadline: Deadline
+    ) -> str:
+        wavespeed = self._wavespeed()
+        if progress.cursor is None or _key(progress)[0] <= NEAR.total_seconds() * 1000:
+            # The few seconds around the POST's start first: in a busy window its task is found here, cheaply.
+            near = read_history(wavespeed, attempt.model, attempt.near, deadline)
+            progress.requests += near.pages
+            found = near.cut or self._check(job, sorted(near.tasks, key=attempt.order), attempt, progress, deadline)
+            if isinstance(found, str):  # this attempt's task, adopted
+                return found
+        listing = read_history(wavespeed, attempt.model, attempt.window, deadline)
         progress.requests += listing.pages
         tasks = sorted(listing.tasks, key=attempt.order)
-        checked_all = self._check(job, tasks, attempt, progress, deadline)
-        if isinstance(checked_all, str):  # this attempt's task, adopted
+        checked_all = not listing.cut and self._check(job, tasks, attempt, progress, deadline)
+        if isinstance(checked_all, str):
             return checked_all
-        self._save(job, progress)
-        if not checked_all or listing.out_of_time:  # nothing says "not known": the next run goes on
+        if listing.out_of_time or (not checked_all and not listing.cut):  # nothing says "not known": go on
             why = f"{len(tasks) - progress.checked} of {len(tasks)} tasks in the window still to check"
             return self._undecided(job, attempt, now, listing.why_incomplete or why, outcome="checking")
         if not listing.complete:
@@ -188,14 +224,14 @@ class Settler:
             why = f"tasks whose upload WaveSpeed does not name: {', '.join(progress.unknown_ids)}"
             return self._undecided(job, attempt, now, why)
         if now < attempt.started + timedelta(seconds=self._settings.uncertain_grace_seconds):
-            return "waiting for history"  # WaveSpeed's history may lag behind its tasks
+            # WaveSpeed's history may lag behind its tasks
+            return self._undecided(job, attempt, now, "within the grace", outcome="waiting for history")
         everything = _ids_digest(tasks)
         if progress.absent_since is None or progress.absent_digest != everything:
             progress.absent_since, progress.absent_digest = iso(now), everything
-            self._save(job, progress)
-            return "absent once, confirming"
         if now - parse_iso(progress.absent_since) < timedelta(seconds=self._settings.absence_confirm_seconds):
-            return "absent once, confirming"
+            why = "its history showed no task of it once; a second read must agree"
+            return self._undecided(job, attempt, now, why, outcome="absent once, confirming")
         return self._not_created(job, attempt, progress)
 
     def _check(
@@ -237,7 +273,7 @@ class Settler:
         """Whose upload a task trained on: from the history entry's input where it has one, else from
         WaveSpeed's GET (tasks other jobs own are known without asking). A match is always confirmed by the
         GET, WaveSpeed's authoritative answer."""
-        if task.data_url is not None and _verdict(job, url_digest(task.data_url)) is Verdict.OTHER:
+        if task.data_url is not None and _verdict(job, task.data_url) is Verdict.OTHER:
             return Verdict.OTHER, task
         if task.data_url is None and self._jobs.find_by_prediction(task.id) is not None:
             return Verdict.OTHER, task  # another job's task (this job's are known without a lookup)
@@ -250,9 +286,10 @@ class Settler:
             logger.info("a task in the window could not be checked yet", extra={"task": task.id, "reason": err.message})
             return None, task
         data_url = confirmed.data_url or task.data_url
-        return (Verdict.UNKNOWN if data_url is None else _verdict(job, url_digest(data_url))), confirmed
+        return (Verdict.UNKNOWN if data_url is None else _verdict(job, data_url)), confirmed
 
     def _save(self, job: Job, progress: SettleProgress) -> None:
+        """What this run found, for the next (a write guarded by the attempt; a job that moved is left alone)."""
         if progress != job.settle_progress():
             self._jobs.transition(
                 job.job_id,
@@ -335,10 +372,30 @@ def _key(progress: SettleProgress) -> tuple[int, str]:
     return int(distance), task_id
 
 
-def _verdict(job: Job, link: str) -> Verdict:
+def _verdict(job: Job, data_url: str) -> Verdict:
+    """Whose a task's ZIP link is: this attempt's, an earlier one's (by the digests the job keeps), or — a link
+    the job never sent that still names its S3 object (re-encoded, say) — not known; any other upload's."""
+    link = url_digest(data_url)
     if link == job.submit_url_sha256:
         return Verdict.OURS
-    return Verdict.EARLIER if link in job.attempt_links() else Verdict.OTHER
+    if link in job.attempt_links():
+        return Verdict.EARLIER
+    return Verdict.UNKNOWN if names_object(data_url, job.source_bucket, job.source_key) else Verdict.OTHER
+
+
+def link_object(url: str) -> tuple[str, str, str | None] | None:
+    """The S3 object (bucket, key, version) a presigned link names: virtual-hosted (bucket.s3….amazonaws.com/key)
+    or path-style (host/bucket/key); None for a link that names none."""
+    parts = urlsplit(url)
+    host, path = parts.hostname or "", unquote(parts.path).lstrip("/")
+    bucket, key = (host.split(".s3", 1)[0], path) if ".s3" in host else path.partition("/")[::2]
+    version = parse_qs(parts.query).get("versionId", [None])[0]
+    return (bucket, key, version) if bucket and key else None
+
+
+def names_object(url: str, bucket: str, key: str) -> bool:
+    found = link_object(url)
+    return found is not None and found[:2] == (bucket, key)
 
 
 def hours(span: timedelta) -> str:

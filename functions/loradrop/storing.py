@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from loradrop.egress import DisallowedOutput, OutputPolicy
 from loradrop.ending import end_job
-from loradrop.jobs import COPY_FAILED_NOTE, Job, JobStore, iso, parse_iso, utc_now
+from loradrop.jobs import COPY_FAILED_NOTE, LEASE_FREE, Job, JobStore, iso, parse_iso, utc_now
 from loradrop.log_context import about_job
 from loradrop.model_card import CARD_NAME, README_NAME, build_card, card_json, card_readme, card_warnings
 from loradrop.models import STORE_RETRYABLE, JobStatus, Prediction
@@ -106,8 +106,8 @@ class Storer:
                 "store_lease_until": iso(datetime.now(UTC) + timedelta(seconds=remaining_seconds)),
                 "store_lease_owner": owner,
             },
-            guard="attribute_not_exists(store_lease_until) OR store_lease_until < :now OR store_lease_owner = :owner",
-            guard_values={":now": utc_now(), ":owner": owner},
+            guard=f"{LEASE_FREE} OR store_lease_owner = :owner",
+            guard_values={":lease_now": utc_now(), ":owner": owner},
         )
         if leased is None:
             current = self._jobs.get(job_id)

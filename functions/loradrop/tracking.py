@@ -18,14 +18,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import chain
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from loradrop.deadline import Deadline
 from loradrop.ending import end_job
-from loradrop.jobs import COPY_FAILED_NOTE, LEASE_FREE, Job, JobStore, iso, job_id_for, parse_iso, url_digest, utc_now
+from loradrop.jobs import COPY_FAILED_NOTE, Job, JobStore, iso, job_id_for, lease_free, parse_iso, url_digest, utc_now
 from loradrop.log_context import about_job, forget_job
 from loradrop.messages import StoreRequest, SubmitRequest
 from loradrop.models import (
@@ -36,10 +35,11 @@ from loradrop.models import (
     Prediction,
     describe_failure,
     is_retryable,
+    retry_kind,
 )
 from loradrop.ports import QueueSender, WaveSpeed
 from loradrop.settings import ReconcileSettings, TrackingSettings
-from loradrop.settling import Settler, hours
+from loradrop.settling import UNSETTLED, Attempt, Settler, hours, link_object, names_object, read_history
 from loradrop.wavespeed import NotFound, WaveSpeedError
 
 logger = Logger(child=True)
@@ -77,6 +77,10 @@ class Tracker:
         if job is None:
             return self._claim_from_webhook(hint, job_hint, deadline)
         about_job(job.job_id, hint.id)
+        if job.status is JobStatus.FAILED and job.error_code == "TASK_GONE":  # WaveSpeed's 404s were not the end
+            return job, self.revive(job, self._wavespeed().get_result(hint.id, deadline), "its signed webhook") or (
+                "unchanged"
+            )
         if job.status in TERMINAL_STATUSES or job.status is JobStatus.STORING:
             return job, "unchanged"  # a repeated delivery: answer without asking WaveSpeed again
         return self.apply(job, self._wavespeed().get_result(hint.id, deadline), by="webhook")
@@ -115,10 +119,13 @@ class Tracker:
 
     def _earlier_owner(self, link: str, data_url: str, job_hint: str | None) -> Job | None:
         """The job any of whose attempts sent this link, found by the URL's job hint or by the upload the link
-        names (a versioned object's id is the job's identity); either is only a lead, the digest decides."""
+        names (a versioned object's id is the job's identity); either is only a lead: the link must be one the
+        job sent, or at least name the job's own S3 object (a link re-encoded on the way)."""
         for job_id in dict.fromkeys(filter(None, (job_hint, _job_id_from_link(data_url)))):
             job = self._jobs.get(job_id)
-            if job is not None and link in job.attempt_links():
+            if job is not None and (
+                link in job.attempt_links() or names_object(data_url, job.source_bucket, job.source_key)
+            ):
                 return job
         return None
 
@@ -135,11 +142,15 @@ class Tracker:
             guard="submit_url_sha256 = :link",
             guard_values={":link": job.submit_url_sha256},
         )
-        if adopted is None:  # recorded meanwhile (the submitter's own write, or another delivery)
+        if adopted is None:  # the job moved on while WaveSpeed was asked
             current = self._jobs.get(job.job_id)
-            if current is None or current.prediction_id != prediction.id:
+            if current is None or (current.prediction_id != prediction.id and prediction.id in current.task_ids()):
                 return current or job, "unchanged"
-            adopted = current
+            if current.prediction_id != prediction.id:
+                # Its attempt was settled meanwhile (proven lost, or a new one began): the task is an earlier
+                # attempt's now, and is never forgotten.
+                return current, self.take_stray(current, prediction, evidence)
+            adopted = current  # recorded meanwhile (the submitter's own write, or another delivery)
         else:
             metrics.add_metric(name="TasksAdopted", unit=MetricUnit.Count, value=1)
             logger.info("task adopted", extra={"prediction_id": prediction.id, "evidence": evidence})
@@ -162,6 +173,11 @@ class Tracker:
         raise RuntimeError(f"task {task.id} could not be recorded on job {job.job_id}: the job kept moving")
 
     def _take_stray_once(self, job: Job, task: Prediction, evidence: str) -> str | None:
+        # An attempt that ended SUBMIT_UNSETTLED still counts its task as one that may exist.
+        link = url_digest(task.data_url or "")
+        counted = not (job.error_code == "SUBMIT_UNSETTLED" and link == job.submit_url_sha256)
+        if job.status is JobStatus.FAILED and (revived := self.revive(job, task, evidence, counted=counted)):
+            return revived
         if job.status is JobStatus.RECEIVED and task.status not in ENDED_TASK_STATUSES:
             taken = self._jobs.transition(
                 job.job_id,
@@ -178,9 +194,6 @@ class Tracker:
             logger.warning("earlier attempt's task taken", extra={"prediction_id": task.id})
             _, outcome = self.apply(taken, task, by="reconciler")
             return "earlier task taken" if outcome == "unchanged" else f"earlier task taken, {outcome}"
-        # An attempt that ended SUBMIT_UNSETTLED still counts its task as one that may exist.
-        link = url_digest(task.data_url or "")
-        counted = not (job.error_code == "SUBMIT_UNSETTLED" and link == job.submit_url_sha256)
         recorded = self._jobs.record_stray_task(
             job,
             task.id,
@@ -193,6 +206,33 @@ class Tracker:
         metrics.add_metric(name="StrayTasks", unit=MetricUnit.Count, value=1)
         logger.warning("a task of an earlier attempt was recorded", extra={"prediction_id": task.id})
         return "stray task recorded"
+
+    def revive(self, job: Job, task: Prediction, evidence: str, *, counted: bool = False) -> str | None:
+        """A FAILED job none of whose weights were stored, and a task of it that turns up completed (a late
+        task, or one WaveSpeed's 404s wrongly gave up): its weights are the user's paid output, so they are
+        stored. `counted`: the task adds to `attempts`. None when the job or the task is not such a one."""
+        if job.status is not JobStatus.FAILED or retry_kind(job.error_code) == "store":
+            return None
+        if task.status != "completed" or task.weights_url is None:
+            return None
+        revived = self._jobs.transition(
+            job.job_id,
+            {JobStatus.FAILED},
+            JobStatus.STORING,
+            fields={"prediction_id": task.id},
+            note=f"task {task.id} turned up completed ({evidence}) after the job failed [{job.error_code}]: "
+            "its weights are stored",
+            attempts=1 if counted else 0,
+            remove=("error", "error_code", "task_missing_since"),
+            guard="error_code = :code",
+            guard_values={":code": job.error_code},
+        )
+        if revived is None:
+            return None
+        metrics.add_metric(name="FailedJobsRevived", unit=MetricUnit.Count, value=1)
+        logger.warning("a failed job's task turned up completed; storing it", extra={"prediction_id": task.id})
+        self._enqueue_store(revived)
+        return "failed job revived, storing"
 
     def apply(self, job: Job, prediction: Prediction, *, by: str) -> tuple[Job, str]:
         """Act on a task's authoritative state; return the job and what happened, in a word or two."""
@@ -261,8 +301,7 @@ class Tracker:
                 f"finished ({why}; see StoreWeights' logs); `loradrop retry {job.job_id}` copies it again while "
                 "WaveSpeed keeps the output (about 7 days)",
                 remove=("store_lease_until", "store_lease_owner"),
-                guard=LEASE_FREE,
-                guard_values={":now": now},
+                **lease_free(now),
             )
             return (ended, "failed") if ended else (job, "unchanged")
         touched = self._jobs.transition(
@@ -271,8 +310,7 @@ class Tracker:
             JobStatus.STORING,
             note="store re-queued by the reconciler",
             increment=("store_requeues",),
-            guard=LEASE_FREE,
-            guard_values={":now": now},
+            **lease_free(now),
         )
         if touched is None:
             return job, "unchanged"
@@ -300,15 +338,10 @@ class Tracker:
 
 
 def _job_id_from_link(url: str) -> str | None:
-    """The job a presigned ZIP link was made for, when it names an object version (a versioned uploads
-    bucket, as the template's is): virtual-hosted (bucket.s3….amazonaws.com/key) or path-style (/bucket/key)."""
-    parts = urlsplit(url)
-    version = parse_qs(parts.query).get("versionId", [""])[0]
-    if not version:
-        return None
-    host, path = parts.hostname or "", unquote(parts.path).lstrip("/")
-    bucket, key = (host.split(".s3", 1)[0], path) if ".s3" in host else tuple(path.partition("/")[::2])
-    return job_id_for(bucket, key, version, None) if bucket and key else None
+    """The job a presigned ZIP link was made for, when it names an object version (a versioned uploads bucket,
+    as the template's is: the version is the job's identity)."""
+    found = link_object(url)
+    return job_id_for(found[0], found[1], found[2], None) if found and found[2] else None
 
 
 class OutOfTime(Exception):
@@ -319,10 +352,8 @@ class OutOfTime(Exception):
 # flushed), gives no job more than JOB_SHARE (a settle with thousands of tasks to check goes on next run),
 # and takes a job only with at least JOB_MINIMUM left.
 FLUSH_SECONDS = 10.0
-JOB_SHARE_SECONDS = 60.0
+JOB_SHARE_SECONDS = 120.0  # a busy window's whole history (113 pages at 5,000 starts a minute) fits in one share
 JOB_MINIMUM_SECONDS = 2.0
-# Outcomes that leave a job unsettled (the UncertainSubmissions metric counts them).
-UNSETTLED = ("ambiguous", "checking")
 
 
 class Reconciler:
@@ -438,7 +469,7 @@ class Reconciler:
         try:
             prediction = self._wavespeed().get_result(job.prediction_id, deadline)
         except NotFound:
-            return self._task_not_found(job, now)
+            return self._task_not_found(job, now, deadline)
         except WaveSpeedError as err:  # a proxy's 404 page included: only WaveSpeed says a task is gone
             logger.warning("WaveSpeed unreachable while reconciling", extra={"reason": err.message})
             return "unreachable"
@@ -447,31 +478,47 @@ class Reconciler:
         _, outcome = self._tracker.apply(job, prediction, by="reconciler")
         return outcome
 
-    def _task_not_found(self, job: Job, now: datetime) -> str:
-        """WaveSpeed's own 404 for the job's task. It ends the job only when it holds on two runs a few
-        minutes apart, or for a task near WaveSpeed's 7-day deletion: one answer might be a blip."""
+    def _task_not_found(self, job: Job, now: datetime, deadline: Deadline) -> str:
+        """A 404 for the job's task, in WaveSpeed's JSON shape (a gateway can answer in the same shape). The
+        job ends TASK_GONE only when the 404 holds on runs minutes apart and WaveSpeed's complete history of
+        the task's window no longer lists it; or at once for a task near WaveSpeed's 7-day deletion; or when
+        the 404s have lasted the whole settle deadline, whatever the history says."""
         first = job.task_missing_since
         old = now - parse_iso(job.submit_started_at or job.created_at) >= TASK_RETENTION
-        confirmed = first is not None and now - parse_iso(first) >= timedelta(
-            seconds=self._settings.absence_confirm_seconds
-        )
-        if not (old or confirmed):
-            if first is None:
-                self._jobs.transition(job.job_id, {job.status}, job.status, fields={"task_missing_since": iso(now)})
+        if not old and first is None:
+            self._jobs.transition(job.job_id, {job.status}, job.status, fields={"task_missing_since": iso(now)})
             return "task not found, confirming"
-        lease = {"guard": LEASE_FREE, "guard_values": {":now": utc_now()}} if job.status is JobStatus.STORING else {}
+        missing = now - parse_iso(first or iso(now))
+        if not old and missing < timedelta(seconds=self._settings.settle_deadline_seconds):
+            if missing < timedelta(seconds=self._settings.absence_confirm_seconds):
+                return "task not found, confirming"
+            listed = self._listed(job, deadline)
+            if listed is None:
+                return "task not found, confirming"  # the history could not say: ask again next run
+            if listed:
+                return "unreachable"  # WaveSpeed still lists it: the 404s were not WaveSpeed's word
+        lease = lease_free(utc_now()) if job.status is JobStatus.STORING else {}
         ended = end_job(
             self._jobs,
             job.job_id,
             {job.status},
             JobStatus.FAILED,
             "TASK_GONE",
-            f"WaveSpeed no longer knows task {job.prediction_id} (it said so on runs since "
-            f"{first or iso(now)}): `loradrop retry {job.job_id}`, or upload again",
+            f"WaveSpeed no longer knows task {job.prediction_id} (it answered 404 from {first} on, and its history "
+            f"no longer lists it): `loradrop retry {job.job_id}`, or upload again",
             remove=("task_missing_since", "store_lease_until", "store_lease_owner"),
-            **lease,  # type: ignore[arg-type]
+            **lease,
         )
         return "failed" if ended else "unchanged"
+
+    def _listed(self, job: Job, deadline: Deadline) -> bool | None:
+        """Whether WaveSpeed's history of the window the job's task was created in lists it; None if the
+        history could not be read in full."""
+        attempt = Attempt.of(job, self._settings.submit_timeout_seconds)
+        listing = read_history(self._wavespeed(), attempt.model, attempt.window, deadline)
+        if any(task.id == job.prediction_id for task in listing.tasks):
+            return True
+        return False if listing.complete else None
 
     def _settle(self, job: Job, now: datetime, deadline: Deadline) -> str:
         return self._settler.settle(job, now, deadline)

@@ -31,6 +31,7 @@ SDK_SUBMIT_TIMEOUT = 60.0
 HISTORY_PAGE_SIZE = 100  # the most WaveSpeed's history endpoint gives per page
 # A read is not started with less time than this left before its deadline (it could not get an answer).
 MIN_READ_SECONDS = 0.5
+MAX_ANSWER_BYTES = 16 * 1024 * 1024  # a history page of 100 tasks is ~100 KB; anything far bigger is not WaveSpeed
 
 
 def connect_timeout(submit_timeout: float) -> float:
@@ -202,11 +203,7 @@ class WaveSpeedClient:
             "created_after": created_after,
             "created_before": created_before,
         }
-        data = self._read(
-            lambda timeout: self._http.post("/api/v3/predictions", json=body, timeout=timeout),
-            "POST /api/v3/predictions",
-            deadline,
-        )
+        data = self._read("POST", "/api/v3/predictions", body, deadline)
         if not isinstance(data, dict) or not isinstance(data.get("items"), list):
             raise TransientError(f"WaveSpeed's history answer has no items: {str(data)[:200]}")
         total = data.get("total")
@@ -227,7 +224,7 @@ class WaveSpeedClient:
         return secret
 
     def _get(self, path: str, deadline: Deadline | None) -> Any:
-        return self._read(lambda timeout: self._http.get(path, timeout=timeout), f"GET {path}", deadline)
+        return self._read("GET", path, None, deadline)
 
     def _timeout(self, deadline: Deadline | None) -> httpx.Timeout:
         """The read timeouts, each cut to what is left before the deadline (a connect timeout too)."""
@@ -244,15 +241,15 @@ class WaveSpeedClient:
             pool=min(parts.pool or left, left),
         )
 
-    def _read(self, send: Callable[[httpx.Timeout], httpx.Response], what: str, deadline: Deadline | None) -> Any:
+    def _read(self, method: str, path: str, body: Any, deadline: Deadline | None) -> Any:
         """Reads (never a submit) are retried on 429, 5xx, connection errors and answers that are not
         WaveSpeed's (a proxy's page), as the SDKs do, within the deadline."""
         for attempt in range(1, self._result_tries + 1):
             try:
                 try:
-                    answer = send(self._timeout(deadline))
+                    answer = self._answer(method, path, body, deadline)
                 except httpx.HTTPError as err:
-                    raise TransientError(f"WaveSpeed {what} failed: {err!r}") from err
+                    raise TransientError(f"WaveSpeed {method} {path} failed: {err!r}") from err
                 return self._read_data(answer)
             except TransientError:
                 pause = 0.5 * attempt
@@ -260,6 +257,24 @@ class WaveSpeedClient:
                     raise
                 self._sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _answer(self, method: str, path: str, body: Any, deadline: Deadline | None) -> httpx.Response:
+        """One request, its body read piece by piece: httpx's timeouts bound each wait, not the whole answer, so
+        an answer still trickling in at the deadline is given up (and one too large to be WaveSpeed's)."""
+        request = self._http.build_request(method, path, json=body, timeout=self._timeout(deadline))
+        answer = self._http.send(request, stream=True)
+        try:
+            content = bytearray()
+            for chunk in answer.iter_bytes():
+                content += chunk
+                if deadline is not None and deadline.remaining() <= 0:
+                    raise TransientError(f"WaveSpeed's answer to {method} {path} was still arriving at the deadline")
+                if len(content) > MAX_ANSWER_BYTES:
+                    raise TransientError(f"WaveSpeed's answer to {method} {path} is over {MAX_ANSWER_BYTES:,} bytes")
+        finally:
+            answer.close()
+        kind = {"content-type": answer.headers.get("content-type", "")}  # the body is decoded already
+        return httpx.Response(answer.status_code, headers=kind, content=bytes(content), request=request)
 
     @classmethod
     def _read_data(cls, answer: httpx.Response) -> Any:

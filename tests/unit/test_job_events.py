@@ -135,3 +135,64 @@ def test_ten_to_a_call_and_a_failed_end_says_where_the_stream_resumes(world: dic
 def test_a_bus_that_cannot_be_reached_fails_the_batch_from_its_first_end(world: dict[str, Any]) -> None:
     assert EventPublisher(FlakyBus(set(), raises=True), "default").publish(ends(3)) == "100"
     assert Metrics().metric_set["EventsNotPublished"]["Value"] == [3.0]
+
+
+def test_events_fit_putevents_however_long_a_jobs_names(world: dict[str, Any]) -> None:
+    from loradrop.events import BYTES_PER_CALL, DETAIL_BYTES
+    from loradrop.jobs import Job
+
+    # Given ends of jobs whose ZIPs have hundreds of 600-character file names in their survey and warnings
+    long = "photo-" + "x" * 600 + ".jpg"
+
+    def dataset(examples: int) -> dict[str, Any]:
+        kinds = ("unusable", "mismatched", "small", "uncaptioned")
+        return {"images": 500, "duplicate_examples": [[long] * 3] * 5} | {
+            f"{k}_examples": [long] * examples for k in kinds
+        }
+
+    big = [
+        JobEnd(
+            str(200 + i),
+            Job(
+                job_id=f"big{i:02d}",
+                status=JobStatus.FAILED,
+                source_bucket="b",
+                source_key="uploads/a.zip",
+                error_code="1401",
+                error="e" * 5000,
+                dataset=dataset(50 if i == 0 else 5),  # the first one's alone is over the detail's cap
+                warnings=[long] * 40,
+                history=[{"status": "SUBMITTED", "at": "t", "note": long}] * 60,
+                created_at="2026-11-25T09:00:00.000Z",
+                updated_at="2026-11-25T10:00:00.000Z",
+            ),
+        )
+        for i in range(12)
+    ]
+    bus = FlakyBus(set())
+    seen: list[int] = []
+    original = bus.put_events
+
+    details: list[dict[str, Any]] = []
+
+    def measured(Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        seen.append(sum(len(e["Detail"].encode()) + 50 for e in Entries))
+        assert all(len(e["Detail"].encode()) <= DETAIL_BYTES for e in Entries)
+        details.extend(json.loads(e["Detail"]) for e in Entries)
+        return original(Entries)
+
+    bus.put_events = measured  # type: ignore[method-assign]
+    # When they are published
+    assert EventPublisher(bus, "default").publish(big) is None
+    # Then every call stays within PutEvents' limits, and each event keeps what a consumer acts on
+    assert all(size <= BYTES_PER_CALL for size in seen)
+    assert sum(len(call) for call in bus.calls) == 12
+    assert len(bus.calls) > 2  # split by size, not only by ten
+    first = details[0]
+    assert (first["job_id"], first["status"], first["error_code"], first["detail_cut"]) == (
+        "big00",
+        "FAILED",
+        "1401",
+        True,
+    )
+    assert first["event_id"] == "big00/FAILED/2026-11-25T10:00:00.000Z"

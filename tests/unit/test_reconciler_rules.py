@@ -19,7 +19,7 @@ from loradrop.jobs import Job, JobStore, iso, url_digest
 from loradrop.models import JobStatus, Prediction
 from loradrop.redaction import json_for_logs
 from loradrop.tracking import JobNotFound, Reconciler, Tracker
-from loradrop.wavespeed import NotFound, TransientError
+from loradrop.wavespeed import HistoryPage, NotFound, TransientError
 from tests.unit.tables import create_jobs_table
 from tests.unit.test_settling import settings
 
@@ -35,6 +35,12 @@ class FakeWaveSpeed:
         self.gone: set[str] = set()
         self.proxy_404: set[str] = set()
         self.gets: list[str] = []
+        self.listed_anyway: set[str] = set()  # answered 404 by something in front, still in WaveSpeed's history
+
+    def list_predictions(self, **query: Any) -> HistoryPage:
+        items = [Prediction(id=i, status="processing") for i in self.tasks.keys() - self.gone | self.listed_anyway]
+        items = items if query["page"] == 1 else []
+        return HistoryPage(items, len(items), len(items) if query["page"] == 1 else 0)
 
     def get_result(self, task_id: str, deadline: Deadline | None = None) -> Prediction:
         self.gets.append(task_id)
@@ -215,6 +221,21 @@ def test_a_task_is_gone_only_when_wavespeed_says_so_on_runs_minutes_apart(
     assert "loradrop retry j" in ended.error
 
 
+def test_a_404_in_wavespeeds_shape_is_not_its_word_while_its_history_lists_the_task(world: dict[str, Any]) -> None:
+    # Given a gateway answering 404 with {"message": "Not Found"} while the task trains on at WaveSpeed
+    job(world, "j", JobStatus.TRAINING, "t")
+    world["ws"].gone.add("t")
+    world["ws"].listed_anyway.add("t")
+    assert run(world) == {"task not found, confirming": 1}
+    # Then, minutes later, the history (which lists the task) says the 404s were not WaveSpeed's word
+    assert run(world, timedelta(minutes=6)) == {"unreachable": 1}
+    assert run(world, timedelta(hours=5)) == {"unreachable": 1}
+    assert world["jobs"].get("j").status is JobStatus.TRAINING
+    # and if it goes on for the whole settle deadline, the job ends: no job waits on a 404 forever
+    assert run(world, timedelta(days=1, minutes=1)) == {"failed": 1}
+    assert world["jobs"].get("j").error_code == "TASK_GONE"
+
+
 def test_a_proxys_404_page_is_never_wavespeeds_word(world: dict[str, Any]) -> None:
     job(world, "j", JobStatus.TRAINING, "t")
     world["ws"].proxy_404.add("t")
@@ -276,11 +297,19 @@ def webhook(world: dict[str, Any], task: Prediction, job_hint: str | None = "j")
     return result
 
 
-@pytest.mark.parametrize("status", [JobStatus.SUBMITTED, JobStatus.TRAINING, JobStatus.COMPLETED, JobStatus.FAILED])
+@pytest.mark.parametrize(
+    ("status", "error_code"),
+    [
+        (JobStatus.SUBMITTED, None),
+        (JobStatus.TRAINING, None),
+        (JobStatus.COMPLETED, None),
+        (JobStatus.FAILED, "STORE_FAILED"),  # its own task completed: the copy is what failed
+    ],
+)
 def test_a_verified_webhook_for_an_earlier_attempts_task_is_recorded_never_404(
-    world: dict[str, Any], status: JobStatus
+    world: dict[str, Any], status: JobStatus, error_code: str | None
 ) -> None:
-    two_attempt_job(world, status, task="second-task" if status is not JobStatus.FAILED else None)
+    two_attempt_job(world, status, task="second-task", error_code=error_code)
     stray = Prediction(id="first-task", status="completed", outputs=[OUTPUT], input={"data": LINK_1})
     _, outcome = webhook(world, stray)
     stored = world["jobs"].get("j")
@@ -289,6 +318,36 @@ def test_a_verified_webhook_for_an_earlier_attempts_task_is_recorded_never_404(
     assert metric("StrayTasks") == [1.0]
     assert webhook(world, stray)[1] == "unchanged"  # WaveSpeed's retry of the same delivery
     assert world["jobs"].get("j").attempts == 2
+
+
+@pytest.mark.parametrize("error_code", ["SUBMIT_UNSETTLED", "SUBMIT_FAILED", "5003", "1401", "TASK_GONE"])
+def test_a_failed_job_whose_earlier_task_turns_up_completed_stores_its_weights(
+    world: dict[str, Any], error_code: str
+) -> None:
+    # Given a job that failed without ever storing weights (its settling gave up, its last task failed, ...)
+    two_attempt_job(world, JobStatus.FAILED, error_code=error_code, error="it failed")
+    # When its first attempt's task reports in, completed (its weights are the user's paid output)
+    stray = Prediction(id="first-task", status="completed", outputs=[OUTPUT], input={"data": LINK_1})
+    _, outcome = webhook(world, stray)
+    # Then the job goes on to store them, counted as a task that exists
+    stored = world["jobs"].get("j")
+    assert outcome == "failed job revived, storing"
+    assert (stored.status, stored.prediction_id, stored.error_code, stored.attempts) == (
+        JobStatus.STORING,
+        "first-task",
+        None,
+        2,
+    )
+    assert metric("FailedJobsRevived") == [1.0]
+
+
+def test_a_job_given_up_as_task_gone_is_revived_when_its_task_reports_in_completed(world: dict[str, Any]) -> None:
+    job(world, "j", JobStatus.FAILED, "t", error_code="TASK_GONE", error="WaveSpeed no longer knows task t")
+    world["ws"].tasks["t"] = Prediction(id="t", status="completed", outputs=[OUTPUT])
+    _, outcome = world["tracker"].on_webhook(world["ws"].tasks["t"])
+    stored = world["jobs"].get("j")
+    assert outcome == "failed job revived, storing"
+    assert (stored.status, stored.attempts) == (JobStatus.STORING, 1)  # the same task: not counted twice
 
 
 def test_without_the_hint_the_job_is_found_from_the_versioned_link(world: dict[str, Any]) -> None:

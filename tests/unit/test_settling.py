@@ -101,7 +101,9 @@ class FakeWaveSpeed:
         if task_id in self.unreachable:
             raise TransientError("HTTP 404 without WaveSpeed's error body: <html>")
         t = self.tasks[task_id]
-        return Prediction(id=task_id, model=MODEL, status=t["status"], input={"data": t["link"]} if t["link"] else None)
+        outputs = [f"https://d1.cloudfront.net/{task_id}/lora.safetensors"] if t["status"] == "completed" else []
+        data = {"data": t["link"]} if t["link"] else None
+        return Prediction(id=task_id, model=MODEL, status=t["status"], input=data, outputs=outputs)
 
 
 class FakeClock:
@@ -207,10 +209,12 @@ def test_the_window_runs_from_the_posts_start_to_its_last_possible_answer_with_3
 ) -> None:
     uncertain_job(world["jobs"])
     run(world, timedelta(minutes=5))
-    query = world["ws"].history_calls[0]
-    assert query["model"] == MODEL
-    assert query["created_after"] == "2026-11-25T08:59:30.000Z"
-    assert query["created_before"] == "2026-11-25T09:01:45.000Z"  # + 10 s connect + 60 s read + 5 s + 30 s
+    near, whole = world["ws"].history_calls
+    assert near["model"] == whole["model"] == MODEL
+    # first the ten seconds either side of the POST's start, where its task is all but sure to be
+    assert (near["created_after"], near["created_before"]) == ("2026-11-25T08:59:50.000Z", "2026-11-25T09:00:10.000Z")
+    # then the whole window: + 10 s connect + 60 s read + 5 s, and 30 s either side for the clocks
+    assert (whole["created_after"], whole["created_before"]) == ("2026-11-25T08:59:30.000Z", "2026-11-25T09:01:45.000Z")
 
 
 # ----- proof of absence -----
@@ -291,7 +295,7 @@ def test_without_a_total_a_shorter_page_ends_the_listing_whatever_page_size_the_
     world["ws"].with_total, world["ws"].page_cap = False, cap
     world["ws"].crowd(250)
     assert run(world, timedelta(minutes=31)) == {"absent once, confirming": 1}
-    pages = [call["page"] for call in world["ws"].history_calls]
+    pages = [call["page"] for call in whole_window(world)]
     in_the_window = sum(1 for t in world["ws"].tasks if in_window(world, t))
     assert pages == list(range(1, in_the_window // cap + 2))  # up to and including the shorter page
     assert run(world, timedelta(minutes=37))["resubmitted (nothing was created)"] == 1
@@ -343,8 +347,9 @@ def test_in_a_crowded_window_the_task_nearest_the_posts_start_is_checked_first(w
     assert run(world, timedelta(minutes=5)) == {"adopted, training": 1}
     # Then it read the window's pages and confirmed only the tasks created nearer the POST's start than ours
     assert world["jobs"].get(job.job_id).prediction_id == "ours"
-    in_the_window = sum(1 for t in world["ws"].tasks if in_window(world, t))
-    assert len(world["ws"].history_calls) == -(-in_the_window // 100)
+    near = sum(1 for t in world["ws"].tasks.values() if abs((t["at"] - POSTED_AT).total_seconds()) <= 10)
+    assert len(world["ws"].history_calls) == -(-near // 100)  # only the pages of the ten seconds around the POST
+    assert whole_window(world) == []
     nearer = sum(1 for t in world["ws"].tasks.values() if abs((t["at"] - POSTED_AT).total_seconds()) < 0.7)
     assert len(world["ws"].gets) == nearer + 1 < 60
 
@@ -384,11 +389,16 @@ def test_a_busy_window_is_checked_over_several_runs_from_where_the_last_stopped(
     # Then each run goes on from the cursor, every task is asked about exactly once, and only then is the
     # window's absence read twice and concluded
     checking = outcomes.index("absent once, confirming")
-    assert checking >= 5
+    assert checking >= 2
     assert set(outcomes[:checking]) == {"checking"}
     assert outcomes[-1] == "resubmitted (nothing was created)"
     assert sorted(world["ws"].gets) == sorted(t for t in world["ws"].tasks if in_window(world, t))
     assert world["jobs"].get(job.job_id).lost_submissions == 1
+
+
+def whole_window(world: dict[str, Any]) -> list[dict[str, Any]]:
+    """The history requests for the POST's whole window (not the near one read first)."""
+    return [call for call in world["ws"].history_calls if call["created_after"] == "2026-11-25T08:59:30.000Z"]
 
 
 def in_window(world: dict[str, Any], task_id: str) -> bool:
@@ -419,10 +429,27 @@ def test_adoption_holds_only_for_the_attempt_the_task_names(world: dict[str, Any
         job.job_id, {JobStatus.RECEIVED}, JobStatus.SUBMITTING, fields={"submit_url_sha256": "second"}, attempts=1
     )
     _, said = world["tracker"].adopt(job, world["ws"].get_result("ours"), "a stale look")
-    # Then the task is not taken as the second attempt's
+    # Then the task is not taken as the second attempt's, nor forgotten: it is the first attempt's, paid for
     current = world["jobs"].get(job.job_id)
-    assert said == "unchanged"
-    assert (current.status, current.prediction_id) == (JobStatus.SUBMITTING, None)
+    assert said == "stray task recorded"
+    assert (current.status, current.prediction_id, current.stray_tasks) == (JobStatus.SUBMITTING, None, ["ours"])
+    assert current.attempts == 2
+
+
+def test_a_task_whose_attempt_was_settled_as_lost_while_its_webhook_was_confirmed_is_taken(
+    world: dict[str, Any],
+) -> None:
+    # Given an uncertain job whose task's webhook is being confirmed with WaveSpeed's GET...
+    job = uncertain_job(world["jobs"])
+    world["ws"].add("ours", link=OUR_LINK, status="completed")
+    # ...while the reconciler settles the attempt as lost (a queued task the history did not list)
+    world["jobs"].transition(job.job_id, {JobStatus.SUBMITTING}, JobStatus.RECEIVED, attempts=-1)
+    # When the webhook's adoption lands
+    _, said = world["tracker"].adopt(job, world["ws"].get_result("ours"), "its signed webhook")
+    # Then the job, waiting to submit again, takes the task instead of paying for a new one
+    current = world["jobs"].get(job.job_id)
+    assert said == "earlier task taken, storing"
+    assert (current.status, current.prediction_id, current.attempts) == (JobStatus.STORING, "ours", 1)
 
 
 def test_a_task_of_an_earlier_attempt_found_in_the_window_is_recorded_and_counted(world: dict[str, Any]) -> None:
@@ -522,3 +549,51 @@ def test_a_received_job_has_the_whole_deadline_from_when_it_entered_received(wor
     assert world["jobs"].get(job.job_id).status is JobStatus.RECEIVED
     assert run_at(world, retried + timedelta(days=1, minutes=1)) == {"failed": 1}
     assert world["jobs"].get(job.job_id).error_code == "NOT_SUBMITTED"
+
+
+def test_an_attempt_without_its_start_recorded_still_ends_by_the_deadline(world: dict[str, Any]) -> None:
+    # Given an uncertain job written by an older version: no submit_started_at (the reconciler's looks move
+    # updated_at, so that cannot stand in for it)
+    job = uncertain_job(world["jobs"])
+    world["jobs"]._db.update_item(
+        TableName="jobs", Key={"job_id": {"S": job.job_id}}, UpdateExpression="REMOVE submit_started_at"
+    )
+    world["ws"].add("whose", link=None)
+    for minutes in range(15, 24 * 60, 15):
+        assert run(world, timedelta(minutes=minutes)) == {"ambiguous": 1}
+    # Then a day after it entered SUBMITTING, it ends with what to look for
+    assert run(world, timedelta(days=1, minutes=1)) == {"failed": 1}
+    assert world["jobs"].get(job.job_id).error_code == "SUBMIT_UNSETTLED"
+
+
+def test_a_history_whose_tasks_keep_changing_cannot_hold_a_job_past_the_deadline(world: dict[str, Any]) -> None:
+    job = uncertain_job(world["jobs"])
+    for hour in range(1, 24):
+        world["ws"].add(f"late-{hour}", link=f"https://elsewhere.test/{hour}.zip")  # the window never stands still
+        assert run(world, timedelta(hours=hour)) == {"absent once, confirming": 1}
+    world["ws"].add("late-24", link="https://elsewhere.test/24.zip")
+    assert run(world, timedelta(days=1, minutes=1)) == {"failed": 1}
+    assert world["jobs"].get(job.job_id).error_code == "SUBMIT_UNSETTLED"
+    assert resubmissions(world) == []
+
+
+def test_a_link_that_names_the_jobs_own_object_is_never_another_uploads(world: dict[str, Any]) -> None:
+    # Given a task whose link is not one the job sent, yet names its S3 object (re-encoded on the way, say)
+    job = uncertain_job(world["jobs"])
+    world["ws"].add("re-encoded", link="https://uploads.s3.amazonaws.com/uploads/ana%2Ezip?X-Amz-Signature=x")
+    # Then it is not taken as another upload's: absence is never concluded past it
+    for minutes in (31, 37, 60):
+        assert run(world, timedelta(minutes=minutes)) == {"ambiguous": 1}
+    assert world["jobs"].get(job.job_id).status is JobStatus.SUBMITTING
+    assert resubmissions(world) == []
+
+
+def test_an_attempt_whose_link_was_not_recorded_is_never_concluded_absent(world: dict[str, Any]) -> None:
+    job = uncertain_job(world["jobs"])
+    world["jobs"]._db.update_item(
+        TableName="jobs", Key={"job_id": {"S": job.job_id}}, UpdateExpression="REMOVE submit_url_sha256"
+    )
+    assert run(world, timedelta(minutes=31)) == {"ambiguous": 1}
+    assert run(world, timedelta(minutes=40)) == {"ambiguous": 1}
+    assert world["ws"].history_calls == []
+    assert run(world, timedelta(days=1, minutes=1)) == {"failed": 1}

@@ -272,3 +272,36 @@ def test_secret_source_prefers_configured_secret_and_rate_limits_refresh() -> No
     assert source.refresh() == "whsec_configured"
     assert len(fetched) == 2
     assert "key" not in repr(WaveSpeedCredentials("key", "whsec_x"))
+
+
+def test_an_answer_still_trickling_in_at_the_deadline_is_given_up() -> None:
+    clock = Clock()
+
+    class Trickle(httpx.SyncByteStream):
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            body = json.dumps({"code": 200, "data": PREDICTION}).encode()
+            for byte in body:
+                clock.now += 0.5  # each byte within any read timeout, the whole far past the deadline
+                yield bytes([byte])
+
+    answers: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answers.append(1)
+        return httpx.Response(200, stream=Trickle())
+
+    c = WaveSpeedClient(
+        "https://ws.test", "k", transport=httpx.MockTransport(handler), result_tries=3, sleep=lambda _: None
+    )
+    with pytest.raises(TransientError, match="still arriving at the deadline"):
+        c.get_result("t", deadline=Deadline.within(5.0, clock))
+    assert clock.now <= 5.5  # given up at the deadline, not after the whole answer
+    assert answers == [1]  # and no try started without the time to finish
+
+
+def test_gzip_answers_are_read_as_json() -> None:
+    import gzip
+
+    body = gzip.compress(json.dumps({"code": 200, "data": PREDICTION | {"status": "completed"}}).encode())
+    answer = httpx.Response(200, content=body, headers={"content-encoding": "gzip", "content-type": "application/json"})
+    assert client(lambda _: answer).get_result("t").status == "completed"

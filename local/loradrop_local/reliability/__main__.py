@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     outcomes = []
     hostile: list[HostileRow] = []
-    options = reliability_options()
+    options = reliability_options(full=args.scale == "full")
     options.template = args.template
     with LocalStack(options) as stack:
         harness = Harness(stack)
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             tier = run_tier(run)
             print(f"  {'pass' if tier.passed else 'FAIL'}: {tier}", flush=True)
             tiers.append(tier)
-    write_report(outcomes, hostile, tiers, args.scale, time.monotonic() - started, args.output)
+    deadline = float(options.extra_environment["SETTLE_DEADLINE_SECONDS"])
+    write_report(outcomes, hostile, tiers, args.scale, time.monotonic() - started, args.output, deadline)
     print(f"wrote {args.output}")
     passed = [o.passed for o in outcomes] + [r.passed for r in hostile] + [t.passed for t in tiers]
     return 0 if all(passed) else 1

@@ -40,57 +40,49 @@ def other_tools_tasks(h: Harness, count: int, seed: int) -> Iterator[list[str]]:
             h.sim.forget(task_id)
 
 
-def _uncertain_pair(h: Harness, label: str) -> list[Tracked]:
-    """Two uncertain POSTs: one that created a task whose answer and webhook were lost (to be found in the
-    history), one dropped before anything was created (to be proven absent, then sent again)."""
-    submit, webhook = h.sim.faults.submit, h.sim.faults.webhook
-    tracked = h.upload_with(f"{label}-created", [(submit, "drop_after_create"), (webhook, "drop")])
-    return tracked + h.upload_with(f"{label}-not-created", [(submit, "drop_before_create")])
-
-
-def _judge_pair(h: Harness, tracked: list[Tracked], result: Outcome) -> Outcome:
-    for item, posts in zip(tracked, (1, 2), strict=True):
-        if h.posts_for(item) != posts:
-            result.problems.append(f"{item.key}: {h.posts_for(item)} POSTs, expected {posts} (never a blind retry)")
-    if len(result.settle_requests) != 2:
-        result.problems.append(f"settle requests recorded: {result.settle_requests} (one per uncertain POST)")
-    return result
-
-
 def busy_history(h: Harness, scale: Scale) -> Outcome:
     """Thousands of other tasks in the window: the task is found nearest the POST's start first, and absence
     is proven only after every one of them was checked (over several runs, from the job's cursor)."""
     crowd = scale["crowd"]
-    with other_tools_tasks(h, crowd, seed=1):
-        tracked = _uncertain_pair(h, "busy")
-        h.settle(tracked, timeout=60 + crowd / 20)
-    result = h.outcome(
-        "busy account's history",
-        f"{crowd:,} other tools' tasks in the minute around two uncertain POSTs (one created, its answer and "
-        "webhook lost; one never created)",
-        tracked,
-        expect={"COMPLETED": 2},
-        tasks=2,
-    )
-    return _judge_pair(h, tracked, result)
+    return _crowded(h, "busy", crowd, "busy account's history", f"{crowd:,} other tools' tasks in the minute around")
 
 
 def history_without_total(h: Harness, scale: Scale) -> Outcome:
     """A history whose answers carry no `total`, from a server that serves 50 entries when asked for 100: a
     task on a later page is still found, and only a page shorter than the one before ends a listing."""
     crowd = scale["crowd"] // 2
-    with simulator_settings(h, history_total=False, history_page_cap=50), other_tools_tasks(h, crowd, seed=2):
-        tracked = _uncertain_pair(h, "no-total")
+    with simulator_settings(h, history_total=False, history_page_cap=50):
+        return _crowded(
+            h,
+            "no-total",
+            crowd,
+            "history without a total",
+            f"history pages without `total`, 50 entries when 100 are asked for; {crowd:,} other tasks around",
+        )
+
+
+def _crowded(h: Harness, label: str, crowd: int, scenario: str, injected: str) -> Outcome:
+    """Two uncertain POSTs among `crowd` other tasks: one that created a task whose answer and webhook were
+    lost (to be found in the history), one dropped before anything was created (to be proven absent, then sent
+    again). Both end COMPLETED with one task each, never a blind second POST."""
+    submit, webhook = h.sim.faults.submit, h.sim.faults.webhook
+    with other_tools_tasks(h, crowd, seed=sum(label.encode())):
+        tracked = h.upload_with(f"{label}-created", [(submit, "drop_after_create"), (webhook, "drop")])
+        tracked += h.upload_with(f"{label}-not-created", [(submit, "drop_before_create")])
         h.settle(tracked, timeout=60 + crowd / 20)
     result = h.outcome(
-        "history without a total",
-        f"{crowd:,} other tasks; history pages without `total`, 50 entries when 100 are asked for; the same two "
-        "uncertain POSTs",
+        scenario,
+        f"{injected} two uncertain POSTs (one created, its answer and webhook lost; one never created)",
         tracked,
         expect={"COMPLETED": 2},
         tasks=2,
     )
-    return _judge_pair(h, tracked, result)
+    for item, posts in zip(tracked, (1, 2), strict=True):
+        if h.posts_for(item) != posts:
+            result.problems.append(f"{item.key}: {h.posts_for(item)} POSTs, expected {posts} (never a blind retry)")
+    if len(result.settle_requests) != 2:
+        result.problems.append(f"settle requests recorded: {result.settle_requests} (one per uncertain POST)")
+    return result
 
 
 def _task_of(h: Harness, item: Tracked, timeout: float = 20) -> str:

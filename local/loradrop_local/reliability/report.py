@@ -23,6 +23,7 @@ def write_report(  # noqa: PLR0913, PLR0917 - the report of every part of a run
     scale: str,
     seconds: float,
     path: Path = REPORT,
+    settle_deadline: float = 10.0,
 ) -> None:
     lines = [
         "# Reliability report",
@@ -33,8 +34,10 @@ def write_report(  # noqa: PLR0913, PLR0917 - the report of every part of a run
         "function in worker processes of its own with its IAM role enforced; crashes are workers killed at",
         "the AWS call after the step).",
         "Time is compressed: queue delays and back-offs run at 1/100, and the simulator's 'minute' is 2 s;",
-        "an uncertain submission's grace is 2 s (30 min in AWS) and its settle deadline 10 s (a day), and",
-        "StoreWeights' timeout is 6 s (15 min), so a dead copy's lease runs out within its scenario.",
+        "an uncertain submission's grace is 2 s (30 min in AWS), its absence is confirmed 1 s later (5 min)",
+        f"and its settle deadline is {settle_deadline:g} s (a day); StoreWeights' timeout is 6 s (15 min), so a",
+        "dead copy's lease runs out within its scenario. The clock skew allowed (30 s either side of the POST)",
+        "is not compressed: a crowded history's window is a minute wide (two in AWS).",
         "",
         "| scenario | injected | uploads | end states | POSTs | tasks created | attempts counted "
         "| weights verified | end events (repeats) | settle requests | orphan parts "

@@ -49,26 +49,18 @@ def safetensors_chunks(task_id: str, size: int, rank: int, header: bytes | None 
         padding = size - 8 - len(header) - offset
     if padding < 0:
         raise ValueError(f"output size {size} is too small for a safetensors file")
-    data_size = offset + padding
-    prefix = struct.pack("<Q", len(header)) + header
-    block = random.Random(task_id).randbytes(BLOCK)  # test data, not security
-
-    def chunks() -> Any:
-        yield prefix
-        remaining = data_size
-        while remaining > 0:
-            piece = block if remaining >= BLOCK else block[:remaining]
-            remaining -= len(piece)
-            yield piece
-
-    return len(prefix) + data_size, chunks
+    return _stream(task_id, header, offset + padding)
 
 
 def _with_header(task_id: str, size: int, header: bytes) -> tuple[int, Any]:
     raw = header + b" " * (-len(header) % 8)
-    prefix = struct.pack("<Q", len(raw)) + raw
+    return _stream(task_id, raw, max(0, size - 8 - len(raw)))
+
+
+def _stream(task_id: str, header: bytes, data_size: int) -> tuple[int, Any]:
+    """The file: its header's length, the header, then `data_size` bytes of the task's own noise."""
+    prefix = struct.pack("<Q", len(header)) + header
     block = random.Random(task_id).randbytes(BLOCK)  # test data, not security
-    data_size = max(0, size - len(prefix))
 
     def chunks() -> Any:
         yield prefix
