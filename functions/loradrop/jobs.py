@@ -120,6 +120,7 @@ class Job(BaseModel):
     # Tasks of this job's earlier attempts that turned up after the attempt was given up (WaveSpeed's
     # signed word names their upload link): paid for, so counted in `attempts` and alarmed (StrayTasks).
     stray_tasks: list[str] = Field(default_factory=list)
+    task_created_at: str | None = None  # when WaveSpeed says the job's task was created (its `created_at`)
     task_missing_since: str | None = None  # WaveSpeed first said it does not know the job's task
     checked_at: str | None = None  # the reconciler last looked at the job and left it as it was
     store_requeues: int = 0  # copies the reconciler restarted
@@ -262,6 +263,11 @@ def _serialize(values: dict[str, Any]) -> dict[str, Any]:
 
 def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+def task_fields(task: Any) -> dict[str, Any]:
+    """What a job records of the task it takes: its id, and when WaveSpeed says it was created."""
+    return {"prediction_id": task.id} | ({"task_created_at": task.created_at} if task.created_at else {})
 
 
 def job_from_image(image: dict[str, Any]) -> Job:

@@ -50,6 +50,7 @@ CLOCK_SKEW = timedelta(seconds=30)
 # A task is created moments after its POST begins: the tasks this close to the start are read (and checked)
 # first, in a listing of their own, so a busy window's own task is found before its whole history is read.
 NEAR = timedelta(seconds=10)
+NEAR_CHECKED_MS = 9_000  # a second inside it: tasks whose answered time is rounded stay on the right side
 MAX_HISTORY_PAGES = 500  # 50,000 tasks in a window of about two minutes: beyond any tier's start rate
 MAX_LOST_SUBMISSIONS = 3  # POSTs proven to have created nothing before the job gives up
 UNKNOWN_IDS_KEPT = 10
@@ -202,11 +203,14 @@ class Settler:
         self, job: Job, attempt: Attempt, now: datetime, progress: SettleProgress, deadline: Deadline
     ) -> str:
         wavespeed = self._wavespeed()
-        if progress.cursor is None or _key(progress)[0] <= NEAR.total_seconds() * 1000:
-            # The few seconds around the POST's start first: in a busy window its task is found here, cheaply.
+        if progress.cursor is None or _key(progress)[0] < NEAR_CHECKED_MS:
+            # The seconds around the POST's start first: in a busy window its task is found here, cheaply. Only
+            # the tasks surely first in the whole window's order are checked (the listing filters on WaveSpeed's
+            # own times, the order reads the text it answers), so the cursor stays valid for the whole window.
             near = read_history(wavespeed, attempt.model, attempt.near, deadline)
             progress.requests += near.pages
-            found = near.cut or self._check(job, sorted(near.tasks, key=attempt.order), attempt, progress, deadline)
+            first = [task for task in sorted(near.tasks, key=attempt.order) if attempt.order(task)[0] < NEAR_CHECKED_MS]
+            found = near.cut or self._check(job, first, attempt, progress, deadline)
             if isinstance(found, str):  # this attempt's task, adopted
                 return found
         listing = read_history(wavespeed, attempt.model, attempt.window, deadline)
@@ -285,7 +289,9 @@ class Settler:
         except WaveSpeedError as err:
             logger.info("a task in the window could not be checked yet", extra={"task": task.id, "reason": err.message})
             return None, task
-        data_url = confirmed.data_url or task.data_url
+        if confirmed.data_url is None and task.data_url is not None:  # the GET may leave `input` out
+            confirmed = confirmed.model_copy(update={"input": task.input})
+        data_url = confirmed.data_url
         return (Verdict.UNKNOWN if data_url is None else _verdict(job, data_url)), confirmed
 
     def _save(self, job: Job, progress: SettleProgress) -> None:

@@ -16,7 +16,7 @@ from loradrop.archive import ArchiveLimits, ArchiveRejected, S3RangeReader, open
 from loradrop.dataset import survey
 from loradrop.deadline import Deadline
 from loradrop.ending import end_job
-from loradrop.jobs import Job, JobStore, job_id_for, url_digest, utc_now
+from loradrop.jobs import Job, JobStore, job_id_for, task_fields, url_digest, utc_now
 from loradrop.log_context import about_job, about_task
 from loradrop.models import InvalidParameters, JobStatus, Prediction, TrainingParams, retry_kind
 from loradrop.ports import WaveSpeed
@@ -164,7 +164,7 @@ class Submitter:
             JobStatus.RECEIVED,
             note=f"retried by request after [{job.error_code}]",
             fields={"lost_submissions": 0},  # a person's retry gets the full count of lost POSTs again
-            remove=("prediction_id", "error", "error_code"),
+            remove=("prediction_id", "task_created_at", "error", "error_code"),
             guard="error_code = :code",
             guard_values={":code": job.error_code},
         )
@@ -320,7 +320,7 @@ class Submitter:
                     job.job_id,
                     {JobStatus.SUBMITTING},
                     JobStatus.SUBMITTED,
-                    fields={"prediction_id": prediction.id},
+                    fields=task_fields(prediction),
                     remove=("error", "error_code"),
                 )
             except (ClientError, BotoCoreError) as err:

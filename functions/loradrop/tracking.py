@@ -24,7 +24,18 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from loradrop.deadline import Deadline
 from loradrop.ending import end_job
-from loradrop.jobs import COPY_FAILED_NOTE, Job, JobStore, iso, job_id_for, lease_free, parse_iso, url_digest, utc_now
+from loradrop.jobs import (
+    COPY_FAILED_NOTE,
+    Job,
+    JobStore,
+    iso,
+    job_id_for,
+    lease_free,
+    parse_iso,
+    task_fields,
+    url_digest,
+    utc_now,
+)
 from loradrop.log_context import about_job, forget_job
 from loradrop.messages import StoreRequest, SubmitRequest
 from loradrop.models import (
@@ -39,7 +50,16 @@ from loradrop.models import (
 )
 from loradrop.ports import QueueSender, WaveSpeed
 from loradrop.settings import ReconcileSettings, TrackingSettings
-from loradrop.settling import UNSETTLED, Attempt, Settler, hours, link_object, names_object, read_history
+from loradrop.settling import (
+    CLOCK_SKEW,
+    UNSETTLED,
+    Attempt,
+    Settler,
+    hours,
+    link_object,
+    names_object,
+    read_history,
+)
 from loradrop.wavespeed import NotFound, WaveSpeedError
 
 logger = Logger(child=True)
@@ -100,6 +120,8 @@ class Tracker:
         if confirmed.data_url is not None and url_digest(confirmed.data_url) != link:
             logger.warning("webhook's task belongs to another upload by WaveSpeed's GET", extra={"task": hint.id})
             raise JobNotFound(hint.id)
+        if confirmed.data_url is None:  # the GET may leave `input` out: the signed body names the link
+            confirmed = confirmed.model_copy(update={"input": hint.input})
         if job.status is JobStatus.SUBMITTING and link == job.submit_url_sha256:
             return self.adopt(job, confirmed, "its signed webhook", by="webhook")
         return job, self.take_stray(job, confirmed, "its signed webhook")
@@ -136,7 +158,7 @@ class Tracker:
             job.job_id,
             {JobStatus.SUBMITTING},
             JobStatus.SUBMITTED,
-            fields={"prediction_id": prediction.id},
+            fields=task_fields(prediction),
             note=f"task adopted: {evidence}",
             remove=("error", "error_code", "settling"),
             guard="submit_url_sha256 = :link",
@@ -164,8 +186,9 @@ class Tracker:
         if the job keeps moving under it, this raises (a webhook is then answered 5xx and comes again)."""
         about_job(job.job_id, task.id)
         for _ in range(STRAY_TRIES):
-            if task.id in job.task_ids():
-                return "unchanged"  # recorded already
+            if task.id in job.task_ids():  # recorded already (counted then): stored if it completed since
+                revived = task.id in job.stray_tasks and self.revive(job, task, evidence, counted=False)
+                return revived or "unchanged"
             outcome = self._take_stray_once(job, task, evidence)
             if outcome is not None:
                 return outcome
@@ -183,7 +206,7 @@ class Tracker:
                 job.job_id,
                 {JobStatus.RECEIVED},
                 JobStatus.SUBMITTED,
-                fields={"prediction_id": task.id},
+                fields=task_fields(task),
                 note=f"a task of an earlier attempt turned up ({evidence}) and is taken instead of a new one",
                 attempts=1,
                 remove=("error", "error_code"),
@@ -219,7 +242,7 @@ class Tracker:
             job.job_id,
             {JobStatus.FAILED},
             JobStatus.STORING,
-            fields={"prediction_id": task.id},
+            fields=task_fields(task),
             note=f"task {task.id} turned up completed ({evidence}) after the job failed [{job.error_code}]: "
             "its weights are stored",
             attempts=1 if counted else 0,
@@ -320,7 +343,9 @@ class Tracker:
     def _resubmit(self, job: Job, prediction: Prediction) -> tuple[Job, str]:
         attempt = f"attempt {job.attempts + 1} of {self._settings.max_attempts}"
         note = f"{describe_failure(prediction)}; resubmitting ({attempt})"
-        moved = self._jobs.transition(job.job_id, _ACTIVE, JobStatus.RECEIVED, note=note, remove=("prediction_id",))
+        moved = self._jobs.transition(
+            job.job_id, _ACTIVE, JobStatus.RECEIVED, note=note, remove=("prediction_id", "task_created_at")
+        )
         if moved is None:
             return job, "unchanged"
         self.enqueue_resubmit(moved)
@@ -512,10 +537,18 @@ class Reconciler:
         return "failed" if ended else "unchanged"
 
     def _listed(self, job: Job, deadline: Deadline) -> bool | None:
-        """Whether WaveSpeed's history of the window the job's task was created in lists it; None if the
+        """Whether WaveSpeed's history lists the job's task: around the time WaveSpeed gave for it (a task taken
+        from an earlier attempt was created in that attempt's window), else in its POST's window; None if the
         history could not be read in full."""
         attempt = Attempt.of(job, self._settings.submit_timeout_seconds)
-        listing = read_history(self._wavespeed(), attempt.model, attempt.window, deadline)
+        window = attempt.window
+        if job.task_created_at:
+            try:
+                created = parse_iso(job.task_created_at)
+                window = (created - CLOCK_SKEW, created + CLOCK_SKEW)
+            except ValueError:
+                return None
+        listing = read_history(self._wavespeed(), attempt.model, window, deadline)
         if any(task.id == job.prediction_id for task in listing.tasks):
             return True
         return False if listing.complete else None

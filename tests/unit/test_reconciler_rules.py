@@ -388,3 +388,48 @@ def test_a_task_of_no_attempt_of_the_hinted_job_is_still_not_found(world: dict[s
     with pytest.raises(JobNotFound):
         webhook(world, foreign)
     assert world["jobs"].get("j").stray_tasks == []
+
+
+def test_a_recorded_stray_that_completes_after_its_job_failed_is_stored(world: dict[str, Any]) -> None:
+    # Given a job whose first attempt's task was recorded as a stray while it trained, then the job failed
+    two_attempt_job(world, JobStatus.TRAINING, task="second-task")
+    training = Prediction(id="first-task", status="processing", input={"data": LINK_1})
+    assert webhook(world, training)[1] == "stray task recorded"
+    world["jobs"].transition("j", {JobStatus.TRAINING}, JobStatus.FAILED, fields={"error_code": "1401", "error": "x"})
+    # When the stray reports in, completed
+    completed = training.model_copy(update={"status": "completed", "outputs": [OUTPUT]})
+    _, outcome = webhook(world, completed)
+    # Then its weights are stored, and it is not counted twice
+    stored = world["jobs"].get("j")
+    assert outcome == "failed job revived, storing"
+    assert (stored.status, stored.prediction_id, stored.attempts) == (JobStatus.STORING, "first-task", 2)
+
+
+def test_a_task_whose_get_leaves_out_its_input_is_counted_by_its_signed_link(world: dict[str, Any]) -> None:
+    # Given a job that ended SUBMIT_UNSETTLED: its attempt's task still counts as one that may exist
+    two_attempt_job(world, JobStatus.FAILED, error_code="SUBMIT_UNSETTLED", error="unsettled")
+    stored = world["jobs"].get("j")
+    # When that attempt's task reports in, completed, and WaveSpeed's GET answers without `input`
+    world["ws"].tasks["late"] = Prediction(id="late", status="completed", outputs=[OUTPUT])
+    signed = Prediction(id="late", status="completed", outputs=[OUTPUT], input={"data": LINK_2})
+    _, outcome = world["tracker"].on_webhook(signed, "j")
+    # Then it is stored without being counted a second time
+    revived = world["jobs"].get("j")
+    assert outcome == "failed job revived, storing"
+    assert revived.attempts == stored.attempts == 1
+
+
+def test_a_taken_tasks_history_is_read_around_its_own_creation(world: dict[str, Any]) -> None:
+    # Given a job that took its first attempt's task (created an hour before the second attempt's POST)
+    created = NOW - timedelta(hours=2)
+    job(world, "j", JobStatus.TRAINING, "first", at=NOW - timedelta(hours=1), task_created_at=iso(created))
+    # When a gateway answers 404 in WaveSpeed's shape while WaveSpeed still lists the task
+    world["ws"].gone.add("first")
+    world["ws"].listed_anyway.add("first")
+    seen: list[dict[str, Any]] = []
+    original = world["ws"].list_predictions
+    world["ws"].list_predictions = lambda **q: (seen.append(q), original(**q))[1]
+    run(world)
+    assert run(world, timedelta(minutes=6)) == {"unreachable": 1}
+    # Then the history was read around the task's own creation, not the job's latest POST
+    assert seen[0]["created_after"] == iso(created - timedelta(seconds=30))

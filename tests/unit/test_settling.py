@@ -597,3 +597,41 @@ def test_an_attempt_whose_link_was_not_recorded_is_never_concluded_absent(world:
     assert run(world, timedelta(minutes=40)) == {"ambiguous": 1}
     assert world["ws"].history_calls == []
     assert run(world, timedelta(days=1, minutes=1)) == {"failed": 1}
+
+
+def _answered(world: dict[str, Any], change: Any) -> None:
+    """WaveSpeed's history answers each task as `change` makes it (its filters still use the exact times)."""
+    original = world["ws"].list_predictions
+
+    def listing(**query: Any) -> HistoryPage:
+        page = original(**query)
+        return HistoryPage([change(task) for task in page.items], page.size, page.total)
+
+    world["ws"].list_predictions = listing
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["whole seconds", "one task without a time"],
+)
+def test_a_busy_window_settles_whatever_form_its_times_are_answered_in(world: dict[str, Any], answer: str) -> None:
+    # Given 1,000 other tasks around the POST, and every WaveSpeed request taking a second of a run's share
+    job = uncertain_job(world["jobs"])
+    world["ws"].crowd(1000)
+    if answer == "whole seconds":
+        _answered(world, lambda t: t.model_copy(update={"created_at": (t.created_at or "")[:19] + "Z"}))
+    else:
+        world["ws"].add("no-time", link="https://elsewhere.test/n.zip", at=POSTED_AT + timedelta(seconds=2))
+        _answered(world, lambda t: t.model_copy(update={"created_at": None}) if t.id == "no-time" else t)
+    clock = FakeClock()
+    world["ws"].clock = world["reconciler"]._clock = clock
+    # When the reconciler runs every minute
+    outcomes = []
+    for minute in range(31, 91):
+        outcomes.append(next(iter(run(world, timedelta(minutes=minute)))))
+        if outcomes[-1].startswith("resubmitted"):
+            break
+    # Then the checks go forward run after run (the near pass never pulls the cursor back) and absence is proven
+    assert outcomes[-1] == "resubmitted (nothing was created)"
+    assert len(world["ws"].gets) == len(set(world["ws"].gets))  # each task asked about once
+    assert world["jobs"].get(job.job_id).status is JobStatus.RECEIVED

@@ -69,7 +69,7 @@ def _crowded(h: Harness, label: str, crowd: int, scenario: str, injected: str) -
     with other_tools_tasks(h, crowd, seed=sum(label.encode())):
         tracked = h.upload_with(f"{label}-created", [(submit, "drop_after_create"), (webhook, "drop")])
         tracked += h.upload_with(f"{label}-not-created", [(submit, "drop_before_create")])
-        h.settle(tracked, timeout=60 + crowd / 20)
+        h.settle(tracked, timeout=h.settle_deadline + 60)
     result = h.outcome(
         scenario,
         f"{injected} two uncertain POSTs (one created, its answer and webhook lost; one never created)",

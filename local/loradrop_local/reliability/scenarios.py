@@ -179,7 +179,7 @@ def uncertain_settling(h: Harness, scale: Scale) -> Outcome:
     # webhook never comes. The job must still end, FAILED with what to check, after the deadline.
     with simulator_settings(h, result_has_input=False):
         ambiguous = h.upload_with("ambiguous", [(submit, "drop_after_create"), (webhook, "drop")])
-        h.settle(ambiguous, timeout=60)
+        h.settle(ambiguous, timeout=h.settle_deadline + 50)
     result = h.outcome(
         "uncertain submissions, webhook lost",
         "create-then-504 and answer lost after create, both webhooks dropped (adopted from the history); "
