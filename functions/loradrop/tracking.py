@@ -213,8 +213,7 @@ class Tracker:
             )
             if taken is None:
                 return None
-            metrics.add_metric(name="TasksAdopted", unit=MetricUnit.Count, value=1)
-            logger.warning("earlier attempt's task taken", extra={"prediction_id": task.id})
+            _turned_up("an earlier attempt's task was taken instead of a new one", task)
             _, outcome = self.apply(taken, task, by="reconciler")
             return "earlier task taken" if outcome == "unchanged" else f"earlier task taken, {outcome}"
         recorded = self._jobs.record_stray_task(
@@ -226,8 +225,7 @@ class Tracker:
         )
         if recorded is None:
             return None
-        metrics.add_metric(name="StrayTasks", unit=MetricUnit.Count, value=1)
-        logger.warning("a task of an earlier attempt was recorded", extra={"prediction_id": task.id})
+        _turned_up("a task of an earlier attempt was recorded", task)
         return "stray task recorded"
 
     def revive(self, job: Job, task: Prediction, evidence: str, *, counted: bool = False) -> str | None:
@@ -252,8 +250,7 @@ class Tracker:
         )
         if revived is None:
             return None
-        metrics.add_metric(name="FailedJobsRevived", unit=MetricUnit.Count, value=1)
-        logger.warning("a failed job's task turned up completed; storing it", extra={"prediction_id": task.id})
+        _turned_up("a failed job's task turned up completed; storing it", task)
         self._enqueue_store(revived)
         return "failed job revived, storing"
 
@@ -360,6 +357,13 @@ class Tracker:
     def enqueue_resubmit(self, job: Job) -> None:
         body = SubmitRequest(job_id=job.job_id, action="resubmit").model_dump_json()
         self._sqs.send_message(QueueUrl=self._settings.intake_queue_url, MessageBody=body)
+
+
+def _turned_up(what: str, task: Prediction) -> None:
+    """A task loradrop had given up on turned up (a settle that concluded "absent", a 404 that said "gone", a
+    race): taken, stored or recorded, it is counted, and the StrayTasks alarm asks a person to look why."""
+    metrics.add_metric(name="StrayTasks", unit=MetricUnit.Count, value=1)
+    logger.warning(what, extra={"prediction_id": task.id})
 
 
 def _job_id_from_link(url: str) -> str | None:

@@ -338,7 +338,7 @@ def test_a_failed_job_whose_earlier_task_turns_up_completed_stores_its_weights(
         None,
         2,
     )
-    assert metric("FailedJobsRevived") == [1.0]
+    assert metric("StrayTasks") == [1.0]  # loradrop had given up on it: a person looks why
 
 
 def test_a_job_given_up_as_task_gone_is_revived_when_its_task_reports_in_completed(world: dict[str, Any]) -> None:
