@@ -321,7 +321,7 @@ def test_each_function_gets_exactly_the_variables_its_settings_read(function: st
     reads = {field.alias for field in fields}
     required = {field.alias for field in fields if field.is_required()}
     given = set(DEPLOYED[function]["Properties"]["Environment"]["Variables"])
-    own = {name for name in given if not name.startswith("POWERTOOLS_")}
+    own = {name for name in given if not name.startswith("POWERTOOLS_") and name != "AWS_ENDPOINT_URL"}  # botocore's
     assert own <= reads, f"{function} is given variables it never reads: {sorted(own - reads)}"
     assert required <= own, f"{function} lacks variables it needs: {sorted(required - own)}"
 
@@ -339,3 +339,18 @@ def test_each_tier_gets_submitters_and_a_webhook_throttle_that_keep_up_with_its_
     assert stage["ThrottlingRateLimit"] == {"Fn::FindInMap": ["Tiers", {"Ref": "WaveSpeedTier"}, "WebhookRate"]}
     mapping = DEPLOYED["SubmitTrainingFunctionUploads"]["Properties"]["ScalingConfig"]["MaximumConcurrency"]
     assert mapping == {"Fn::FindInMap": ["Tiers", {"Ref": "WaveSpeedTier"}, "SubmitConcurrency"]}
+
+
+def test_sam_local_can_point_the_functions_at_the_local_stack_and_aws_is_untouched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`sam local` overrides only the variables a function declares: every function declares AWS_ENDPOINT_URL,
+    from a parameter that is empty unless `sam local` is given one; botocore ignores an empty endpoint."""
+    import boto3
+
+    assert TEMPLATE["Parameters"]["LocalEndpoint"]["Default"] == ""
+    for name in FUNCTIONS:
+        assert DEPLOYED[name]["Properties"]["Environment"]["Variables"]["AWS_ENDPOINT_URL"] == {"Ref": "LocalEndpoint"}
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "")  # as every function has it in AWS
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    assert client.meta.endpoint_url == "https://s3.amazonaws.com"

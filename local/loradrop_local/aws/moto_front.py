@@ -187,8 +187,8 @@ class HookedApplication:
 class MotoFront(ThreadedMotoServer):
     """ThreadedMotoServer whose application passes through `hooks` first."""
 
-    def __init__(self, hooks: RequestHooks) -> None:
-        super().__init__(ip_address="127.0.0.1", port=0, verbose=False)
+    def __init__(self, hooks: RequestHooks, host: str = "127.0.0.1") -> None:
+        super().__init__(ip_address=host, port=0, verbose=False)
         self.hooks = hooks
 
     def _server_entry(self) -> None:

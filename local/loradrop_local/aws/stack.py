@@ -35,6 +35,7 @@ from loradrop_local.aws.lambda_runtime import FunctionConfig, FunctionError, Fun
 from loradrop_local.aws.moto_front import MotoFront, RequestHooks
 from loradrop_local.aws.pollers import poll_queue, poll_stream, run_every
 from loradrop_local.aws.provision import ACCOUNT, REGION, Deployment, Provisioner, schedule_seconds
+from loradrop_local.aws.remote_runtime import RemoteRuntime
 from loradrop_local.loopback import LoopbackHTTPServer
 from loradrop_local.simulator.model import SimulatorConfig
 from loradrop_local.simulator.server import Simulator
@@ -101,6 +102,12 @@ class StackOptions:
     # The most workers a function without reserved concurrency gets (Lambda's account limit, scaled down
     # to this machine); a throughput run raises it to what the template asks for.
     account_concurrency: int = LOCAL_ACCOUNT_CONCURRENCY
+    # Under `sam local`: the address the stack's servers listen on (one SAM's containers reach: the Docker
+    # bridge's gateway), SAM's `start-lambda` endpoint that runs the functions, and `start-api`'s URL for
+    # the webhook route. None: the stack runs the functions and serves the route itself.
+    bind_host: str = "127.0.0.1"
+    lambda_endpoint: str | None = None
+    api_url: str | None = None
 
 
 class LocalStack:
@@ -109,7 +116,7 @@ class LocalStack:
         self.stack_name = f"loradrop-local-{uuid.uuid4().hex[:8]}"
         self.simulator: Simulator | None = None
         self.deployment = Deployment(self.stack_name)
-        self.runtimes: dict[str, FunctionRuntime] = {}
+        self.runtimes: dict[str, FunctionRuntime | RemoteRuntime] = {}
         self.aws_requests = RequestHooks()  # fault injection on the functions' AWS calls
         self.handler_errors: list[tuple[str, str]] = []
         self.credentials: dict[str, str] = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
@@ -129,13 +136,13 @@ class LocalStack:
         make_dynamodb_atomic()
         iam.install()
         self.aws_requests.kill = self._kill_worker
-        self._moto = MotoFront(self.aws_requests)
+        self._moto = MotoFront(self.aws_requests, self.options.bind_host)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         self._set_aws_environment()
         if self.options.wavespeed_api is None:
-            self.simulator = Simulator(self.options.simulator).start()
+            self.simulator = Simulator(self.options.simulator, host=self.options.bind_host).start()
         self._provision()
         self._start_webhook_server()
         self._create_secret()
@@ -327,11 +334,13 @@ class LocalStack:
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
             "_HANDLER": spec.handler,
-            "AWS_ENDPOINT_URL": self.endpoint,  # the one local difference: AWS is moto's server
         }
-        return lambda_variables | role | own | knobs | self.options.extra_environment
+        endpoint = {"AWS_ENDPOINT_URL": self.endpoint}  # the one local difference: AWS is moto's server
+        return lambda_variables | role | own | endpoint | knobs | self.options.extra_environment
 
     def _concurrency(self, logical_id: str) -> int:
+        if self.options.lambda_endpoint is not None:
+            return 1  # SAM keeps one container per function
         spec = self.deployment.functions[logical_id]
         limit = spec.reserved_concurrency or self.options.account_concurrency
         for source in self.deployment.queue_sources:
@@ -353,7 +362,10 @@ class LocalStack:
                 environment=self._environment(spec, roles[logical_id]),
                 concurrency=self._concurrency(logical_id),
             )
-            self.runtimes[logical_id] = FunctionRuntime(config, self.options.log_file)
+            if self.options.lambda_endpoint is not None:
+                self.runtimes[logical_id] = RemoteRuntime(config, self.options.lambda_endpoint)
+            else:
+                self.runtimes[logical_id] = FunctionRuntime(config, self.options.log_file)
 
     def _start_pollers(self, roles: dict[str, dict[str, str]]) -> None:
         for source in self.deployment.queue_sources:
@@ -390,6 +402,9 @@ class LocalStack:
         self._threads.append(thread)
 
     def _start_webhook_server(self) -> None:
+        if self.options.api_url is not None:  # SAM's start-api serves the route
+            self.api_url = self.options.api_url
+            return
         self._webhook_server = LoopbackHTTPServer(
             ("127.0.0.1", 0), api_gateway_handler(self.invoke, self.deployment.routes)
         )
