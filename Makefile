@@ -14,7 +14,8 @@ export AWS_DEFAULT_REGION ?= us-east-1
 # sam build needs a python3.13 on PATH for the runtime; the project's venv provides it.
 SAM := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(TOOLS)/bin/sam
 
-.PHONY: help demo test lint typecheck template unit integration build bench reliability deploy delete clean
+.PHONY: help demo test lint typecheck template unit integration build bench reliability deploy delete clean \
+	sam-image sam-demo test-docker
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +60,15 @@ template: $(VENV)/.installed $(TOOLS)/.installed ## cfn-lint, sam validate --lin
 build: $(VENV)/.installed $(TOOLS)/.installed ## sam build (functions and the dependencies layer)
 	$(SAM) build --cached --parallel
 
+test-docker: $(VENV)/.installed build ## the Docker tier: the build in Lambda's arm64 runtime through sam local (needs Docker)
+	$(PY) -m pytest -q -p no:cacheprovider -rs tests/docker
+
+sam-image: $(VENV)/.installed ## build the arm64 Lambda image sam local runs (as root: debootstrap, qemu; see README)
+	$(PY) -m loradrop_local.sam.image
+
+sam-demo: $(VENV)/.installed build ## the demo with every handler in SAM's emulators, from the build (needs Docker)
+	$(VENV)/bin/loradrop demo --sam
+
 unit: $(VENV)/.installed ## unit tests only
 	$(PY) -m pytest -q tests/unit
 
@@ -68,7 +78,7 @@ integration: $(VENV)/.installed ## integration tests only (moto's server + WaveS
 reliability: $(VENV)/.installed ## fault and load scenarios at full scale; writes docs/reliability.md
 	$(PY) -m loradrop_local.reliability --scale full
 
-bench: $(VENV)/.installed ## benchmarks; writes docs/benchmarks.md
+bench: $(VENV)/.installed build ## benchmarks; writes docs/benchmarks.md
 	$(PY) -m loradrop_local.bench
 
 deploy: build ## sam deploy --guided

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -217,7 +218,18 @@ def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
             parameters=parameters,
         )
     args.state_dir.mkdir(parents=True, exist_ok=True)
-    stack = LocalStack(options).start()
+    running = ExitStack()
+    if args.sam:
+        from loradrop_local.sam.emulators import sam_problem, stack_in_sam
+
+        problem = sam_problem()
+        if problem:
+            raise CliError(f"--sam cannot run: {problem}")
+        out.write("Starting the local stack and SAM's emulators (start-lambda, start-api) on the built functions...\n")
+        out.flush()
+        stack, emulators = running.enter_context(stack_in_sam(options, args.state_dir / "sam"))
+    else:
+        stack = running.enter_context(LocalStack(options))
     stopped = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
@@ -242,6 +254,13 @@ def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
             f"  aws s3 cp photos.zip s3://{stack.uploads_bucket}/uploads/photos.zip --metadata trigger-word=zxq\n"
         )
         out.write("Or, in another terminal:  loradrop submit ./my-photos --wait -o lora.safetensors\n")
+        if args.sam:
+            out.write(
+                f"\nEvery handler runs in SAM's arm64 containers (their log: {emulators.log_file}). Run a sample the\n"
+                "same way (a container of its own), with the stack's names and endpoint from the env file:\n"
+                f"  AWS_SHARED_CREDENTIALS_FILE={args.state_dir / 'credentials'} AWS_PROFILE={PROFILE} \\\n"
+                f"  sam local invoke ReconcileJobsFunction -e events/schedule.json {' '.join(emulators.arguments())}\n"
+            )
         if args.notify_email:
             out.write(f"Job notifications for {args.notify_email} are shown here (no email leaves this machine).\n")
         out.write("Press Ctrl-C to stop.\n")
@@ -251,7 +270,7 @@ def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
                 out.write(f"notification to {args.notify_email}: {message}\n")
                 out.flush()
     finally:
-        stack.stop()
+        running.close()
         (args.state_dir / "local.json").unlink(missing_ok=True)
         (args.state_dir / "credentials").unlink(missing_ok=True)
         out.write("stopped\n")
@@ -261,7 +280,8 @@ def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     from loradrop_local.demo import run_demo
 
-    return run_demo(args.state_dir, out, images=args.images, timeout=args.timeout)
+    timeout = args.timeout if args.timeout is not None else (900 if args.sam else 60)
+    return run_demo(args.state_dir, out, images=args.images, timeout=timeout, sam=args.sam)
 
 
 # ----- parser -----
@@ -294,11 +314,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="deploy with NotifyEmail=ADDRESS and print the message each job end would email",
     )
+    local.add_argument(
+        "--sam",
+        action="store_true",
+        help="run every handler in SAM's own emulators (sam local start-lambda/start-api), from what `sam build` made, "
+        "in the arm64 Lambda image, and print how to `sam local invoke` the samples in events/ against the stack "
+        "(needs Docker: README, Test with sam local)",
+    )
     local.set_defaults(handler=cmd_local)
 
     demo = commands.add_parser("demo", help="run the whole pipeline once on a fresh local stack")
     demo.add_argument("--images", type=int, default=8, help="how many images the generated dataset has (default 8)")
-    demo.add_argument("--timeout", type=float, default=60, help="seconds to wait for the job (default 60)")
+    demo.add_argument("--timeout", type=float, help="seconds to wait for the job (default 60; with --sam 900)")
+    demo.add_argument(
+        "--sam",
+        action="store_true",
+        help="run every handler in SAM's own emulators (sam local start-lambda/start-api), from what `sam build` "
+        "made, in the arm64 Lambda image (needs Docker: make sam-demo)",
+    )
     demo.set_defaults(handler=cmd_demo)
 
     submit = commands.add_parser("submit", help="upload a folder or ZIP of training images")

@@ -4,32 +4,50 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TextIO
 
 from loradrop.models import JobStatus
+from loradrop_local.aws.events import scheduled_event
 from loradrop_local.aws.stack import LocalStack, StackOptions
 from loradrop_local.dataset import training_zip
 from loradrop_local.job_client import Target, download_card, download_weights, follow_job
+from loradrop_local.sam.emulators import sam_problem, stack_in_sam
 from loradrop_local.simulator.model import SimulatorConfig
 from loradrop_local.view import console_for, describe
 
 TRIGGER_WORD = "zxq"
 
 
-def run_demo(state_dir: Path, out: TextIO, *, images: int = 8, timeout: float = 60) -> int:
+def run_demo(state_dir: Path, out: TextIO, *, images: int = 8, timeout: float = 60, sam: bool = False) -> int:
+    """The pipeline once. With `sam`, every handler runs in SAM's own emulators (`sam local start-lambda` and
+    `start-api`), from what `sam build` made, in the arm64 Lambda image, against the same local stack."""
     state_dir.mkdir(parents=True, exist_ok=True)
     log_file = state_dir / "demo-handlers.log"
-    out.write("Starting the local stack: moto's server (S3, SQS, DynamoDB, Secrets Manager, EventBridge, IAM),\n")
-    out.write("the WaveSpeed simulator, and the four Lambda functions, each in processes of its own with its\n")
-    out.write("IAM role enforced (no AWS account, no Docker)...\n")
     started = time.monotonic()
     # A short, visible "training": the simulator takes a couple of seconds and serves a 24 MiB LoRA.
     options = StackOptions(
         log_file=log_file,
         simulator=SimulatorConfig(processing_after=0.5, train_seconds=2.0, output_size=24 * 1024 * 1024),
     )
-    with LocalStack(options) as stack:
+    with ExitStack() as running:
+        if sam:
+            problem = sam_problem()
+            if problem:
+                raise SystemExit(f"`--sam` cannot run: {problem}")
+            out.write("Starting the local stack, and `sam local start-lambda` and `start-api` with what `sam build`\n")
+            out.write("made, in the arm64 Lambda image (each handler's first run is a cold start under emulation)...\n")
+            options.reconcile_every = 30.0  # a lost webhook costs seconds
+            stack, emulators = running.enter_context(stack_in_sam(options, state_dir / "sam"))
+            log_file = emulators.log_file
+        else:
+            out.write(
+                "Starting the local stack: moto's server (S3, SQS, DynamoDB, Secrets Manager, EventBridge, IAM),\n"
+            )
+            out.write("the WaveSpeed simulator, and the Lambda functions, each in processes of its own with its\n")
+            out.write("IAM role enforced (no AWS account, no Docker)...\n")
+            stack = running.enter_context(LocalStack(options))
         out.write(f"  ready in {time.monotonic() - started:.1f}s (handler logs: {log_file})\n\n")
         # Photo-sized JPEGs, as a phone would give (the survey reads their headers, not the whole ZIP).
         dataset = training_zip(images=images, captions=True, trigger_word=TRIGGER_WORD, size=1024, kind="JPEG")
@@ -53,7 +71,7 @@ def run_demo(state_dir: Path, out: TextIO, *, images: int = 8, timeout: float = 
         out.flush()
         describe(job, console)
         events: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + (180 if sam else 5)  # an emulated cold start of the publisher takes a while
         while not events and time.monotonic() < deadline:
             events = stack.drain_events()
             time.sleep(0.1)
@@ -64,6 +82,13 @@ def run_demo(state_dir: Path, out: TextIO, *, images: int = 8, timeout: float = 
         if job.status is not JobStatus.COMPLETED:
             out.write(f"\nThe job ended {job.status.value}: {job.error}\n")
             return 1
+        if sam:
+            out.write("\nThe reconciler, once, through `sam local start-lambda`:\n")
+            out.write(f"  {stack.invoke('ReconcileJobsFunction', scheduled_event())['summary']}\n")
+            ran = emulators.handlers_run()
+            out.write(
+                "Handlers SAM ran in its arm64 containers: " + ", ".join(f"{h} x{n}" for h, n in ran.items()) + "\n"
+            )
         destination = state_dir / f"{job.job_id}.safetensors"
         out.write("\nDownloading the weights and checking their SHA-256:\n  ")
         download_weights(target, job, destination, console)
