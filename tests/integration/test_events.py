@@ -8,33 +8,20 @@ from typing import Any
 
 import pytest
 
-from loradrop_local.aws.provision import ACCOUNT
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
 from tests.conftest import load_event
 from tests.integration.helpers import TERMINAL, log_lines, posts_for
+from tests.samples import sample
 
 pytestmark = pytest.mark.integration
-
-
-def _point_at(stack: LocalStack, event: dict, key: str) -> dict:  # type: ignore[type-arg]
-    etag = stack.client("s3").head_object(Bucket=stack.uploads_bucket, Key=key)["ETag"].strip('"')
-    record = event["Records"][0]
-    record["s3"]["bucket"]["name"] = stack.uploads_bucket
-    record["s3"]["object"].update({"key": key.replace(" ", "+"), "eTag": etag})
-    record["s3"]["object"].pop("versionId")  # moto's uploads are named by ETag (see LocalStack.upload)
-    return event
-
-
-def _queue_arn(stack: LocalStack, logical_id: str) -> str:
-    return f"arn:aws:sqs:us-east-1:{ACCOUNT}:{stack.names[logical_id]}"
 
 
 def test_bare_s3_event(stack: LocalStack, key: str) -> None:
     # An upload under uploads/ (the only prefix SubmitTraining may read) also notifies the intake queue:
     # the bare event and the notification name the same upload, so they make one job and one task.
     stack.client("s3").put_object(Bucket=stack.uploads_bucket, Key=key, Body=training_zip())
-    result = stack.invoke("SubmitTrainingFunction", _point_at(stack, load_event("s3_put.json"), key))
+    result = stack.invoke("SubmitTrainingFunction", sample(stack, "s3_put.json", key=key))
     (job,) = result["jobs"]
     assert job["status"] in ("RECEIVED", "SUBMITTING", "SUBMITTED", "STORING", "COMPLETED")
     assert stack.wait_for(job["job_id"], TERMINAL)["status"] == "COMPLETED"
@@ -45,7 +32,7 @@ def test_a_bare_s3_event_outside_uploads_is_refused_with_what_to_do(stack: Local
     # Outside uploads/ the role may not read (IAM enforced locally, as on AWS): REJECTED, nothing sent
     key = key.replace("uploads/", "manual/")
     stack.client("s3").put_object(Bucket=stack.uploads_bucket, Key=key, Body=training_zip())
-    result = stack.invoke("SubmitTrainingFunction", _point_at(stack, load_event("s3_put.json"), key))
+    result = stack.invoke("SubmitTrainingFunction", sample(stack, "s3_put.json", key=key))
     (job,) = result["jobs"]
     assert job["status"] == "REJECTED"
     assert "under uploads/" in stack.job(job["job_id"])["error"]  # type: ignore[index]
@@ -55,16 +42,12 @@ def test_a_bare_s3_event_outside_uploads_is_refused_with_what_to_do(stack: Local
 def test_sqs_upload_and_resubmit_events(stack: LocalStack, key: str) -> None:
     job_id = stack.upload(key, training_zip())
     stack.wait_for(job_id, TERMINAL)
-    event = load_event("sqs_upload.json")
-    event["Records"][0]["eventSourceARN"] = _queue_arn(stack, "IntakeQueue")
-    event["Records"][0]["body"] = json.dumps(_point_at(stack, json.loads(event["Records"][0]["body"]), key))
-    assert stack.invoke("SubmitTrainingFunction", event) == {"batchItemFailures": []}
-    resubmit = load_event("sqs_resubmit.json")
-    resubmit["Records"][0]["body"] = json.dumps({"job_id": job_id, "action": "resubmit"})
-    assert stack.invoke("SubmitTrainingFunction", resubmit) == {"batchItemFailures": []}
-    retry = load_event("sqs_retry.json")
-    retry["Records"][0]["body"] = json.dumps({"job_id": job_id, "action": "retry"})
-    assert stack.invoke("SubmitTrainingFunction", retry) == {"batchItemFailures": []}
+    assert stack.invoke("SubmitTrainingFunction", sample(stack, "sqs_upload.json", key=key)) == {
+        "batchItemFailures": []
+    }
+    for name in ("sqs_resubmit.json", "sqs_retry.json"):
+        event = sample(stack, name, job_id=job_id)
+        assert stack.invoke("SubmitTrainingFunction", event) == {"batchItemFailures": []}
     # A COMPLETED job is neither resubmitted nor retried: still one POST
     assert stack.job(job_id)["status"] == "COMPLETED"  # type: ignore[index]
     assert len(posts_for(stack, key)) == 1
@@ -75,20 +58,13 @@ def test_webhook_event_signed_and_unsigned(stack: LocalStack) -> None:
     event = load_event("webhook_completed.json")
     answer = stack.invoke("ReceiveWebhookFunction", event)
     assert answer["statusCode"] == 401  # the sample's placeholder signature
-    timestamp = str(int(time.time()))
-    event["headers"]["webhook-timestamp"] = timestamp
-    event["headers"]["webhook-signature"] = stack.simulator.sign(
-        event["headers"]["webhook-id"], timestamp, event["body"].encode()
-    )
-    answer = stack.invoke("ReceiveWebhookFunction", event)
+    answer = stack.invoke("ReceiveWebhookFunction", sample(stack, "webhook_completed.json"))
     assert answer["statusCode"] == 404  # genuine, but for a task no job of ours has
     assert json.loads(answer["body"])["message"] == "no job has this task id (yet)"
 
 
 def test_store_event_for_unknown_job_is_acknowledged(stack: LocalStack) -> None:
-    event = load_event("sqs_store.json")
-    event["Records"][0]["eventSourceARN"] = _queue_arn(stack, "StoreQueue")
-    assert stack.invoke("StoreWeightsFunction", event) == {"batchItemFailures": []}
+    assert stack.invoke("StoreWeightsFunction", sample(stack, "sqs_store.json")) == {"batchItemFailures": []}
 
 
 def test_schedule_event(stack: LocalStack) -> None:
