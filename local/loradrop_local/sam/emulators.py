@@ -33,9 +33,9 @@ TOOLS = PROJECT_ROOT / ".venv-tools" / "bin" / "sam"
 READY_SECONDS = 180.0
 WARM = ("--warm-containers", "LAZY")  # one container per function, kept between invocations, as Lambda keeps them
 # Under arm64 emulation a cold start takes 10-20 s, and SAM's runtime emulator counts it in the first invocation's
-# time (Lambda gives init a phase of its own): a function is given at least this long here, in a copy of the built
-# template beside it. Nothing else differs from what `sam build` made.
-EMULATED_TIMEOUT_SECONDS = 120
+# time (Lambda gives init a phase of its own), and a busy machine doubles it: a function is given at least this long
+# here, in a copy of the built template beside it. Nothing else differs from what `sam build` made.
+EMULATED_TIMEOUT_SECONDS = 300
 EMULATED_TEMPLATE = BUILD / "emulated-template.yaml"  # beside the build's own: its code paths are relative
 
 
