@@ -13,6 +13,7 @@ from typing import Any
 
 from loradrop_local.bench.cold_start import bench_cold_start, deployment_sizes
 from loradrop_local.bench.dataset import COUNTS, bench_dataset
+from loradrop_local.bench.emulated import bench_emulated_cold_start
 from loradrop_local.bench.inspection import bench_inspection
 from loradrop_local.bench.pipeline import bench_pipeline
 from loradrop_local.bench.processes import GIB, MIB, RAW, REPORT, moto_process
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     data: dict[str, Any] = {
         "cold_repeats": 5 if quick else 15,
+        "emulated_repeats": 2 if quick else 5,  # ~10 s a process under emulation
         "hook_jobs": 20 if quick else 100,
         "e2e_jobs": 3 if quick else 20,
         "e2e_size": 4 * MIB if quick else 100 * MIB,
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     print("cold start ...", flush=True)
     data["cold"] = bench_cold_start(data["cold_repeats"])
     data["sizes"] = deployment_sizes()
+    print("cold start in the emulated arm64 container ...", flush=True)
+    data["emulated"] = bench_emulated_cold_start(data["emulated_repeats"])
     with moto_process() as endpoint:
         print("ZIP inspection ...", flush=True)
         data["inspection"] = bench_inspection(

@@ -157,7 +157,7 @@ def _cold(code: str, functions: Path, packages: Path, *, importtime: bool = Fals
     return float(output.stdout.strip().splitlines()[-1]), output.stderr
 
 
-def _init(module: str, factory: str) -> str:
+def init_code(module: str, factory: str) -> str:
     return f"import {module}.app\nfrom loradrop import services\nservices.{factory}()"
 
 
@@ -192,17 +192,17 @@ def bench_cold_start(repeats: int) -> dict[str, Any]:
                 samples["baseline"].append(_cold(BASELINE, now, stock)[0])
                 if module == "submit_training":
                     measure("baseline:shipped", BASELINE, now)
-                measure(module, _init(module, factory), now)
+                measure(module, init_code(module, factory), now)
                 measure(f"{module}:dependencies", dependencies(module), now)
                 if before is not None and (before / module).exists():  # a handler added since has no "before"
-                    measure(f"{module}:before", _init(module, factory), before, bare_layer)
+                    measure(f"{module}:before", init_code(module, factory), before, bare_layer)
         rows: dict[str, Any] = {name: median(values) for name, values in samples.items()}
         rows["ratios"] = {name: median(values) for name, values in ratios.items()}
         rows["ratio_range"] = {name: (min(values), max(values)) for name, values in ratios.items()}
         rows["samples"] = samples  # every run's CPU seconds, in the order they ran, for anyone who doubts a median
         rows["before_ref"] = BEFORE_REF if before is not None else None
         rows["imports"] = {
-            module: _heaviest_imports(_cold(_init(module, factory), now, shipped, importtime=True)[1])
+            module: _heaviest_imports(_cold(init_code(module, factory), now, shipped, importtime=True)[1])
             for module, factory in FACTORIES.items()
         }
         try:
