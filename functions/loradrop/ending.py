@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from loradrop.jobs import Job, JobStore
+from loradrop.jobs import JobStore, Moved
 from loradrop.models import JobStatus
 from loradrop.redaction import redact
 
@@ -26,23 +26,25 @@ def end_job(  # noqa: PLR0913, PLR0917 - a job ends with its store, id, states, 
     reason: str,
     *,
     attempts: int = 0,
-    remove: Collection[str] = (),
-    fields: dict[str, Any] | None = None,
-    guard: str | None = None,
-    guard_values: dict[str, Any] | None = None,
-) -> Job | None:
-    """Move a job to FAILED or REJECTED with a reason (and `fields` worth keeping, such as what an
-    inspection found); None if it had moved on (or `guard` did not hold)."""
+    found: dict[str, Any] | None = None,
+    attempt_link: str | None = None,
+    unless_copying: bool = False,
+) -> Moved:
+    """Move a job to FAILED or REJECTED with a reason (and `found`, what an inspection found worth keeping),
+    logged and counted if it moved (see `JobStore.end` for the conditions)."""
     reason = redact(reason)  # it may quote WaveSpeed, which may quote our presigned link
-    logger.info("job ended", extra={"status": status.value, "error_code": code, "reason": reason})
-    metrics.add_metric(name=f"Jobs{status.value.title()}", unit=MetricUnit.Count, value=1)
-    return jobs.transition(
+    ended = jobs.end(
         job_id,
         expected,
         status,
-        fields=(fields or {}) | {"error_code": code, "error": reason},
+        code,
+        reason,
         attempts=attempts,
-        remove=remove,
-        guard=guard,
-        guard_values=guard_values,
+        found=found,
+        attempt_link=attempt_link,
+        unless_copying=unless_copying,
     )
+    if ended.done:
+        logger.info("job ended", extra={"status": status.value, "error_code": code, "reason": reason})
+        metrics.add_metric(name=f"Jobs{status.value.title()}", unit=MetricUnit.Count, value=1)
+    return ended

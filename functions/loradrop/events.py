@@ -18,7 +18,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from loradrop.jobs import Job, job_from_image, parse_iso
+from loradrop.job import Job, parse_iso
+from loradrop.job_table import job_from_image
 from loradrop.models import JobStatus
 
 logger = Logger(child=True)

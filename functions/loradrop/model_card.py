@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from loradrop.jobs import Job, parse_iso
+from loradrop.job import Job, parse_iso
 from loradrop.models import JobStatus, Prediction
 from loradrop.weights import StoredWeights
 

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from loradrop.codes import ErrorCode
+
 
 class JobStatus(StrEnum):
     RECEIVED = "RECEIVED"
@@ -70,10 +72,16 @@ WAITING_ON_WAVESPEED = (JobStatus.SUBMITTED, JobStatus.TRAINING, JobStatus.STORI
 # Anything else needs a new upload (fix the input) or a look at WaveSpeed first (SUBMIT_UNSETTLED).
 # Every failure whose message tells the user to run `loradrop retry` is in one of these (a test reads the
 # messages in the code and holds them to it).
-STORE_RETRYABLE = frozenset({"STORE_FAILED", "STORE_TIMEOUT", "OUTPUT_TOO_LARGE", "OUTPUT_REFUSED"})
-SUBMIT_RETRYABLE = frozenset(
-    {"1402", "TIMEOUT", "CANCELLED", "DELETED", "NO_OUTPUT", "TASK_GONE", "SUBMIT_FAILED", "NOT_SUBMITTED"}
+STORE_RETRYABLE = frozenset(
+    {ErrorCode.STORE_FAILED, ErrorCode.STORE_TIMEOUT, ErrorCode.OUTPUT_TOO_LARGE, ErrorCode.OUTPUT_REFUSED}
 )
+# WaveSpeed's own (a task's code, its status in capitals), and loradrop's
+SUBMIT_RETRYABLE = frozenset({"1402", "TIMEOUT", "CANCELLED", "DELETED"}) | {
+    ErrorCode.NO_OUTPUT,
+    ErrorCode.TASK_GONE,
+    ErrorCode.SUBMIT_FAILED,
+    ErrorCode.NOT_SUBMITTED,
+}
 
 
 def retry_kind(error_code: str | None) -> Literal["store", "submit"] | None:

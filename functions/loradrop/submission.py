@@ -13,10 +13,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from loradrop.archive import ArchiveLimits, ArchiveRejected, S3RangeReader, open_archive
+from loradrop.codes import ErrorCode
 from loradrop.dataset import survey
 from loradrop.deadline import Deadline
 from loradrop.ending import end_job
-from loradrop.jobs import Job, JobStore, job_id_for, task_fields, url_digest, utc_now
+from loradrop.job import Job, job_id_for, url_digest, utc_now
+from loradrop.jobs import JobStore
 from loradrop.log_context import about_job, about_task
 from loradrop.models import InvalidParameters, JobStatus, Prediction, TrainingParams, retry_kind
 from loradrop.ports import WaveSpeed
@@ -158,17 +160,8 @@ class Submitter:
         if job is None or job.status is not JobStatus.FAILED or retry_kind(job.error_code) != "submit":
             logger.info("retry request ignored", extra={"status": job.status.value if job else None})
             return job
-        reopened = self._jobs.transition(
-            job_id,
-            {JobStatus.FAILED},
-            JobStatus.RECEIVED,
-            note=f"retried by request after [{job.error_code}]",
-            fields={"lost_submissions": 0},  # a person's retry gets the full count of lost POSTs again
-            remove=("prediction_id", "task_created_at", "error", "error_code"),
-            guard="error_code = :code",
-            guard_values={":code": job.error_code},
-        )
-        return self.submit(reopened, deadline) if reopened is not None else self._jobs.get(job_id)
+        reopened = self._jobs.reopen(job, JobStatus.RECEIVED, f"retried by request after [{job.error_code}]")
+        return self.submit(reopened.job, deadline) if reopened.done and reopened.job else reopened.job
 
     def submit(self, job: Job, deadline: Deadline | None = None) -> Job:  # noqa: PLR0911 - each return is an outcome
         target = {"Bucket": job.source_bucket, "Key": job.source_key} | (
@@ -180,20 +173,20 @@ class Submitter:
             code = err.response.get("Error", {}).get("Code")
             if code in ("404", "NoSuchKey", "NoSuchVersion"):
                 return self._reject(
-                    job, "INVALID_UPLOAD", "the upload was deleted before it could be read: upload it again"
+                    job, ErrorCode.INVALID_UPLOAD, "the upload was deleted before it could be read: upload it again"
                 )
             if code in ("403", "AccessDenied"):
                 # S3 answers 403 for a missing key to a caller without s3:ListBucket, as this role is.
                 return self._reject(
                     job,
-                    "INVALID_UPLOAD",
+                    ErrorCode.INVALID_UPLOAD,
                     "the upload could not be read (403: deleted, or outside uploads/ where SubmitTraining may "
                     "read): upload it again under uploads/",
                 )
             raise
         if not job.source_version and job.source_etag and head.get("ETag", "").strip('"') != job.source_etag:
             return self._reject(
-                job, "INVALID_UPLOAD", "the object was overwritten by a newer upload, which is its own job"
+                job, ErrorCode.INVALID_UPLOAD, "the object was overwritten by a newer upload, which is its own job"
             )
         reader = S3RangeReader(self._s3, job.source_bucket, job.source_key, head["ContentLength"], job.source_version)
         try:
@@ -202,7 +195,7 @@ class Submitter:
             archive, problem = None, str(err)
         logger.info("archive inspected", extra={"bytes_read": reader.bytes_read, "range_reads": reader.requests})
         if archive is None:
-            return self._reject(job, "INVALID_UPLOAD", problem or "invalid archive")
+            return self._reject(job, ErrorCode.INVALID_UPLOAD, problem or "invalid archive")
         dataset = survey(archive)
         logger.info(
             "dataset surveyed",
@@ -219,7 +212,7 @@ class Submitter:
         if fatal and self._settings.dataset_policy == "strict":
             return self._reject(
                 job,
-                "INVALID_DATASET",
+                ErrorCode.INVALID_DATASET,
                 f"the dataset is not fit to train on: {'; '.join(fatal)}. Fix the images and upload again (this "
                 "stack's DatasetPolicy is strict; with warn it would have trained anyway)",
                 fields=found,
@@ -227,30 +220,24 @@ class Submitter:
         try:
             params, unknown_keys = TrainingParams.from_metadata(head.get("Metadata", {}), self._defaults)
         except InvalidParameters as err:
-            return self._reject(job, "INVALID_PARAMETERS", f"invalid training parameters: {err}", fields=found)
+            return self._reject(job, ErrorCode.INVALID_PARAMETERS, f"invalid training parameters: {err}", fields=found)
         wavespeed = self._ready_to_post(deadline)
         data_url = self._s3.generate_presigned_url(
             "get_object", Params=target, ExpiresIn=self._settings.presign_expiry_seconds
         )
         # From here on a WaveSpeed task may exist: count it now, so a crash anywhere after the POST
         # still leaves attempts == tasks that may exist; a certain refusal takes it back.
-        submitting = self._jobs.transition(
+        submitting = self._jobs.begin_submission(
             job.job_id,
-            {JobStatus.RECEIVED},
-            JobStatus.SUBMITTING,
-            fields=found
-            | {
-                "params": params.model_dump(),
-                "warnings": archive.report.warnings + fatal + dataset.warnings() + unknown_keys,
-                "submit_started_at": utc_now(),
-                "submit_url_sha256": url_digest(data_url),
-            },
-            attempts=1,
+            found=found,
+            params=params.model_dump(),
+            warnings=archive.report.warnings + fatal + dataset.warnings() + unknown_keys,
+            link=url_digest(data_url),
+            at=utc_now(),
         )
-        if submitting is None:  # another delivery got there first
-            current = self._jobs.get(job.job_id)
-            return current if current is not None else job
-        return self._post(submitting, params, data_url, wavespeed)
+        if not submitting.done or submitting.job is None:  # another delivery got there first
+            return submitting.job or job
+        return self._post(submitting.job, params, data_url, wavespeed)
 
     def _ready_to_post(self, deadline: Deadline | None) -> WaveSpeed:
         """Everything that can fail before a POST fails here, while nothing is in flight and the job stays
@@ -273,13 +260,7 @@ class Submitter:
                 params.model, params.to_wavespeed(data_url), self.webhook_url(job.job_id)
             )
         except TransientError as err:  # a 429, or no connection: nothing was created
-            self._jobs.transition(
-                job.job_id,
-                {JobStatus.SUBMITTING},
-                JobStatus.RECEIVED,
-                note=f"not submitted, will retry: {err.message}",
-                attempts=-1,
-            )
+            self._jobs.submission_deferred(job.job_id, f"not submitted, will retry: {err.message}")
             metrics.add_metric(name="SubmitDeferred", unit=MetricUnit.Count, value=1)
             raise RetryLater(err.message, rate_limited=isinstance(err, RateLimited)) from err
         except RequestRejected as err:  # WaveSpeed's own refusal: nothing was created
@@ -294,14 +275,8 @@ class Submitter:
             logger.error(
                 "submission outcome uncertain; settling it from WaveSpeed's records", extra={"reason": err.message}
             )
-            uncertain = self._jobs.transition(
-                job.job_id,
-                {JobStatus.SUBMITTING},
-                JobStatus.SUBMITTING,
-                note="outcome uncertain",
-                fields={"error_code": "SUBMIT_UNCERTAIN", "error": UNCERTAIN_ERROR.format(reason=err.message)},
-            )
-            return uncertain or job
+            uncertain = self._jobs.mark_uncertain(job.job_id, UNCERTAIN_ERROR.format(reason=err.message))
+            return uncertain.job if uncertain.done and uncertain.job else job
         # Logged before any write: if every write below fails, this line still names the paid task.
         about_task(prediction.id)
         logger.info("WaveSpeed created a task", extra={"prediction_id": prediction.id, "job_id": job.job_id})
@@ -316,13 +291,7 @@ class Submitter:
     def _record_task(self, job: Job, prediction: Prediction) -> Job:
         for attempt in range(1, RECORD_TRIES + 1):
             try:
-                submitted = self._jobs.transition(
-                    job.job_id,
-                    {JobStatus.SUBMITTING},
-                    JobStatus.SUBMITTED,
-                    fields=task_fields(prediction),
-                    remove=("error", "error_code"),
-                )
+                submitted = self._jobs.record_task(job.job_id, prediction)
             except (ClientError, BotoCoreError) as err:
                 logger.warning("recording the task failed", extra={"try": attempt, "reason": str(err)[:300]})
                 if attempt == RECORD_TRIES:
@@ -334,25 +303,16 @@ class Submitter:
                     raise
                 time.sleep(RECORD_PAUSE_SECONDS * attempt)
                 continue
-            if submitted is not None:
-                return submitted
-            # Adopted already (its webhook came first), or moved on: either way the job knows.
-            current = self._jobs.get(job.job_id)
-            return current or job
+            # Refused: adopted already (its webhook came first), or moved on; either way the job knows.
+            return submitted.job or job
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _reject(self, job: Job, code: str, reason: str, fields: dict[str, Any] | None = None) -> Job:
-        ended = end_job(self._jobs, job.job_id, {JobStatus.RECEIVED}, JobStatus.REJECTED, code, reason, fields=fields)
-        return ended or self._jobs.get(job.job_id) or job
+    def _reject(self, job: Job, code: ErrorCode, reason: str, fields: dict[str, Any] | None = None) -> Job:
+        ended = end_job(self._jobs, job.job_id, {JobStatus.RECEIVED}, JobStatus.REJECTED, code, reason, found=fields)
+        return ended.job or job
 
     def _fail(self, job: Job, code: str, reason: str, *, attempts: int = 0) -> Job:
         ended = end_job(
-            self._jobs,
-            job.job_id,
-            {JobStatus.SUBMITTING},
-            JobStatus.FAILED,
-            code,
-            reason,
-            attempts=attempts,
+            self._jobs, job.job_id, {JobStatus.SUBMITTING}, JobStatus.FAILED, code, reason, attempts=attempts
         )
-        return ended or self._jobs.get(job.job_id) or job
+        return ended.job or job

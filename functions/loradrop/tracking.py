@@ -22,20 +22,11 @@ from itertools import chain
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from loradrop.codes import UNSETTLED, ErrorCode, Outcome
 from loradrop.deadline import Deadline
 from loradrop.ending import end_job
-from loradrop.jobs import (
-    COPY_FAILED_NOTE,
-    Job,
-    JobStore,
-    iso,
-    job_id_for,
-    lease_free,
-    parse_iso,
-    task_fields,
-    url_digest,
-    utc_now,
-)
+from loradrop.job import COPY_FAILED_NOTE, Job, iso, job_id_for, parse_iso, url_digest, utc_now
+from loradrop.jobs import ACTIVE, JobStore, Moved
 from loradrop.log_context import about_job, forget_job
 from loradrop.messages import StoreRequest, SubmitRequest
 from loradrop.models import (
@@ -52,7 +43,6 @@ from loradrop.ports import QueueSender, WaveSpeed
 from loradrop.settings import ReconcileSettings, TrackingSettings
 from loradrop.settling import (
     CLOCK_SKEW,
-    UNSETTLED,
     Attempt,
     Settler,
     hours,
@@ -65,7 +55,6 @@ from loradrop.wavespeed import NotFound, WaveSpeedError
 logger = Logger(child=True)
 metrics = Metrics()
 
-_ACTIVE = {JobStatus.SUBMITTED, JobStatus.TRAINING}
 # WaveSpeed deletes a task's data after about 7 days: a task this old that it does not know is gone.
 TASK_RETENTION = timedelta(days=6, hours=12)
 STRAY_TRIES = 3  # reads and writes of a job that keeps moving under a stray task's record
@@ -91,21 +80,25 @@ class Tracker:
 
     def on_webhook(
         self, hint: Prediction, job_hint: str | None = None, deadline: Deadline | None = None
-    ) -> tuple[Job, str]:
+    ) -> tuple[Job, Outcome]:
         """A verified webhook. `hint` is its signed body; `job_hint` the unsigned job id from the URL."""
         job = self._jobs.find_by_prediction(hint.id)
         if job is None:
             return self._claim_from_webhook(hint, job_hint, deadline)
         about_job(job.job_id, hint.id)
-        if job.status is JobStatus.FAILED and job.error_code == "TASK_GONE":  # WaveSpeed's 404s were not the end
+        if (
+            job.status is JobStatus.FAILED and job.error_code == ErrorCode.TASK_GONE
+        ):  # WaveSpeed's 404s were not the end
             return job, self.revive(job, self._wavespeed().get_result(hint.id, deadline), "its signed webhook") or (
-                "unchanged"
+                Outcome.UNCHANGED
             )
         if job.status in TERMINAL_STATUSES or job.status is JobStatus.STORING:
-            return job, "unchanged"  # a repeated delivery: answer without asking WaveSpeed again
+            return job, Outcome.UNCHANGED  # a repeated delivery: answer without asking WaveSpeed again
         return self.apply(job, self._wavespeed().get_result(hint.id, deadline), by="webhook")
 
-    def _claim_from_webhook(self, hint: Prediction, job_hint: str | None, deadline: Deadline | None) -> tuple[Job, str]:
+    def _claim_from_webhook(
+        self, hint: Prediction, job_hint: str | None, deadline: Deadline | None
+    ) -> tuple[Job, Outcome]:
         """A task no job has recorded. Its signed `input.data` is the ZIP link it was created with: the
         uncertain submission that sent exactly that link adopts it; a job whose earlier attempt sent it
         takes it as a stray. WaveSpeed's own GET confirms either before anything is written."""
@@ -151,35 +144,29 @@ class Tracker:
                 return job
         return None
 
-    def adopt(self, job: Job, prediction: Prediction, evidence: str, *, by: str = "reconciler") -> tuple[Job, str]:
+    def adopt(self, job: Job, prediction: Prediction, evidence: str, *, by: str = "reconciler") -> tuple[Job, Outcome]:
         """Record a task found for a SUBMITTING job — only while the job is still on the attempt whose link
         the task names — then act on its state like any other."""
-        adopted = self._jobs.transition(
-            job.job_id,
-            {JobStatus.SUBMITTING},
-            JobStatus.SUBMITTED,
-            fields=task_fields(prediction),
-            note=f"task adopted: {evidence}",
-            remove=("error", "error_code", "settling"),
-            guard="submit_url_sha256 = :link",
-            guard_values={":link": job.submit_url_sha256},
+        adopted = self._jobs.record_task(
+            job.job_id, prediction, note=f"task adopted: {evidence}", attempt_link=job.submit_url_sha256
         )
-        if adopted is None:  # the job moved on while WaveSpeed was asked
-            current = self._jobs.get(job.job_id)
+        current = adopted.job
+        if not adopted.done:  # the job moved on while WaveSpeed was asked
             if current is None or (current.prediction_id != prediction.id and prediction.id in current.task_ids()):
-                return current or job, "unchanged"
+                return current or job, Outcome.UNCHANGED
             if current.prediction_id != prediction.id:
                 # Its attempt was settled meanwhile (proven lost, or a new one began): the task is an earlier
                 # attempt's now, and is never forgotten.
                 return current, self.take_stray(current, prediction, evidence)
-            adopted = current  # recorded meanwhile (the submitter's own write, or another delivery)
+            # recorded meanwhile (the submitter's own write, or another delivery)
         else:
             metrics.add_metric(name="TasksAdopted", unit=MetricUnit.Count, value=1)
             logger.info("task adopted", extra={"prediction_id": prediction.id, "evidence": evidence})
-        job, outcome = self.apply(adopted, prediction, by=by)
-        return job, "adopted" if outcome == "unchanged" else f"adopted, {outcome}"
+        assert current is not None  # a move that was done returns the job
+        job, outcome = self.apply(current, prediction, by=by)
+        return job, Outcome.ADOPTED.then(outcome)
 
-    def take_stray(self, job: Job, task: Prediction, evidence: str) -> str:
+    def take_stray(self, job: Job, task: Prediction, evidence: str) -> Outcome:
         """A task of one of the job's earlier attempts (WaveSpeed's word names its link). With no POST in
         flight (RECEIVED) and the task not ended, it becomes the job's task, saving a new paid one; otherwise
         it is recorded on the job and counted, and the StrayTasks alarm asks a person to look. Never dropped:
@@ -188,34 +175,33 @@ class Tracker:
         for _ in range(STRAY_TRIES):
             if task.id in job.task_ids():  # recorded already (counted then): stored if it completed since
                 revived = task.id in job.stray_tasks and self.revive(job, task, evidence, counted=False)
-                return revived or "unchanged"
-            outcome = self._take_stray_once(job, task, evidence)
+                return revived or Outcome.UNCHANGED
+            outcome, current = self._take_stray_once(job, task, evidence)
             if outcome is not None:
                 return outcome
-            job = self._jobs.get(job.job_id) or job  # it moved meanwhile: look again
+            job = current or job  # it moved meanwhile: look again
         raise RuntimeError(f"task {task.id} could not be recorded on job {job.job_id}: the job kept moving")
 
-    def _take_stray_once(self, job: Job, task: Prediction, evidence: str) -> str | None:
+    def _take_stray_once(self, job: Job, task: Prediction, evidence: str) -> tuple[Outcome | None, Job | None]:
+        """What became of the task, or None and the job as it stands if the job moved meanwhile."""
         # An attempt that ended SUBMIT_UNSETTLED still counts its task as one that may exist.
         link = url_digest(task.data_url or "")
-        counted = not (job.error_code == "SUBMIT_UNSETTLED" and link == job.submit_url_sha256)
+        counted = not (job.error_code == ErrorCode.SUBMIT_UNSETTLED and link == job.submit_url_sha256)
         if job.status is JobStatus.FAILED and (revived := self.revive(job, task, evidence, counted=counted)):
-            return revived
+            return revived, job
         if job.status is JobStatus.RECEIVED and task.status not in ENDED_TASK_STATUSES:
-            taken = self._jobs.transition(
+            taken = self._jobs.record_task(
                 job.job_id,
-                {JobStatus.RECEIVED},
-                JobStatus.SUBMITTED,
-                fields=task_fields(task),
+                task,
+                expected=JobStatus.RECEIVED,
                 note=f"a task of an earlier attempt turned up ({evidence}) and is taken instead of a new one",
-                attempts=1,
-                remove=("error", "error_code"),
+                counted=True,
             )
-            if taken is None:
-                return None
+            if not taken.done or taken.job is None:
+                return None, taken.job
             _turned_up("an earlier attempt's task was taken instead of a new one", task)
-            _, outcome = self.apply(taken, task, by="reconciler")
-            return "earlier task taken" if outcome == "unchanged" else f"earlier task taken, {outcome}"
+            _, outcome = self.apply(taken.job, task, by="reconciler")
+            return Outcome.EARLIER_TASK_TAKEN.then(outcome), taken.job
         recorded = self._jobs.record_stray_task(
             job,
             task.id,
@@ -223,12 +209,12 @@ class Tracker:
             "for; its output stays at WaveSpeed for about 7 days",
             counted=counted,
         )
-        if recorded is None:
-            return None
+        if not recorded.done:
+            return None, recorded.job
         _turned_up("a task of an earlier attempt was recorded", task)
-        return "stray task recorded"
+        return Outcome.STRAY_RECORDED, recorded.job
 
-    def revive(self, job: Job, task: Prediction, evidence: str, *, counted: bool = False) -> str | None:
+    def revive(self, job: Job, task: Prediction, evidence: str, *, counted: bool = False) -> Outcome | None:
         """A FAILED job none of whose weights were stored, and a task of it that turns up completed (a late
         task, or one WaveSpeed's 404s wrongly gave up): its weights are the user's paid output, so they are
         stored. `counted`: the task adds to `attempts`. None when the job or the task is not such a one."""
@@ -236,78 +222,65 @@ class Tracker:
             return None
         if task.status != "completed" or task.weights_url is None:
             return None
-        revived = self._jobs.transition(
-            job.job_id,
-            {JobStatus.FAILED},
+        revived = self._jobs.reopen(
+            job,
             JobStatus.STORING,
-            fields=task_fields(task),
-            note=f"task {task.id} turned up completed ({evidence}) after the job failed [{job.error_code}]: "
+            f"task {task.id} turned up completed ({evidence}) after the job failed [{job.error_code}]: "
             "its weights are stored",
-            attempts=1 if counted else 0,
-            remove=("error", "error_code", "task_missing_since"),
-            guard="error_code = :code",
-            guard_values={":code": job.error_code},
+            task=task,
+            counted=counted,
         )
-        if revived is None:
+        if not revived.done or revived.job is None:
             return None
         _turned_up("a failed job's task turned up completed; storing it", task)
-        self._enqueue_store(revived)
-        return "failed job revived, storing"
+        self._enqueue_store(revived.job)
+        return Outcome.FAILED_JOB_REVIVED
 
-    def apply(self, job: Job, prediction: Prediction, *, by: str) -> tuple[Job, str]:
+    def apply(self, job: Job, prediction: Prediction, *, by: str) -> tuple[Job, Outcome]:
         """Act on a task's authoritative state; return the job and what happened, in a word or two."""
         if job.prediction_id != prediction.id or job.status in TERMINAL_STATUSES:
-            return job, "unchanged"
+            return job, Outcome.UNCHANGED
         status = prediction.status
         if status == "processing" and job.status is JobStatus.SUBMITTED:
-            moved = self._jobs.transition(job.job_id, {JobStatus.SUBMITTED}, JobStatus.TRAINING)
-            return (moved, "training") if moved else (job, "unchanged")
+            return _said(self._jobs.start_training(job.job_id), job, Outcome.TRAINING)
         if status == "completed":
             return self._completed(job, prediction, by)
-        if status in ENDED_TASK_STATUSES and job.status in _ACTIVE:
+        if status in ENDED_TASK_STATUSES and job.status in ACTIVE:
             if is_retryable(prediction) and job.attempts < self._settings.max_attempts:
                 return self._resubmit(job, prediction)
             code = str(prediction.code) if prediction.code is not None else status.upper()
-            ended = end_job(
-                self._jobs,
-                job.job_id,
-                _ACTIVE,
-                JobStatus.FAILED,
-                code,
-                describe_failure(prediction),
-            )
-            return (ended, "failed") if ended else (job, "unchanged")
+            ended = end_job(self._jobs, job.job_id, ACTIVE, JobStatus.FAILED, code, describe_failure(prediction))
+            return _said(ended, job, Outcome.FAILED)
         if status not in KNOWN_TASK_STATUSES:
             logger.warning("unknown WaveSpeed task status", extra={"task_status": status})
-        return job, "unchanged"
+        return job, Outcome.UNCHANGED
 
-    def _completed(self, job: Job, prediction: Prediction, by: str) -> tuple[Job, str]:
-        if job.status in _ACTIVE:
+    def _completed(self, job: Job, prediction: Prediction, by: str) -> tuple[Job, Outcome]:
+        if job.status in ACTIVE:
             if prediction.weights_url is None:
                 ended = end_job(
                     self._jobs,
                     job.job_id,
-                    _ACTIVE,
+                    ACTIVE,
                     JobStatus.FAILED,
-                    "NO_OUTPUT",
+                    ErrorCode.NO_OUTPUT,
                     f"WaveSpeed task {prediction.id} completed without any output file",
                 )
-                return (ended, "failed") if ended else (job, "unchanged")
-            moved = self._jobs.transition(job.job_id, _ACTIVE, JobStatus.STORING)
-            if moved is None:
-                return job, "unchanged"
-            self._enqueue_store(moved)
-            return moved, "storing"
+                return _said(ended, job, Outcome.FAILED)
+            moved = self._jobs.start_storing(job.job_id)
+            if moved.done and moved.job is not None:
+                self._enqueue_store(moved.job)
+            return _said(moved, job, Outcome.STORING)
         if job.status is JobStatus.STORING and by == "reconciler":
             return self._restart_store(job)
-        return job, "unchanged"
+        return job, Outcome.UNCHANGED
 
-    def _restart_store(self, job: Job) -> tuple[Job, str]:
+    def _restart_store(self, job: Job) -> tuple[Job, Outcome]:
         """The store message was lost, or its copy died: queue it again — unless a copy holds the
         lease (it is still running), or copies were restarted too often to hope."""
         now = utc_now()
         if job.store_lease_until and job.store_lease_until > now:
-            return job, "copy running"
+            return job, Outcome.COPY_RUNNING
         if job.store_requeues >= self._settings.store_max_requeues:
             last = job.last_note(COPY_FAILED_NOTE)
             why = f"the last try said: {last.removeprefix(COPY_FAILED_NOTE + ': ')}" if last else "a timeout?"
@@ -316,38 +289,25 @@ class Tracker:
                 job.job_id,
                 {JobStatus.STORING},
                 JobStatus.FAILED,
-                "STORE_FAILED",
+                ErrorCode.STORE_FAILED,
                 f"the copy of task {job.prediction_id}'s weights was restarted {job.store_requeues} times and never "
                 f"finished ({why}; see StoreWeights' logs); `loradrop retry {job.job_id}` copies it again while "
                 "WaveSpeed keeps the output (about 7 days)",
-                remove=("store_lease_until", "store_lease_owner"),
-                **lease_free(now),
+                unless_copying=True,
             )
-            return (ended, "failed") if ended else (job, "unchanged")
-        touched = self._jobs.transition(
-            job.job_id,
-            {JobStatus.STORING},
-            JobStatus.STORING,
-            note="store re-queued by the reconciler",
-            increment=("store_requeues",),
-            **lease_free(now),
-        )
-        if touched is None:
-            return job, "unchanged"
-        self._enqueue_store(touched)
-        return touched, "store re-queued"
+            return _said(ended, job, Outcome.FAILED)
+        touched = self._jobs.requeue_store(job.job_id, "store re-queued by the reconciler")
+        if touched.done and touched.job is not None:
+            self._enqueue_store(touched.job)
+        return _said(touched, job, Outcome.STORE_REQUEUED)
 
-    def _resubmit(self, job: Job, prediction: Prediction) -> tuple[Job, str]:
+    def _resubmit(self, job: Job, prediction: Prediction) -> tuple[Job, Outcome]:
         attempt = f"attempt {job.attempts + 1} of {self._settings.max_attempts}"
-        note = f"{describe_failure(prediction)}; resubmitting ({attempt})"
-        moved = self._jobs.transition(
-            job.job_id, _ACTIVE, JobStatus.RECEIVED, note=note, remove=("prediction_id", "task_created_at")
-        )
-        if moved is None:
-            return job, "unchanged"
-        self.enqueue_resubmit(moved)
-        metrics.add_metric(name="TasksResubmitted", unit=MetricUnit.Count, value=1)
-        return moved, "resubmitted"
+        moved = self._jobs.send_back(job.job_id, f"{describe_failure(prediction)}; resubmitting ({attempt})")
+        if moved.done and moved.job is not None:
+            self.enqueue_resubmit(moved.job)
+            metrics.add_metric(name="TasksResubmitted", unit=MetricUnit.Count, value=1)
+        return _said(moved, job, Outcome.RESUBMITTED)
 
     def _enqueue_store(self, job: Job) -> None:
         assert job.prediction_id is not None  # a job reaches STORING only with its task
@@ -357,6 +317,11 @@ class Tracker:
     def enqueue_resubmit(self, job: Job) -> None:
         body = SubmitRequest(job_id=job.job_id, action="resubmit").model_dump_json()
         self._sqs.send_message(QueueUrl=self._settings.intake_queue_url, MessageBody=body)
+
+
+def _said(moved: Moved, job: Job, outcome: Outcome) -> tuple[Job, Outcome]:
+    """`outcome` and the moved job if the move was done; else the job as it was looked at, unchanged."""
+    return (moved.job, outcome) if moved.done and moved.job is not None else (job, Outcome.UNCHANGED)
 
 
 def _turned_up(what: str, task: Prediction) -> None:
@@ -413,21 +378,21 @@ class Reconciler:
             resubmit=tracker.enqueue_resubmit,
         )
 
-    def run(self, now: datetime | None = None, remaining_ms: Callable[[], int] | None = None) -> dict[str, int]:
+    def run(self, now: datetime | None = None, remaining_ms: Callable[[], int] | None = None) -> dict[Outcome, int]:
         """One pass. `remaining_ms` is the invocation's time left: every WaveSpeed call fits in it, and the
         pass stops in time to flush its metrics, leaving the rest for the next run."""
         now = now or datetime.now(UTC)
         left = (remaining_ms() / 1000 - FLUSH_SECONDS) if remaining_ms is not None else 15 * 60.0
         run_deadline = Deadline.within(left, self._clock)
         after = timedelta(seconds=self._settings.reconcile_after_seconds)
-        passes: list[tuple[JobStatus, timedelta, Callable[[Job, datetime, Deadline], str]]] = [
+        passes: list[tuple[JobStatus, timedelta, Callable[[Job, datetime, Deadline], Outcome]]] = [
             (JobStatus.SUBMITTING, after, self._settle),
             (JobStatus.SUBMITTED, after, self._check),
             (JobStatus.TRAINING, after, self._check),
             (JobStatus.STORING, after, self._check),
             (JobStatus.RECEIVED, 2 * after, self._requeue_received),
         ]
-        summary: Counter[str] = Counter()
+        summary: Counter[Outcome] = Counter()
         oldest: list[datetime] = []
         seen: set[str] = set()  # a job one pass moved is not handled again by a later pass
         listed = True
@@ -444,10 +409,10 @@ class Reconciler:
                     summary[self._isolated(check, job_id, status, updated_at, now, job_deadline, oldest)] += 1
                 listed = listed and keys.listed
         except OutOfTime:
-            summary["left for the next run"] += 1
+            summary[Outcome.LEFT_FOR_NEXT_RUN] += 1
             logger.warning("reconciler stopped early: out of time")
         if not listed:
-            summary["error"] += 1  # the oldest waiting job is not known: no figure rather than a wrong one
+            summary[Outcome.ERROR] += 1  # the oldest waiting job is not known: no figure rather than a wrong one
         else:
             age = (now - min(oldest)).total_seconds() if oldest else 0.0
             metrics.add_metric(name="OldestWaitingJobAgeSeconds", unit=MetricUnit.Seconds, value=max(0.0, age))
@@ -461,28 +426,28 @@ class Reconciler:
 
     def _isolated(  # noqa: PLR0913, PLR0917 - one job's turn: which, as listed, and the run's clock
         self,
-        check: Callable[[Job, datetime, Deadline], str],
+        check: Callable[[Job, datetime, Deadline], Outcome],
         job_id: str,
         status: JobStatus,
         updated_at: str,
         now: datetime,
         deadline: Deadline,
         oldest: list[datetime],
-    ) -> str:
+    ) -> Outcome:
         """Everything done with one job, reading it included: whatever it raises is logged and counted, and
         the job goes to the back of its queue like one that came back unchanged."""
         about_job(job_id)
         try:
             job = self._jobs.get(job_id)
             if job is None or job.status is not status:
-                return "unchanged"  # moved (or deleted) since it was listed
+                return Outcome.UNCHANGED  # moved (or deleted) since it was listed
             about_job(job_id, job.prediction_id)
             _note_age(job, oldest)
             return check(job, now, deadline)
         except Exception:
             logger.exception("reconciling a job failed; it is tried again in its turn")
             metrics.add_metric(name="ReconcileErrors", unit=MetricUnit.Count, value=1)
-            return "error"
+            return Outcome.ERROR
         finally:
             try:
                 self._jobs.touch(job_id, status.value, updated_at)  # a no-op if the check wrote the job
@@ -490,24 +455,24 @@ class Reconciler:
                 logger.exception("could not mark the job as checked")
             forget_job()
 
-    def _check(self, job: Job, now: datetime, deadline: Deadline) -> str:
+    def _check(self, job: Job, now: datetime, deadline: Deadline) -> Outcome:
         if not job.prediction_id:
-            return "unchanged"
+            return Outcome.UNCHANGED
         if job.status is JobStatus.STORING and job.store_lease_until and job.store_lease_until > utc_now():
-            return "copy running"  # nothing ends or re-queues a job under a running copy
+            return Outcome.COPY_RUNNING  # nothing ends or re-queues a job under a running copy
         try:
             prediction = self._wavespeed().get_result(job.prediction_id, deadline)
         except NotFound:
             return self._task_not_found(job, now, deadline)
         except WaveSpeedError as err:  # a proxy's 404 page included: only WaveSpeed says a task is gone
             logger.warning("WaveSpeed unreachable while reconciling", extra={"reason": err.message})
-            return "unreachable"
+            return Outcome.UNREACHABLE
         if job.task_missing_since:
-            job = self._jobs.transition(job.job_id, {job.status}, job.status, remove=("task_missing_since",)) or job
+            job = self._jobs.task_missing(job, None).job or job
         _, outcome = self._tracker.apply(job, prediction, by="reconciler")
         return outcome
 
-    def _task_not_found(self, job: Job, now: datetime, deadline: Deadline) -> str:
+    def _task_not_found(self, job: Job, now: datetime, deadline: Deadline) -> Outcome:
         """A 404 for the job's task, in WaveSpeed's JSON shape (a gateway can answer in the same shape). The
         job ends TASK_GONE only when the 404 holds on runs minutes apart and WaveSpeed's complete history of
         the task's window no longer lists it; or at once for a task near WaveSpeed's 7-day deletion; or when
@@ -515,30 +480,28 @@ class Reconciler:
         first = job.task_missing_since
         old = now - parse_iso(job.submit_started_at or job.created_at) >= TASK_RETENTION
         if not old and first is None:
-            self._jobs.transition(job.job_id, {job.status}, job.status, fields={"task_missing_since": iso(now)})
-            return "task not found, confirming"
+            self._jobs.task_missing(job, iso(now))
+            return Outcome.TASK_NOT_FOUND
         missing = now - parse_iso(first or iso(now))
         if not old and missing < timedelta(seconds=self._settings.settle_deadline_seconds):
             if missing < timedelta(seconds=self._settings.absence_confirm_seconds):
-                return "task not found, confirming"
+                return Outcome.TASK_NOT_FOUND
             listed = self._listed(job, deadline)
             if listed is None:
-                return "task not found, confirming"  # the history could not say: ask again next run
+                return Outcome.TASK_NOT_FOUND  # the history could not say: ask again next run
             if listed:
-                return "unreachable"  # WaveSpeed still lists it: the 404s were not WaveSpeed's word
-        lease = lease_free(utc_now()) if job.status is JobStatus.STORING else {}
+                return Outcome.UNREACHABLE  # WaveSpeed still lists it: the 404s were not WaveSpeed's word
         ended = end_job(
             self._jobs,
             job.job_id,
             {job.status},
             JobStatus.FAILED,
-            "TASK_GONE",
+            ErrorCode.TASK_GONE,
             f"WaveSpeed no longer knows task {job.prediction_id} (it answered 404 from {first} on, and its history "
             f"no longer lists it): `loradrop retry {job.job_id}`, or upload again",
-            remove=("task_missing_since", "store_lease_until", "store_lease_owner"),
-            **lease,
+            unless_copying=job.status is JobStatus.STORING,
         )
-        return "failed" if ended else "unchanged"
+        return Outcome.FAILED if ended.done else Outcome.UNCHANGED
 
     def _listed(self, job: Job, deadline: Deadline) -> bool | None:
         """Whether WaveSpeed's history lists the job's task: around the time WaveSpeed gave for it (a task taken
@@ -557,10 +520,10 @@ class Reconciler:
             return True
         return False if listing.complete else None
 
-    def _settle(self, job: Job, now: datetime, deadline: Deadline) -> str:
+    def _settle(self, job: Job, now: datetime, deadline: Deadline) -> Outcome:
         return self._settler.settle(job, now, deadline)
 
-    def _requeue_received(self, job: Job, now: datetime, deadline: Deadline) -> str:
+    def _requeue_received(self, job: Job, now: datetime, deadline: Deadline) -> Outcome:
         """A RECEIVED job nobody has touched for a while: its intake message was lost (or ended in the
         DLQ). Queue it again, or end it once it has waited longer than the settle deadline since it entered
         RECEIVED (a job retried days after its upload has the whole deadline again)."""
@@ -571,18 +534,16 @@ class Reconciler:
                 job.job_id,
                 {JobStatus.RECEIVED},
                 JobStatus.FAILED,
-                "NOT_SUBMITTED",
+                ErrorCode.NOT_SUBMITTED,
                 f"the upload could not be submitted to WaveSpeed within {hours(limit)} (rate limits or an outage; "
                 f"see SubmitTraining's logs): `loradrop retry {job.job_id}` when WaveSpeed accepts tasks again",
             )
-            return "failed" if ended else "unchanged"
-        touched = self._jobs.transition(
-            job.job_id, {JobStatus.RECEIVED}, JobStatus.RECEIVED, note="submission re-queued by the reconciler"
-        )
-        if touched is None:
-            return "unchanged"
-        self._tracker.enqueue_resubmit(touched)
-        return "resubmission re-queued"
+            return Outcome.FAILED if ended.done else Outcome.UNCHANGED
+        touched = self._jobs.requeue_received(job.job_id, "submission re-queued by the reconciler")
+        if not touched.done or touched.job is None:
+            return Outcome.UNCHANGED
+        self._tracker.enqueue_resubmit(touched.job)
+        return Outcome.RESUBMISSION_REQUEUED
 
 
 def _note_age(job: Job, oldest: list[datetime]) -> None:

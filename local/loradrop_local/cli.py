@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from loradrop.jobs import Job
+from loradrop.job import Job
 from loradrop.messages import StoreRequest, SubmitRequest
 from loradrop.models import (
     PARAMETER_METADATA,

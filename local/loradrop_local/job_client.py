@@ -15,7 +15,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
-from loradrop.jobs import Job, JobStore, job_id_for
+from loradrop.job import Job, job_id_for
+from loradrop.jobs import JobStore
 from loradrop.models import JobStatus
 from loradrop_local.view import console_for, follow, transfer_bar
 

@@ -23,7 +23,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from loradrop.jobs import Job, parse_iso
+from loradrop.job import Job, parse_iso
 from loradrop.models import TERMINAL_STATUSES, JobStatus
 
 STATUS_STYLE = {

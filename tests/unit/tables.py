@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from loradrop.jobs import Job, JobStore, utc_now
+from loradrop.job import Job, utc_now
+from loradrop.jobs import JobStore
 from loradrop.models import JobStatus
 from loradrop_local.aws.cloudformation import load_template
 

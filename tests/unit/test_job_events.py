@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from loradrop.ending import end_job
 from loradrop.events import EventPublisher, JobEnd, ends_in
-from loradrop.jobs import JobStore
+from loradrop.jobs import JobPatch, JobStore
 from loradrop.models import JobStatus
 from loradrop.redaction import json_for_logs
 from tests.unit.tables import create_jobs_table, job_in
@@ -55,8 +55,8 @@ def test_each_end_the_table_records_is_one_event_with_an_id_for_its_transition(w
     jobs = world["jobs"]
     job_in(jobs, JobStatus.TRAINING)
     end_job(jobs, "ana-1", {JobStatus.TRAINING}, JobStatus.FAILED, "5003", "unavailable")
-    jobs.transition("ana-1", {JobStatus.FAILED}, JobStatus.STORING, note="copy retried")
-    jobs.transition("ana-1", {JobStatus.STORING}, JobStatus.COMPLETED, fields={"weights_uri": "s3://w/k"})
+    jobs.move("ana-1", {JobStatus.FAILED}, JobStatus.STORING, note="copy retried")
+    jobs.move("ana-1", {JobStatus.STORING}, JobStatus.COMPLETED, patch=JobPatch(**{"weights_uri": "s3://w/k"}))
     done = jobs.get("ana-1")
     assert done is not None
     jobs.record_stray_task(done, "late-task", "a task of an earlier attempt", counted=True)
@@ -101,7 +101,7 @@ class FlakyBus:
 
 
 def ends(count: int) -> list[JobEnd]:
-    from loradrop.jobs import Job
+    from loradrop.job import Job
 
     return [
         JobEnd(
@@ -139,7 +139,7 @@ def test_a_bus_that_cannot_be_reached_fails_the_batch_from_its_first_end(world: 
 
 def test_events_fit_putevents_however_long_a_jobs_names(world: dict[str, Any]) -> None:
     from loradrop.events import BYTES_PER_CALL, DETAIL_BYTES
-    from loradrop.jobs import Job
+    from loradrop.job import Job
 
     # Given ends of jobs whose ZIPs have hundreds of 600-character file names in their survey and warnings
     long = "photo-" + "x" * 600 + ".jpg"

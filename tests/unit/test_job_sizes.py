@@ -9,7 +9,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from loradrop.jobs import EVENT_HISTORY, HISTORY_KEEP_LATEST, HISTORY_LIMIT, Job, JobStore
+from loradrop.job import EVENT_HISTORY, HISTORY_KEEP_LATEST, HISTORY_LIMIT, Job
+from loradrop.jobs import JobPatch, JobStore
 from loradrop.models import JobStatus
 from tests.unit.tables import create_jobs_table
 
@@ -41,11 +42,11 @@ def test_history_keeps_its_first_entry_every_move_every_task_and_the_latest_and_
     jobs: JobStore,
 ) -> None:
     job = new_job(jobs)
-    jobs.transition(job.job_id, {JobStatus.RECEIVED}, JobStatus.SUBMITTING)
-    jobs.transition(job.job_id, {JobStatus.SUBMITTING}, JobStatus.SUBMITTED, fields={"prediction_id": "task-1"})
-    storing = jobs.transition(job.job_id, {JobStatus.SUBMITTED}, JobStatus.STORING)
+    jobs.move(job.job_id, {JobStatus.RECEIVED}, JobStatus.SUBMITTING)
+    jobs.move(job.job_id, {JobStatus.SUBMITTING}, JobStatus.SUBMITTED, patch=JobPatch(**{"prediction_id": "task-1"}))
+    storing = jobs.move(job.job_id, {JobStatus.SUBMITTED}, JobStatus.STORING).job
     for i in range(120):  # a job the reconciler touched for days
-        jobs.transition(job.job_id, {JobStatus.STORING}, JobStatus.STORING, note=f"touch {i} " + "x" * 200)
+        jobs.move(job.job_id, {JobStatus.STORING}, JobStatus.STORING, note=f"touch {i} " + "x" * 200)
     stored = jobs.get(job.job_id)
     assert stored is not None
     assert storing is not None

@@ -15,7 +15,8 @@ from aws_lambda_powertools import Logger, Metrics
 from moto import mock_aws
 
 from loradrop.deadline import Deadline
-from loradrop.jobs import Job, JobStore, iso, url_digest
+from loradrop.job import Job, iso, url_digest
+from loradrop.jobs import JobPatch, JobStore
 from loradrop.models import JobStatus, Prediction
 from loradrop.redaction import json_for_logs
 from loradrop.tracking import JobNotFound, Reconciler, Tracker
@@ -351,7 +352,7 @@ def test_a_job_given_up_as_task_gone_is_revived_when_its_task_reports_in_complet
 
 
 def test_without_the_hint_the_job_is_found_from_the_versioned_link(world: dict[str, Any]) -> None:
-    from loradrop.jobs import job_id_for
+    from loradrop.job import job_id_for
 
     # Given the job of s3://uploads/uploads/ana.zip version v1 (a versioned bucket's notification names it)
     job_id = job_id_for("uploads", "uploads/ana.zip", "v1", None)
@@ -395,7 +396,9 @@ def test_a_recorded_stray_that_completes_after_its_job_failed_is_stored(world: d
     two_attempt_job(world, JobStatus.TRAINING, task="second-task")
     training = Prediction(id="first-task", status="processing", input={"data": LINK_1})
     assert webhook(world, training)[1] == "stray task recorded"
-    world["jobs"].transition("j", {JobStatus.TRAINING}, JobStatus.FAILED, fields={"error_code": "1401", "error": "x"})
+    world["jobs"].move(
+        "j", {JobStatus.TRAINING}, JobStatus.FAILED, patch=JobPatch(**{"error_code": "1401", "error": "x"})
+    )
     # When the stray reports in, completed
     completed = training.model_copy(update={"status": "completed", "outputs": [OUTPUT]})
     _, outcome = webhook(world, completed)

@@ -23,6 +23,15 @@ def _text(node: ast.expr) -> str:
     return ""
 
 
+def _code(node: ast.expr) -> str:
+    """An error code: `ErrorCode.NAME` (or a literal code, which the enum's test says there are none of)."""
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "ErrorCode":
+        return node.attr
+    if isinstance(node, ast.Constant) and CODE.match(str(node.value)):
+        return str(node.value)
+    return ""
+
+
 def codes_whose_message_says_retry() -> set[str]:
     """Error codes passed beside a message that mentions `loradrop retry`, in any call of the domain package
     (end_job, a use case's _fail/_end, ...)."""
@@ -33,7 +42,7 @@ def codes_whose_message_says_retry() -> set[str]:
                 continue
             args = [*node.args, *(keyword.value for keyword in node.keywords)]
             if any("loradrop retry" in _text(arg) for arg in args):
-                found |= {arg.value for arg in args if isinstance(arg, ast.Constant) and CODE.match(str(arg.value))}
+                found |= {_code(arg) for arg in args if _code(arg)}
     return found
 
 

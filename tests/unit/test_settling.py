@@ -17,7 +17,8 @@ from aws_lambda_powertools import Logger
 from moto import mock_aws
 
 from loradrop.deadline import Deadline
-from loradrop.jobs import Job, JobStore, iso, url_digest
+from loradrop.job import Job, iso, url_digest
+from loradrop.jobs import JobPatch, JobStore
 from loradrop.models import JobStatus, Prediction
 from loradrop.redaction import json_for_logs
 from loradrop.settings import ReconcileSettings
@@ -424,9 +425,13 @@ def test_adoption_holds_only_for_the_attempt_the_task_names(world: dict[str, Any
     job = uncertain_job(world["jobs"])
     world["ws"].add("ours", link=OUR_LINK)
     # When, meanwhile, that attempt was settled as lost and a second attempt is in flight
-    world["jobs"].transition(job.job_id, {JobStatus.SUBMITTING}, JobStatus.RECEIVED, attempts=-1)
-    world["jobs"].transition(
-        job.job_id, {JobStatus.RECEIVED}, JobStatus.SUBMITTING, fields={"submit_url_sha256": "second"}, attempts=1
+    world["jobs"].move(job.job_id, {JobStatus.SUBMITTING}, JobStatus.RECEIVED, attempts=-1)
+    world["jobs"].move(
+        job.job_id,
+        {JobStatus.RECEIVED},
+        JobStatus.SUBMITTING,
+        patch=JobPatch(**{"submit_url_sha256": "second"}),
+        attempts=1,
     )
     _, said = world["tracker"].adopt(job, world["ws"].get_result("ours"), "a stale look")
     # Then the task is not taken as the second attempt's, nor forgotten: it is the first attempt's, paid for
@@ -443,7 +448,7 @@ def test_a_task_whose_attempt_was_settled_as_lost_while_its_webhook_was_confirme
     job = uncertain_job(world["jobs"])
     world["ws"].add("ours", link=OUR_LINK, status="completed")
     # ...while the reconciler settles the attempt as lost (a queued task the history did not list)
-    world["jobs"].transition(job.job_id, {JobStatus.SUBMITTING}, JobStatus.RECEIVED, attempts=-1)
+    world["jobs"].move(job.job_id, {JobStatus.SUBMITTING}, JobStatus.RECEIVED, attempts=-1)
     # When the webhook's adoption lands
     _, said = world["tracker"].adopt(job, world["ws"].get_result("ours"), "its signed webhook")
     # Then the job, waiting to submit again, takes the task instead of paying for a new one

@@ -12,7 +12,7 @@ import pytest
 from aws_lambda_powertools import Logger
 from moto import mock_aws
 
-from loradrop.jobs import JobStore
+from loradrop.jobs import JobPatch, JobStore
 from loradrop.models import TERMINAL_STATUSES, JobStatus, Prediction
 from loradrop.redaction import json_for_logs
 from loradrop.settings import ReconcileSettings
@@ -153,11 +153,11 @@ def test_a_storing_job_is_restarted_only_by_the_reconciler(world: dict[str, Any]
 def test_a_live_copy_lease_is_left_alone_and_too_many_restarts_end_the_job(world: dict[str, Any]) -> None:
     leased = job_in(world["jobs"], JobStatus.STORING, store_lease_until="2999-01-01T00:00:00.000Z")
     assert world["tracker"].apply(leased, prediction("completed"), by="reconciler")[1] == "copy running"
-    world["jobs"].transition(
+    world["jobs"].move(
         leased.job_id, {JobStatus.STORING}, JobStatus.STORING, note="copy attempt failed: AccessDenied on PutObject"
     )
     for _ in range(3):
-        world["jobs"].transition(leased.job_id, {JobStatus.STORING}, JobStatus.STORING, increment=("store_requeues",))
+        world["jobs"].move(leased.job_id, {JobStatus.STORING}, JobStatus.STORING, count="store_requeues")
     # a copy that holds the lease is never ended under it, however often copies were restarted
     worn = world["jobs"].get(leased.job_id)
     assert worn is not None
@@ -169,8 +169,11 @@ def test_a_live_copy_lease_is_left_alone_and_too_many_restarts_end_the_job(world
     )
     assert world["jobs"].get(leased.job_id).status is JobStatus.STORING  # type: ignore[union-attr]
     # once its lease is over, the job ends with the last try's reason
-    world["jobs"].transition(
-        leased.job_id, {JobStatus.STORING}, JobStatus.STORING, fields={"store_lease_until": "2000-01-01T00:00:00.000Z"}
+    world["jobs"].move(
+        leased.job_id,
+        {JobStatus.STORING},
+        JobStatus.STORING,
+        patch=JobPatch(**{"store_lease_until": "2000-01-01T00:00:00.000Z"}),
     )
     moved, said = world["tracker"].apply(world["jobs"].get(leased.job_id), prediction("completed"), by="reconciler")
     assert (said, moved.status, moved.error_code) == ("failed", JobStatus.FAILED, "STORE_FAILED")

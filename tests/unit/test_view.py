@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from loradrop.jobs import Job, SettleProgress
+from loradrop.job import Job, SettleProgress
 from loradrop.models import JobStatus
 from loradrop_local.view import describe
 

@@ -466,7 +466,7 @@ class LocalStack:
 
     def upload(self, key: str, body: bytes, metadata: dict[str, str] | None = None) -> str:
         """PUT a ZIP into the uploads bucket; return the id of the job it will create."""
-        from loradrop.jobs import job_id_for
+        from loradrop.job import job_id_for
 
         answer = self.client("s3").put_object(Bucket=self.uploads_bucket, Key=key, Body=body, Metadata=metadata or {})
         # moto's notifications carry no versionId (AWS's do), so locally the ETag names the upload.

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from loradrop.jobs import Job
+from loradrop.job import Job
 from loradrop.models import JobStatus
 from loradrop_local.aws.events import scheduled_event
 from loradrop_local.aws.stack import LocalStack, StackOptions
