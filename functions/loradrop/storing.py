@@ -25,9 +25,11 @@ from loradrop.ending import end_job
 from loradrop.job import COPY_FAILED_NOTE, Job, iso, parse_iso, utc_now
 from loradrop.jobs import JobStore
 from loradrop.log_context import about_job
+from loradrop.messages import read_store
 from loradrop.model_card import CARD_NAME, README_NAME, build_card, card_json, card_readme, card_warnings
 from loradrop.models import STORE_RETRYABLE, JobStatus, Prediction
 from loradrop.ports import WaveSpeed
+from loradrop.queues import Deferred, QueueRecord, backoff_seconds
 from loradrop.settings import StoreSettings
 from loradrop.wavespeed import WaveSpeedError
 from loradrop.weights import (
@@ -79,6 +81,24 @@ class Storer:
         self._settings = settings
         self._policy = OutputPolicy(settings.output_hosts)
         self._plan = PartPlan.mib(settings.part_size_mib, settings.part_concurrency)
+
+    def store_message(self, record: QueueRecord, *, remaining_ms: Callable[[], int], owner: str) -> None:
+        """A store-queue message; raises Deferred (with its delay) when it is to come back: after the running
+        copy's lease (real time), or after a back-off when this copy failed (it logged why)."""
+        request = read_store(record.body)
+        try:
+            self.store(
+                request.job_id,
+                request.prediction_id,
+                record.receive_count,
+                remaining_seconds=remaining_ms() / 1000,
+                owner=owner,
+            )
+        except CopyInProgress as busy:  # not a failure of this message
+            raise Deferred(busy.seconds_left + 1, reason=str(busy)) from busy
+        except Exception as err:
+            delay = backoff_seconds(record.receive_count, base=20)
+            raise Deferred(delay, scale=self._settings.retry_delay_scale, reason=str(err)) from err
 
     def store(
         self, job_id: str, prediction_id: str, receive_count: int, *, remaining_seconds: float, owner: str
