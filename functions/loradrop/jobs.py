@@ -7,7 +7,7 @@ refused, the job as it stands (no second read).
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, Protocol
+from typing import Any
 
 from loradrop.codes import ErrorCode
 from loradrop.job import Job, SettleProgress
@@ -20,19 +20,12 @@ from loradrop.job_table import (
     same_attempt,
     same_error,
 )
-from loradrop.models import JobStatus
+from loradrop.models import JobStatus, Task
 from loradrop.redaction import redact
 
 ACTIVE = frozenset({JobStatus.SUBMITTED, JobStatus.TRAINING})  # waiting on WaveSpeed's training
 _NO_ERROR = {"error": None, "error_code": None}
 _NO_LEASE = {"store_lease_until": None, "store_lease_owner": None}
-
-
-class Task(Protocol):
-    """What a job records of a WaveSpeed task (a `Prediction`)."""
-
-    id: str
-    created_at: str | None
 
 
 def _task(task: Task) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from loradrop.job import Job, parse_iso
-from loradrop.models import JobStatus, Prediction
+from loradrop.models import JobStatus, Task
 from loradrop.weights import StoredWeights
 
 CARD_NAME = "model-card.json"
@@ -41,8 +41,8 @@ def _timings(job: Job, stored_at: str) -> dict[str, Any]:
     }
 
 
-def _wavespeed_timing(prediction: Prediction) -> dict[str, Any]:
-    extra = prediction.model_extra or {}
+def _wavespeed_timing(task: Task) -> dict[str, Any]:
+    extra = task.model_extra or {}
     timings = extra.get("timings")
     inference = timings.get("inference") if isinstance(timings, dict) else None
     found: dict[str, Any] = {}
@@ -53,7 +53,7 @@ def _wavespeed_timing(prediction: Prediction) -> dict[str, Any]:
     return found
 
 
-def build_card(job: Job, prediction: Prediction, stored: StoredWeights, stored_at: str) -> dict[str, Any]:
+def build_card(job: Job, task: Task, stored: StoredWeights, stored_at: str) -> dict[str, Any]:
     """The card of a job whose weights were just stored."""
     params = job.public().get("params", {})
     captions = (job.dataset or {}).get("captions", (job.archive or {}).get("captions", 0))
@@ -64,9 +64,9 @@ def build_card(job: Job, prediction: Prediction, stored: StoredWeights, stored_a
         # WaveSpeed: "if captions are provided the trigger word will not be used".
         "trigger_word_used": not captions,
         "parameters": {key: params[key] for key in _PARAMETERS if key in params},
-        "trainer": {"provider": "WaveSpeed", "model": params.get("model"), "task_id": prediction.id}
-        | ({"task_created_at": prediction.created_at} if prediction.created_at else {})
-        | _wavespeed_timing(prediction),
+        "trainer": {"provider": "WaveSpeed", "model": params.get("model"), "task_id": task.id}
+        | ({"task_created_at": task.created_at} if task.created_at else {})
+        | _wavespeed_timing(task),
         "dataset": job.public().get("dataset", {}),
         "source": {
             "bucket": job.source_bucket,

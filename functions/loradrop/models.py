@@ -203,8 +203,9 @@ class TrainingParams(BaseModel):
         }
 
 
-class Prediction(BaseModel):
-    """A WaveSpeed task as its API describes it. Parsed leniently: unknown fields are kept, and a
+class Task(BaseModel):
+    """A WaveSpeed task as its API describes it (the API calls it a prediction: its paths, and the
+    `prediction_id` loradrop stores, keep that word). Parsed leniently: unknown fields are kept, and a
     malformed status, code or output list becomes "unknown"/None/[] instead of an error, so one
     odd answer never stops the webhook or the reconciler (only a missing id is fatal)."""
 
@@ -263,12 +264,12 @@ class Prediction(BaseModel):
         return data if isinstance(data, str) and data else None
 
 
-def parse_predictions(items: list[Any]) -> list[Prediction]:
+def parse_tasks(items: list[Any]) -> list[Task]:
     """The items of a history page that are predictions at all (each must at least have an id)."""
     parsed = []
     for item in items:
         try:
-            parsed.append(Prediction.model_validate(item))
+            parsed.append(Task.model_validate(item))
         except ValidationError:
             continue
     return parsed
@@ -286,20 +287,20 @@ FAILURE_HINTS = {
 }
 
 
-def is_retryable(prediction: Prediction) -> bool:
-    code = prediction.code
-    return prediction.status == "timeout" or (code is not None and (5000 <= code <= 5999 or code == 1402))
+def is_retryable(task: Task) -> bool:
+    code = task.code
+    return task.status == "timeout" or (code is not None and (5000 <= code <= 5999 or code == 1402))
 
 
-def describe_failure(prediction: Prediction) -> str:
-    text = f"WaveSpeed task {prediction.id} {prediction.status}"
-    if prediction.code is not None:
-        text += f" with code {prediction.code}"
-    if prediction.error:
-        text += f": {prediction.error[:500]}"
-    hint = FAILURE_HINTS.get(prediction.code or 0)
-    if hint is None and prediction.code is not None and 1000 <= prediction.code < 2000:
+def describe_failure(task: Task) -> str:
+    text = f"WaveSpeed task {task.id} {task.status}"
+    if task.code is not None:
+        text += f" with code {task.code}"
+    if task.error:
+        text += f": {task.error[:500]}"
+    hint = FAILURE_HINTS.get(task.code or 0)
+    if hint is None and task.code is not None and 1000 <= task.code < 2000:
         hint = "fix the input and upload again"
-    if hint is None and (is_retryable(prediction) or prediction.status in ("cancelled", "deleted")):
+    if hint is None and (is_retryable(task) or task.status in ("cancelled", "deleted")):
         hint = "a WaveSpeed-side problem: `loradrop retry JOB_ID` or upload again later"
     return f"{text} ({hint})" if hint else text

@@ -32,7 +32,7 @@ from loradrop.deadline import Deadline
 from loradrop.ending import end_job
 from loradrop.job import Job, SettleProgress, iso, parse_iso, url_digest
 from loradrop.jobs import JobStore
-from loradrop.models import TRAINER_MODELS, JobStatus, Prediction
+from loradrop.models import TRAINER_MODELS, JobStatus, Task
 from loradrop.ports import WaveSpeed
 from loradrop.settings import ReconcileSettings
 from loradrop.wavespeed import (
@@ -70,7 +70,7 @@ class Verdict(Enum):
 class Listing:
     """WaveSpeed's history for one window, as far as it was read."""
 
-    tasks: list[Prediction] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
     complete: bool = False
     why_incomplete: str = ""
     # Cut short (out of time, a page that failed, pages that overlap): what was read is no prefix of the window
@@ -102,7 +102,7 @@ class Attempt:
     def near(self) -> tuple[datetime, datetime]:
         return self.started - NEAR, self.started + NEAR
 
-    def order(self, task: Prediction) -> tuple[int, str]:
+    def order(self, task: Task) -> tuple[int, str]:
         """Milliseconds from the POST's start, nearest first (a task is created moments after its POST
         begins); a task without a readable creation time last."""
         try:
@@ -162,7 +162,7 @@ def read_history(wavespeed: WaveSpeed, model: str, window: tuple[datetime, datet
     return listing
 
 
-def _ids_digest(tasks: list[Prediction]) -> str:
+def _ids_digest(tasks: list[Task]) -> str:
     return hashlib.sha256("\n".join(task.id for task in tasks).encode()).hexdigest()
 
 
@@ -173,8 +173,8 @@ class Settler:
         jobs: JobStore,
         wavespeed: Callable[[], WaveSpeed],
         settings: ReconcileSettings,
-        adopt: Callable[[Job, Prediction, str], Outcome],
-        record_stray: Callable[[Job, Prediction, str], Outcome],
+        adopt: Callable[[Job, Task, str], Outcome],
+        record_stray: Callable[[Job, Task, str], Outcome],
         resubmit: Callable[[Job], None],
     ) -> None:
         self._jobs = jobs
@@ -239,7 +239,7 @@ class Settler:
         return self._not_created(job, attempt, progress)
 
     def _check(
-        self, job: Job, tasks: list[Prediction], attempt: Attempt, progress: SettleProgress, deadline: Deadline
+        self, job: Job, tasks: list[Task], attempt: Attempt, progress: SettleProgress, deadline: Deadline
     ) -> bool | Outcome:
         """Check the tasks after the cursor, in order, as time allows; True when all are checked, the
         adoption's outcome when this attempt's task is found."""
@@ -271,9 +271,7 @@ class Settler:
             progress.checked = len(behind)
         return True
 
-    def _whose(
-        self, job: Job, task: Prediction, progress: SettleProgress, deadline: Deadline
-    ) -> tuple[Verdict | None, Prediction]:
+    def _whose(self, job: Job, task: Task, progress: SettleProgress, deadline: Deadline) -> tuple[Verdict | None, Task]:
         """Whose upload a task trained on: from the history entry's input where it has one, else from
         WaveSpeed's GET (tasks other jobs own are known without asking). A match is always confirmed by the
         GET, WaveSpeed's authoritative answer."""

@@ -27,7 +27,7 @@ from loradrop.jobs import JobStore
 from loradrop.log_context import about_job
 from loradrop.messages import read_store
 from loradrop.model_card import CARD_NAME, README_NAME, build_card, card_json, card_readme, card_warnings
-from loradrop.models import STORE_RETRYABLE, JobStatus, Prediction
+from loradrop.models import STORE_RETRYABLE, JobStatus, Task
 from loradrop.ports import WaveSpeed
 from loradrop.queues import Deferred, QueueRecord, backoff_seconds
 from loradrop.settings import StoreSettings
@@ -145,13 +145,13 @@ class Storer:
         job_id = job.job_id
         url: str | None = None
         try:
-            prediction = self._wavespeed().get_result(prediction_id)
-            url = prediction.weights_url
-            if prediction.status != "completed" or url is None:
+            task = self._wavespeed().get_result(prediction_id)
+            url = task.weights_url
+            if task.status != "completed" or url is None:
                 return self._end(
                     job,
                     ErrorCode.NO_OUTPUT,
-                    f"WaveSpeed task {prediction_id} has no output to store (status {prediction.status[:40]})",
+                    f"WaveSpeed task {prediction_id} has no output to store (status {task.status[:40]})",
                 ), Outcome.FAILED
             self._policy.check(url)
             name = weights_filename(url)
@@ -167,7 +167,7 @@ class Storer:
                 deadline=deadline,
                 max_bytes=self._settings.max_weights_mib * 1024 * 1024,
             )
-            card_uri, problems = self._write_card(job, prediction, stored)
+            card_uri, problems = self._write_card(job, task, stored)
         except DisallowedOutput as err:
             host = urlsplit(url or "").hostname if url else "?"
             return self._end(
@@ -218,10 +218,10 @@ class Storer:
     def _prefix(self, job: Job) -> str:
         return f"{self._settings.weights_prefix}{job.job_id}/"
 
-    def _write_card(self, job: Job, prediction: Prediction, stored: StoredWeights) -> tuple[str, list[str]]:
+    def _write_card(self, job: Job, task: Task, stored: StoredWeights) -> tuple[str, list[str]]:
         """model-card.json and README.md beside the weights; returns the card's URI and what it found wrong
         with the weights file (recorded as warnings)."""
-        card = build_card(job, prediction, stored, utc_now())
+        card = build_card(job, task, stored, utc_now())
         problems = card_warnings(card)
         card["warnings"] = card["warnings"] + problems
         bucket, prefix = self._settings.weights_bucket, self._prefix(job)

@@ -20,7 +20,7 @@ from loradrop.ending import end_job
 from loradrop.job import Job, job_id_for, url_digest, utc_now
 from loradrop.jobs import JobStore
 from loradrop.log_context import about_job, about_task
-from loradrop.models import InvalidParameters, JobStatus, Prediction, TrainingParams, retry_kind
+from loradrop.models import InvalidParameters, JobStatus, Task, TrainingParams, retry_kind
 from loradrop.ports import WaveSpeed
 from loradrop.settings import SubmitSettings
 from loradrop.wavespeed import (
@@ -256,9 +256,7 @@ class Submitter:
 
     def _post(self, job: Job, params: TrainingParams, data_url: str, wavespeed: WaveSpeed) -> Job:
         try:
-            prediction = wavespeed.submit_training(
-                params.model, params.to_wavespeed(data_url), self.webhook_url(job.job_id)
-            )
+            task = wavespeed.submit_training(params.model, params.to_wavespeed(data_url), self.webhook_url(job.job_id))
         except TransientError as err:  # a 429, or no connection: nothing was created
             self._jobs.submission_deferred(job.job_id, f"not submitted, will retry: {err.message}")
             metrics.add_metric(name="SubmitDeferred", unit=MetricUnit.Count, value=1)
@@ -278,27 +276,27 @@ class Submitter:
             uncertain = self._jobs.mark_uncertain(job.job_id, UNCERTAIN_ERROR.format(reason=err.message))
             return uncertain.job if uncertain.done and uncertain.job else job
         # Logged before any write: if every write below fails, this line still names the paid task.
-        about_task(prediction.id)
-        logger.info("WaveSpeed created a task", extra={"prediction_id": prediction.id, "job_id": job.job_id})
+        about_task(task.id)
+        logger.info("WaveSpeed created a task", extra={"prediction_id": task.id, "job_id": job.job_id})
         metrics.add_metric(name="TasksSubmitted", unit=MetricUnit.Count, value=1)
-        return self._record_task(job, prediction)
+        return self._record_task(job, task)
 
     def webhook_url(self, job_id: str) -> str:
         """The webhook URL with the job id as a hint (unsigned and maybe dropped: never the only clue)."""
         url = self._settings.webhook_url
         return f"{url}{'&' if '?' in url else '?'}job={job_id}"
 
-    def _record_task(self, job: Job, prediction: Prediction) -> Job:
+    def _record_task(self, job: Job, task: Task) -> Job:
         for attempt in range(1, RECORD_TRIES + 1):
             try:
-                submitted = self._jobs.record_task(job.job_id, prediction)
+                submitted = self._jobs.record_task(job.job_id, task)
             except (ClientError, BotoCoreError) as err:
                 logger.warning("recording the task failed", extra={"try": attempt, "reason": str(err)[:300]})
                 if attempt == RECORD_TRIES:
                     metrics.add_metric(name="TaskNotRecorded", unit=MetricUnit.Count, value=1)
                     logger.error(
                         "task created but not recorded; its webhook or the reconciler will adopt it",
-                        extra={"prediction_id": prediction.id},
+                        extra={"prediction_id": task.id},
                     )
                     raise
                 time.sleep(RECORD_PAUSE_SECONDS * attempt)

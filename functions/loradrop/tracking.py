@@ -34,7 +34,7 @@ from loradrop.models import (
     KNOWN_TASK_STATUSES,
     TERMINAL_STATUSES,
     JobStatus,
-    Prediction,
+    Task,
     describe_failure,
     is_retryable,
     retry_kind,
@@ -79,7 +79,7 @@ class Tracker:
         self._settings = settings
 
     def on_webhook(
-        self, hint: Prediction, job_hint: str | None = None, deadline: Deadline | None = None
+        self, hint: Task, job_hint: str | None = None, deadline: Deadline | None = None
     ) -> tuple[Job, Outcome]:
         """A verified webhook. `hint` is its signed body; `job_hint` the unsigned job id from the URL."""
         job = self._jobs.find_by_prediction(hint.id)
@@ -96,9 +96,7 @@ class Tracker:
             return job, Outcome.UNCHANGED  # a repeated delivery: answer without asking WaveSpeed again
         return self.apply(job, self._wavespeed().get_result(hint.id, deadline), by="webhook")
 
-    def _claim_from_webhook(
-        self, hint: Prediction, job_hint: str | None, deadline: Deadline | None
-    ) -> tuple[Job, Outcome]:
+    def _claim_from_webhook(self, hint: Task, job_hint: str | None, deadline: Deadline | None) -> tuple[Job, Outcome]:
         """A task no job has recorded. Its signed `input.data` is the ZIP link it was created with: the
         uncertain submission that sent exactly that link adopts it; a job whose earlier attempt sent it
         takes it as a stray. WaveSpeed's own GET confirms either before anything is written."""
@@ -144,29 +142,29 @@ class Tracker:
                 return job
         return None
 
-    def adopt(self, job: Job, prediction: Prediction, evidence: str, *, by: str = "reconciler") -> tuple[Job, Outcome]:
+    def adopt(self, job: Job, task: Task, evidence: str, *, by: str = "reconciler") -> tuple[Job, Outcome]:
         """Record a task found for a SUBMITTING job — only while the job is still on the attempt whose link
         the task names — then act on its state like any other."""
         adopted = self._jobs.record_task(
-            job.job_id, prediction, note=f"task adopted: {evidence}", attempt_link=job.submit_url_sha256
+            job.job_id, task, note=f"task adopted: {evidence}", attempt_link=job.submit_url_sha256
         )
         current = adopted.job
         if not adopted.done:  # the job moved on while WaveSpeed was asked
-            if current is None or (current.prediction_id != prediction.id and prediction.id in current.task_ids()):
+            if current is None or (current.prediction_id != task.id and task.id in current.task_ids()):
                 return current or job, Outcome.UNCHANGED
-            if current.prediction_id != prediction.id:
+            if current.prediction_id != task.id:
                 # Its attempt was settled meanwhile (proven lost, or a new one began): the task is an earlier
                 # attempt's now, and is never forgotten.
-                return current, self.take_stray(current, prediction, evidence)
+                return current, self.take_stray(current, task, evidence)
             # recorded meanwhile (the submitter's own write, or another delivery)
         else:
             metrics.add_metric(name="TasksAdopted", unit=MetricUnit.Count, value=1)
-            logger.info("task adopted", extra={"prediction_id": prediction.id, "evidence": evidence})
+            logger.info("task adopted", extra={"prediction_id": task.id, "evidence": evidence})
         assert current is not None  # a move that was done returns the job
-        job, outcome = self.apply(current, prediction, by=by)
+        job, outcome = self.apply(current, task, by=by)
         return job, Outcome.ADOPTED.then(outcome)
 
-    def take_stray(self, job: Job, task: Prediction, evidence: str) -> Outcome:
+    def take_stray(self, job: Job, task: Task, evidence: str) -> Outcome:
         """A task of one of the job's earlier attempts (WaveSpeed's word names its link). With no POST in
         flight (RECEIVED) and the task not ended, it becomes the job's task, saving a new paid one; otherwise
         it is recorded on the job and counted, and the StrayTasks alarm asks a person to look. Never dropped:
@@ -182,7 +180,7 @@ class Tracker:
             job = current or job  # it moved meanwhile: look again
         raise RuntimeError(f"task {task.id} could not be recorded on job {job.job_id}: the job kept moving")
 
-    def _take_stray_once(self, job: Job, task: Prediction, evidence: str) -> tuple[Outcome | None, Job | None]:
+    def _take_stray_once(self, job: Job, task: Task, evidence: str) -> tuple[Outcome | None, Job | None]:
         """What became of the task, or None and the job as it stands if the job moved meanwhile."""
         # An attempt that ended SUBMIT_UNSETTLED still counts its task as one that may exist.
         link = url_digest(task.data_url or "")
@@ -214,7 +212,7 @@ class Tracker:
         _turned_up("a task of an earlier attempt was recorded", task)
         return Outcome.STRAY_RECORDED, recorded.job
 
-    def revive(self, job: Job, task: Prediction, evidence: str, *, counted: bool = False) -> Outcome | None:
+    def revive(self, job: Job, task: Task, evidence: str, *, counted: bool = False) -> Outcome | None:
         """A FAILED job none of whose weights were stored, and a task of it that turns up completed (a late
         task, or one WaveSpeed's 404s wrongly gave up): its weights are the user's paid output, so they are
         stored. `counted`: the task adds to `attempts`. None when the job or the task is not such a one."""
@@ -236,35 +234,35 @@ class Tracker:
         self._enqueue_store(revived.job)
         return Outcome.FAILED_JOB_REVIVED
 
-    def apply(self, job: Job, prediction: Prediction, *, by: str) -> tuple[Job, Outcome]:
+    def apply(self, job: Job, task: Task, *, by: str) -> tuple[Job, Outcome]:
         """Act on a task's authoritative state; return the job and what happened, in a word or two."""
-        if job.prediction_id != prediction.id or job.status in TERMINAL_STATUSES:
+        if job.prediction_id != task.id or job.status in TERMINAL_STATUSES:
             return job, Outcome.UNCHANGED
-        status = prediction.status
+        status = task.status
         if status == "processing" and job.status is JobStatus.SUBMITTED:
             return _said(self._jobs.start_training(job.job_id), job, Outcome.TRAINING)
         if status == "completed":
-            return self._completed(job, prediction, by)
+            return self._completed(job, task, by)
         if status in ENDED_TASK_STATUSES and job.status in ACTIVE:
-            if is_retryable(prediction) and job.attempts < self._settings.max_attempts:
-                return self._resubmit(job, prediction)
-            code = str(prediction.code) if prediction.code is not None else status.upper()
-            ended = end_job(self._jobs, job.job_id, ACTIVE, JobStatus.FAILED, code, describe_failure(prediction))
+            if is_retryable(task) and job.attempts < self._settings.max_attempts:
+                return self._resubmit(job, task)
+            code = str(task.code) if task.code is not None else status.upper()
+            ended = end_job(self._jobs, job.job_id, ACTIVE, JobStatus.FAILED, code, describe_failure(task))
             return _said(ended, job, Outcome.FAILED)
         if status not in KNOWN_TASK_STATUSES:
             logger.warning("unknown WaveSpeed task status", extra={"task_status": status})
         return job, Outcome.UNCHANGED
 
-    def _completed(self, job: Job, prediction: Prediction, by: str) -> tuple[Job, Outcome]:
+    def _completed(self, job: Job, task: Task, by: str) -> tuple[Job, Outcome]:
         if job.status in ACTIVE:
-            if prediction.weights_url is None:
+            if task.weights_url is None:
                 ended = end_job(
                     self._jobs,
                     job.job_id,
                     ACTIVE,
                     JobStatus.FAILED,
                     ErrorCode.NO_OUTPUT,
-                    f"WaveSpeed task {prediction.id} completed without any output file",
+                    f"WaveSpeed task {task.id} completed without any output file",
                 )
                 return _said(ended, job, Outcome.FAILED)
             moved = self._jobs.start_storing(job.job_id)
@@ -301,9 +299,9 @@ class Tracker:
             self._enqueue_store(touched.job)
         return _said(touched, job, Outcome.STORE_REQUEUED)
 
-    def _resubmit(self, job: Job, prediction: Prediction) -> tuple[Job, Outcome]:
+    def _resubmit(self, job: Job, task: Task) -> tuple[Job, Outcome]:
         attempt = f"attempt {job.attempts + 1} of {self._settings.max_attempts}"
-        moved = self._jobs.send_back(job.job_id, f"{describe_failure(prediction)}; resubmitting ({attempt})")
+        moved = self._jobs.send_back(job.job_id, f"{describe_failure(task)}; resubmitting ({attempt})")
         if moved.done and moved.job is not None:
             self.enqueue_resubmit(moved.job)
             metrics.add_metric(name="TasksResubmitted", unit=MetricUnit.Count, value=1)
@@ -324,7 +322,7 @@ def _said(moved: Moved, job: Job, outcome: Outcome) -> tuple[Job, Outcome]:
     return (moved.job, outcome) if moved.done and moved.job is not None else (job, Outcome.UNCHANGED)
 
 
-def _turned_up(what: str, task: Prediction) -> None:
+def _turned_up(what: str, task: Task) -> None:
     """A task loradrop had given up on turned up (a settle that concluded "absent", a 404 that said "gone", a
     race): taken, stored or recorded, it is counted, and the StrayTasks alarm asks a person to look why."""
     metrics.add_metric(name="StrayTasks", unit=MetricUnit.Count, value=1)
@@ -461,7 +459,7 @@ class Reconciler:
         if job.status is JobStatus.STORING and job.store_lease_until and job.store_lease_until > utc_now():
             return Outcome.COPY_RUNNING  # nothing ends or re-queues a job under a running copy
         try:
-            prediction = self._wavespeed().get_result(job.prediction_id, deadline)
+            task = self._wavespeed().get_result(job.prediction_id, deadline)
         except NotFound:
             return self._task_not_found(job, now, deadline)
         except WaveSpeedError as err:  # a proxy's 404 page included: only WaveSpeed says a task is gone
@@ -469,7 +467,7 @@ class Reconciler:
             return Outcome.UNREACHABLE
         if job.task_missing_since:
             job = self._jobs.task_missing(job, None).job or job
-        _, outcome = self._tracker.apply(job, prediction, by="reconciler")
+        _, outcome = self._tracker.apply(job, task, by="reconciler")
         return outcome
 
     def _task_not_found(self, job: Job, now: datetime, deadline: Deadline) -> Outcome:

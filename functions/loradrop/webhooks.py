@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from loradrop.credentials import WebhookSecretSource
 from loradrop.deadline import Deadline
-from loradrop.models import Prediction
+from loradrop.models import Task
 from loradrop.settings import WebhookSettings
 from loradrop.signing import InvalidSignature, SignatureMismatch, verify
 from loradrop.tracking import JobNotFound, Tracker
@@ -68,7 +68,7 @@ def receive(
         raise HttpError(413, "webhook body too large")
     _verify(event.get("headers") or {}, body, deadline, settings, secrets())
     try:
-        hint = Prediction.model_validate_json(body)
+        hint = Task.model_validate_json(body)
     except ValidationError:
         raise HttpError(400, "body is not a WaveSpeed task object") from None
     try:

@@ -8,21 +8,21 @@ from datetime import datetime
 from typing import Any
 
 from loradrop.deadline import Deadline
-from loradrop.models import Prediction
+from loradrop.models import Task
 from loradrop.wavespeed import HistoryPage, NotFound, WaveSpeedError
 
 
 @dataclass
 class FakeWaveSpeed:
-    tasks: dict[str, Prediction] = field(default_factory=dict)
+    tasks: dict[str, Task] = field(default_factory=dict)
     # The next POST's answer: a task (given the POST's input), or one of the client's errors.
-    answer: Prediction | WaveSpeedError = field(default_factory=lambda: Prediction(id="task-1", status="created"))
+    answer: Task | WaveSpeedError = field(default_factory=lambda: Task(id="task-1", status="created"))
     webhook_secret: str = "whsec_test"
     posts: list[dict[str, Any]] = field(default_factory=list)
     gets: list[str] = field(default_factory=list)
     listings: list[dict[str, Any]] = field(default_factory=list)
 
-    def submit_training(self, model: str, body: dict[str, Any], webhook_url: str) -> Prediction:
+    def submit_training(self, model: str, body: dict[str, Any], webhook_url: str) -> Task:
         self.posts.append({"model": model, "body": body, "webhook": webhook_url})
         if isinstance(self.answer, WaveSpeedError):
             raise self.answer
@@ -30,7 +30,7 @@ class FakeWaveSpeed:
         self.tasks[task.id] = task
         return task
 
-    def get_result(self, prediction_id: str, deadline: Deadline | None = None) -> Prediction:
+    def get_result(self, prediction_id: str, deadline: Deadline | None = None) -> Task:
         self.gets.append(prediction_id)
         if prediction_id not in self.tasks:
             raise NotFound("prediction not found", status=404)

@@ -16,7 +16,7 @@ from moto import mock_aws
 from loradrop import services, settings
 from loradrop.job import Job, utc_now
 from loradrop.jobs import JobStore
-from loradrop.models import JobStatus, Prediction
+from loradrop.models import JobStatus, Task
 from loradrop.signing import signature
 from loradrop.wavespeed import RateLimited
 from loradrop_local.dataset import training_zip
@@ -198,7 +198,7 @@ def test_receive_webhook_moves_a_signed_completion_to_storing_and_queues_the_cop
 
     world.jobs.claim(_job(JobStatus.TRAINING, prediction_id=TASK, attempts=1))
     event = load_event("webhook_completed.json")
-    world.wavespeed.tasks[TASK] = Prediction.model_validate_json(event["body"])
+    world.wavespeed.tasks[TASK] = Task.model_validate_json(event["body"])
     answer = handler(_signed(event, WEBHOOK_SECRET), context(10))
     assert (answer["statusCode"], json.loads(answer["body"])["outcome"]) == (200, "storing")
     assert world.wavespeed.gets == [TASK]  # the body only names the task: WaveSpeed's GET is the truth
@@ -235,7 +235,7 @@ def test_reconcile_jobs_asks_wavespeed_about_a_job_whose_webhook_was_lost(world:
     from reconcile_jobs.app import handler
 
     world.jobs.claim(_job(JobStatus.TRAINING, prediction_id=TASK, attempts=1))
-    world.wavespeed.tasks[TASK] = Prediction.model_validate_json(load_event("webhook_completed.json")["body"])
+    world.wavespeed.tasks[TASK] = Task.model_validate_json(load_event("webhook_completed.json")["body"])
     answer = handler(load_event("schedule.json"), context(60))
     assert answer == {"summary": {"storing": 1}}
     job = world.jobs.get("portraits-of-ana-5d3f0c1b2a49")

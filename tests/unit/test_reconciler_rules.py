@@ -17,7 +17,7 @@ from moto import mock_aws
 from loradrop.deadline import Deadline
 from loradrop.job import Job, iso, url_digest
 from loradrop.jobs import JobPatch, JobStore
-from loradrop.models import JobStatus, Prediction
+from loradrop.models import JobStatus, Task
 from loradrop.redaction import json_for_logs
 from loradrop.tracking import JobNotFound, Reconciler, Tracker
 from loradrop.wavespeed import HistoryPage, NotFound, TransientError
@@ -32,18 +32,18 @@ OUTPUT = "https://d1.cloudfront.net/outputs/t/lora.safetensors"
 
 class FakeWaveSpeed:
     def __init__(self) -> None:
-        self.tasks: dict[str, Prediction] = {}
+        self.tasks: dict[str, Task] = {}
         self.gone: set[str] = set()
         self.proxy_404: set[str] = set()
         self.gets: list[str] = []
         self.listed_anyway: set[str] = set()  # answered 404 by something in front, still in WaveSpeed's history
 
     def list_predictions(self, **query: Any) -> HistoryPage:
-        items = [Prediction(id=i, status="processing") for i in self.tasks.keys() - self.gone | self.listed_anyway]
+        items = [Task(id=i, status="processing") for i in self.tasks.keys() - self.gone | self.listed_anyway]
         items = items if query["page"] == 1 else []
         return HistoryPage(items, len(items), len(items) if query["page"] == 1 else 0)
 
-    def get_result(self, task_id: str, deadline: Deadline | None = None) -> Prediction:
+    def get_result(self, task_id: str, deadline: Deadline | None = None) -> Task:
         self.gets.append(task_id)
         if task_id in self.proxy_404:
             raise TransientError("HTTP 404 without WaveSpeed's error body: <html>Not Found</html>")
@@ -111,7 +111,7 @@ def test_more_stale_jobs_than_a_runs_batch_are_all_checked_within_a_few_runs(wor
     # Given 12 jobs waiting on tasks still training, oldest first, and a batch limit of 5 per state
     for i in range(12):
         job(world, f"j{i:02d}", JobStatus.TRAINING, f"t{i:02d}", at=NOW - timedelta(hours=12 - i))
-        world["ws"].tasks[f"t{i:02d}"] = Prediction(id=f"t{i:02d}", status="processing")
+        world["ws"].tasks[f"t{i:02d}"] = Task(id=f"t{i:02d}", status="processing")
     # When the reconciler runs three times (each looks at 5; a job left as it was goes to the back)
     for minute in range(3):
         run(world, timedelta(minutes=minute))
@@ -147,7 +147,7 @@ def test_an_odd_item_among_healthy_ones_is_counted_and_the_pass_goes_on(
         ExpressionAttributeValues={":v": value},
     )
     for task in ("ta", "tb", "tc"):
-        world["ws"].tasks[task] = Prediction(id=task, status="completed", outputs=[OUTPUT])
+        world["ws"].tasks[task] = Task(id=task, status="completed", outputs=[OUTPUT])
     # When the reconciler runs
     summary = run(world, timedelta(minutes=1))
     # Then both healthy jobs moved on, and the odd one was counted (the alarm on ReconcileErrors tells a
@@ -166,7 +166,7 @@ def test_an_odd_item_among_healthy_ones_is_counted_and_the_pass_goes_on(
 
 def test_a_failed_listing_reports_no_oldest_age_rather_than_zero(world: dict[str, Any]) -> None:
     job(world, "waiting", JobStatus.TRAINING, "t1", at=NOW - timedelta(hours=5))
-    world["ws"].tasks["t1"] = Prediction(id="t1", status="processing")
+    world["ws"].tasks["t1"] = Task(id="t1", status="processing")
     run(world)
     assert metric("OldestWaitingJobAgeSeconds") == [5 * 3600.0]
     original = world["jobs"].stale_keys
@@ -189,10 +189,10 @@ def test_the_run_stops_in_time_to_flush_its_metrics(world: dict[str, Any]) -> No
     world["reconciler"]._clock = lambda: clock["now"]
     for i in range(3):
         job(world, f"j{i}", JobStatus.TRAINING, f"t{i}")
-        world["ws"].tasks[f"t{i}"] = Prediction(id=f"t{i}", status="processing")
+        world["ws"].tasks[f"t{i}"] = Task(id=f"t{i}", status="processing")
     original = world["ws"].get_result
 
-    def slow(task_id: str, deadline: Deadline | None = None) -> Prediction:
+    def slow(task_id: str, deadline: Deadline | None = None) -> Task:
         clock["now"] += 5.0
         assert deadline is not None
         assert deadline.remaining() >= 0
@@ -250,7 +250,7 @@ def test_one_404_between_answers_is_forgotten(world: dict[str, Any]) -> None:
     world["ws"].gone.add("t")
     run(world)
     world["ws"].gone.clear()
-    world["ws"].tasks["t"] = Prediction(id="t", status="processing")
+    world["ws"].tasks["t"] = Task(id="t", status="processing")
     assert run(world, timedelta(minutes=6)) == {"unchanged": 1}
     assert world["jobs"].get("j").task_missing_since is None
     world["ws"].gone.add("t")
@@ -292,7 +292,7 @@ def two_attempt_job(world: dict[str, Any], status: JobStatus, job_id: str = "j",
     return job(world, job_id, status, task, history=history, submit_url_sha256=url_digest(LINK_2), **fields)
 
 
-def webhook(world: dict[str, Any], task: Prediction, job_hint: str | None = "j") -> tuple[Job, str]:
+def webhook(world: dict[str, Any], task: Task, job_hint: str | None = "j") -> tuple[Job, str]:
     world["ws"].tasks[task.id] = task
     result: tuple[Job, str] = world["tracker"].on_webhook(task, job_hint)
     return result
@@ -311,7 +311,7 @@ def test_a_verified_webhook_for_an_earlier_attempts_task_is_recorded_never_404(
     world: dict[str, Any], status: JobStatus, error_code: str | None
 ) -> None:
     two_attempt_job(world, status, task="second-task", error_code=error_code)
-    stray = Prediction(id="first-task", status="completed", outputs=[OUTPUT], input={"data": LINK_1})
+    stray = Task(id="first-task", status="completed", outputs=[OUTPUT], input={"data": LINK_1})
     _, outcome = webhook(world, stray)
     stored = world["jobs"].get("j")
     assert outcome == "stray task recorded"
@@ -328,7 +328,7 @@ def test_a_failed_job_whose_earlier_task_turns_up_completed_stores_its_weights(
     # Given a job that failed without ever storing weights (its settling gave up, its last task failed, ...)
     two_attempt_job(world, JobStatus.FAILED, error_code=error_code, error="it failed")
     # When its first attempt's task reports in, completed (its weights are the user's paid output)
-    stray = Prediction(id="first-task", status="completed", outputs=[OUTPUT], input={"data": LINK_1})
+    stray = Task(id="first-task", status="completed", outputs=[OUTPUT], input={"data": LINK_1})
     _, outcome = webhook(world, stray)
     # Then the job goes on to store them, counted as a task that exists
     stored = world["jobs"].get("j")
@@ -344,7 +344,7 @@ def test_a_failed_job_whose_earlier_task_turns_up_completed_stores_its_weights(
 
 def test_a_job_given_up_as_task_gone_is_revived_when_its_task_reports_in_completed(world: dict[str, Any]) -> None:
     job(world, "j", JobStatus.FAILED, "t", error_code="TASK_GONE", error="WaveSpeed no longer knows task t")
-    world["ws"].tasks["t"] = Prediction(id="t", status="completed", outputs=[OUTPUT])
+    world["ws"].tasks["t"] = Task(id="t", status="completed", outputs=[OUTPUT])
     _, outcome = world["tracker"].on_webhook(world["ws"].tasks["t"])
     stored = world["jobs"].get("j")
     assert outcome == "failed job revived, storing"
@@ -358,7 +358,7 @@ def test_without_the_hint_the_job_is_found_from_the_versioned_link(world: dict[s
     job_id = job_id_for("uploads", "uploads/ana.zip", "v1", None)
     two_attempt_job(world, JobStatus.TRAINING, job_id, task="second-task")
     # When its first attempt's task reports in through a URL whose job hint was dropped
-    stray = Prediction(id="first-task", status="processing", input={"data": LINK_1})
+    stray = Task(id="first-task", status="processing", input={"data": LINK_1})
     _, outcome = webhook(world, stray, job_hint=None)
     # Then the link itself leads to the job
     assert outcome == "stray task recorded"
@@ -375,7 +375,7 @@ def test_an_earlier_attempts_task_is_taken_by_a_job_waiting_to_submit_again(worl
     ]
     job(world, "j", JobStatus.RECEIVED, None, history=history, submit_url_sha256=url_digest(LINK_1), attempts=0)
     # When the first attempt's task reports in, completed
-    stray = Prediction(id="first-task", status="completed", outputs=[OUTPUT], input={"data": LINK_1})
+    stray = Task(id="first-task", status="completed", outputs=[OUTPUT], input={"data": LINK_1})
     _, outcome = webhook(world, stray)
     # Then the job takes it instead of paying for a new one, and goes on to store its weights
     stored = world["jobs"].get("j")
@@ -385,7 +385,7 @@ def test_an_earlier_attempts_task_is_taken_by_a_job_waiting_to_submit_again(worl
 
 def test_a_task_of_no_attempt_of_the_hinted_job_is_still_not_found(world: dict[str, Any]) -> None:
     two_attempt_job(world, JobStatus.TRAINING, task="second-task")
-    foreign = Prediction(id="other", status="completed", input={"data": "https://elsewhere.test/x.zip"})
+    foreign = Task(id="other", status="completed", input={"data": "https://elsewhere.test/x.zip"})
     with pytest.raises(JobNotFound):
         webhook(world, foreign)
     assert world["jobs"].get("j").stray_tasks == []
@@ -394,7 +394,7 @@ def test_a_task_of_no_attempt_of_the_hinted_job_is_still_not_found(world: dict[s
 def test_a_recorded_stray_that_completes_after_its_job_failed_is_stored(world: dict[str, Any]) -> None:
     # Given a job whose first attempt's task was recorded as a stray while it trained, then the job failed
     two_attempt_job(world, JobStatus.TRAINING, task="second-task")
-    training = Prediction(id="first-task", status="processing", input={"data": LINK_1})
+    training = Task(id="first-task", status="processing", input={"data": LINK_1})
     assert webhook(world, training)[1] == "stray task recorded"
     world["jobs"].move(
         "j", {JobStatus.TRAINING}, JobStatus.FAILED, patch=JobPatch(**{"error_code": "1401", "error": "x"})
@@ -413,8 +413,8 @@ def test_a_task_whose_get_leaves_out_its_input_is_counted_by_its_signed_link(wor
     two_attempt_job(world, JobStatus.FAILED, error_code="SUBMIT_UNSETTLED", error="unsettled")
     stored = world["jobs"].get("j")
     # When that attempt's task reports in, completed, and WaveSpeed's GET answers without `input`
-    world["ws"].tasks["late"] = Prediction(id="late", status="completed", outputs=[OUTPUT])
-    signed = Prediction(id="late", status="completed", outputs=[OUTPUT], input={"data": LINK_2})
+    world["ws"].tasks["late"] = Task(id="late", status="completed", outputs=[OUTPUT])
+    signed = Task(id="late", status="completed", outputs=[OUTPUT], input={"data": LINK_2})
     _, outcome = world["tracker"].on_webhook(signed, "j")
     # Then it is stored without being counted a second time
     revived = world["jobs"].get("j")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loradrop.models import Prediction, describe_failure, retry_kind
+from loradrop.models import Task, describe_failure, retry_kind
 
 DOMAIN = Path(__file__).resolve().parents[2] / "functions" / "loradrop"
 CODE = re.compile(r"^[A-Z][A-Z_]+$")
@@ -62,8 +62,8 @@ def test_every_failure_that_says_retry_can_be_retried(code: str) -> None:
     [("failed", 5003), ("failed", 5000), ("failed", 1402), ("timeout", None), ("cancelled", None), ("deleted", None)],
 )
 def test_every_wavespeed_failure_whose_hint_says_retry_can_be_retried(status: str, code: int | None) -> None:
-    prediction = Prediction(id="t", status=status, code=code)
-    assert "loradrop retry" in describe_failure(prediction)
+    task = Task(id="t", status=status, code=code)
+    assert "loradrop retry" in describe_failure(task)
     assert retry_kind(str(code) if code is not None else status.upper()) == "submit"
 
 

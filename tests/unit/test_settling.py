@@ -19,7 +19,7 @@ from moto import mock_aws
 from loradrop.deadline import Deadline
 from loradrop.job import Job, iso, url_digest
 from loradrop.jobs import JobPatch, JobStore
-from loradrop.models import JobStatus, Prediction
+from loradrop.models import JobStatus, Task
 from loradrop.redaction import json_for_logs
 from loradrop.settings import ReconcileSettings
 from loradrop.tracking import Reconciler, Tracker
@@ -83,7 +83,7 @@ class FakeWaveSpeed:
         size = min(query.get("page_size", 100), self.page_cap)
         page = chosen[(query["page"] - 1) * size : query["page"] * size]
         items = [
-            Prediction(
+            Task(
                 id=t["id"],
                 model=MODEL,
                 status=t["status"],
@@ -94,7 +94,7 @@ class FakeWaveSpeed:
         ]
         return HistoryPage(items, len(items), len(chosen) if self.with_total else None)
 
-    def get_result(self, task_id: str, deadline: Deadline | None = None) -> Prediction:
+    def get_result(self, task_id: str, deadline: Deadline | None = None) -> Task:
         self._tick()
         self.gets.append(task_id)
         if task_id in self.gone:
@@ -104,7 +104,7 @@ class FakeWaveSpeed:
         t = self.tasks[task_id]
         outputs = [f"https://d1.cloudfront.net/{task_id}/lora.safetensors"] if t["status"] == "completed" else []
         data = {"data": t["link"]} if t["link"] else None
-        return Prediction(id=task_id, model=MODEL, status=t["status"], input=data, outputs=outputs)
+        return Task(id=task_id, model=MODEL, status=t["status"], input=data, outputs=outputs)
 
 
 class FakeClock:
@@ -490,7 +490,7 @@ def test_one_broken_job_does_not_stop_the_run_and_time_running_out_does(world: d
     calls = {"n": 0}
     original = world["ws"].get_result
 
-    def flaky(task_id: str, deadline: Deadline | None = None) -> Prediction:
+    def flaky(task_id: str, deadline: Deadline | None = None) -> Task:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("unexpected answer")
@@ -516,7 +516,7 @@ def test_a_persons_retry_of_a_lost_submission_starts_the_count_again(world: dict
     config = SubmitSettings.model_validate(
         {"JOBS_TABLE": "jobs", "EVENT_BUS_NAME": "default", "WAVESPEED_SECRET_ID": "x", "WEBHOOK_URL": "https://hook"}
     )
-    submitted = Prediction(id="fresh-task", model=MODEL)
+    submitted = Task(id="fresh-task", model=MODEL)
     wavespeed = type("Answering", (), {"submit_training": lambda self, model, body, url: submitted})()
     submitter = Submitter(jobs=world["jobs"], s3=s3, wavespeed=lambda: wavespeed, settings=config)
     # When a person retries it and WaveSpeed answers

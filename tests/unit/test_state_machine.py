@@ -18,7 +18,7 @@ from loradrop.models import (
     TERMINAL_STATUSES,
     IllegalMove,
     JobStatus,
-    Prediction,
+    Task,
     check_move,
     state_diagram,
 )
@@ -112,7 +112,7 @@ def test_an_adoption_for_an_earlier_attempt_is_refused(store: JobStore) -> None:
     store.begin_submission("ana-1", found={}, params={}, warnings=[], link="L1", at="t0")
     store.submission_deferred("ana-1", "not submitted, will retry: 429")
     store.begin_submission("ana-1", found={}, params={}, warnings=[], link="L2", at="t1")
-    task = Prediction(id="task-1", status="created")
+    task = Task(id="task-1", status="created")
     stale = store.record_task("ana-1", task, note="task adopted", attempt_link="L1")
     assert not stale.done
     assert stale.job is not None
@@ -132,7 +132,7 @@ def test_a_misspelled_attribute_is_refused_before_anything_is_written(store: Job
 def test_only_the_lease_holder_releases_it_and_nobody_takes_it_while_held(store: JobStore) -> None:
     _received(store)
     store.begin_submission("ana-1", found={}, params={}, warnings=[], link="L1", at="t0")
-    store.record_task("ana-1", Prediction(id="task-1", status="completed"))
+    store.record_task("ana-1", Task(id="task-1", status="completed"))
     store.start_storing("ana-1")
     held = store.take_lease("ana-1", "copy-a", "2999-01-01T00:00:00.000Z")
     assert held.done

@@ -15,7 +15,7 @@ from aws_lambda_powertools import Logger
 from moto import mock_aws
 
 from loradrop.jobs import JobStore
-from loradrop.models import JobStatus, Prediction
+from loradrop.models import JobStatus, Task
 from loradrop.redaction import json_for_logs
 from loradrop.settings import StoreSettings
 from loradrop.storing import CopyInProgress, Storer
@@ -35,8 +35,8 @@ class FakeWaveSpeed:
     def __init__(self) -> None:
         self.outputs = [OUTPUT]
 
-    def get_result(self, task_id: str) -> Prediction:
-        return Prediction(id=task_id, model="m", status="completed", outputs=self.outputs)
+    def get_result(self, task_id: str) -> Task:
+        return Task(id=task_id, model="m", status="completed", outputs=self.outputs)
 
 
 class _Chunks(httpx.SyncByteStream):

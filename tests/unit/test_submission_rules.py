@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger
 from moto import mock_aws
 
 from loradrop.jobs import JobStore
-from loradrop.models import JobStatus, Prediction
+from loradrop.models import JobStatus, Task
 from loradrop.redaction import json_for_logs
 from loradrop.settings import SubmitSettings
 from loradrop.submission import RetryLater, Submitter, UploadRef
@@ -28,10 +28,10 @@ class FakeWaveSpeed:
     """Answers the next POST as told: a task, or one of the client's errors."""
 
     def __init__(self) -> None:
-        self.answer: Prediction | WaveSpeedError = Prediction(id="task-1", model="m", status="created")
+        self.answer: Task | WaveSpeedError = Task(id="task-1", model="m", status="created")
         self.posts: list[dict[str, Any]] = []
 
-    def submit_training(self, model: str, body: dict[str, Any], webhook_url: str) -> Prediction:
+    def submit_training(self, model: str, body: dict[str, Any], webhook_url: str) -> Task:
         self.posts.append({"model": model, "body": body, "webhook": webhook_url})
         if isinstance(self.answer, WaveSpeedError):
             raise self.answer
@@ -149,7 +149,7 @@ def test_retry_resubmits_only_what_a_new_upload_would_not_fix(world: dict[str, A
     world["ws"].answer = RequestRejected("account suspended", status=403)
     job = world["submitter"].accept_upload(upload(world, training_zip()))
     assert job.status is JobStatus.FAILED
-    world["ws"].answer = Prediction(id="task-2", model="m", status="created")
+    world["ws"].answer = Task(id="task-2", model="m", status="created")
     retried = world["submitter"].retry(job.job_id)
     # A refusal is the user's to fix (a new upload, or the account): `loradrop retry` leaves it
     assert retried is None or retried.status is JobStatus.FAILED
@@ -202,7 +202,7 @@ def test_a_retry_that_met_a_429_carries_on_when_its_message_comes_back(world: di
     with pytest.raises(RetryLater):
         world["submitter"].retry(ref.job_id)
     assert world["jobs"].get(ref.job_id).status is JobStatus.RECEIVED
-    world["ws"].answer = Prediction(id="task-2", model="m", status="created")
+    world["ws"].answer = Task(id="task-2", model="m", status="created")
     retried = world["submitter"].retry(ref.job_id)
     # Then the redelivered retry submits it instead of being dropped
     assert (retried.status, retried.prediction_id, retried.attempts) == (JobStatus.SUBMITTED, "task-2", 1)

@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger
 from moto import mock_aws
 
 from loradrop.jobs import JobPatch, JobStore
-from loradrop.models import TERMINAL_STATUSES, JobStatus, Prediction
+from loradrop.models import TERMINAL_STATUSES, JobStatus, Task
 from loradrop.redaction import json_for_logs
 from loradrop.settings import ReconcileSettings
 from loradrop.tracking import Tracker
@@ -41,13 +41,13 @@ ACTIVE_RULES: dict[str, tuple[str, JobStatus, str | None]] = {
 TASK_STATES = ["processing", *ACTIVE_RULES]
 
 
-def prediction(state: str) -> Prediction:
+def task(state: str) -> Task:
     status, code, error, outputs = state, None, None, [OUTPUT]
     if state.startswith("failed-"):
         status, (code, error) = "failed", RETRYABLE if state == "failed-retryable" else FIX_INPUT
     if state == "completed-no-output":
         status, outputs = "completed", []
-    return Prediction(id=TASK, model="m", status=status, code=code, error=error, outputs=outputs)
+    return Task(id=TASK, model="m", status=status, code=code, error=error, outputs=outputs)
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def queued(world: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 def test_a_waiting_job_follows_its_task(world: dict[str, Any], active: JobStatus, state: str) -> None:
     outcome, status, message = ACTIVE_RULES[state]
     job = job_in(world["jobs"], active)
-    moved, said = world["tracker"].apply(job, prediction(state), by="webhook")
+    moved, said = world["tracker"].apply(job, task(state), by="webhook")
     expected_status = active if status is JobStatus.SUBMITTED else status
     assert (said, moved.status) == (outcome, expected_status)
     stored = world["jobs"].get(job.job_id)
@@ -105,15 +105,15 @@ def test_a_waiting_job_follows_its_task(world: dict[str, Any], active: JobStatus
 
 def test_processing_moves_a_submitted_job_to_training_once(world: dict[str, Any]) -> None:
     job = job_in(world["jobs"], JobStatus.SUBMITTED)
-    moved, said = world["tracker"].apply(job, prediction("processing"), by="webhook")
+    moved, said = world["tracker"].apply(job, task("processing"), by="webhook")
     assert (said, moved.status) == ("training", JobStatus.TRAINING)
-    again, said = world["tracker"].apply(moved, prediction("processing"), by="webhook")
+    again, said = world["tracker"].apply(moved, task("processing"), by="webhook")
     assert (said, again.status) == ("unchanged", JobStatus.TRAINING)
 
 
 def test_the_last_attempt_fails_instead_of_resubmitting(world: dict[str, Any]) -> None:
     job = job_in(world["jobs"], JobStatus.TRAINING, attempts=2)  # 2 of 2 used
-    moved, said = world["tracker"].apply(job, prediction("failed-retryable"), by="reconciler")
+    moved, said = world["tracker"].apply(job, task("failed-retryable"), by="reconciler")
     assert (said, moved.status, moved.error_code) == ("failed", JobStatus.FAILED, "5003")
     assert queued(world)["intake"] == []
 
@@ -125,7 +125,7 @@ def test_the_last_attempt_fails_instead_of_resubmitting(world: dict[str, Any]) -
 @pytest.mark.parametrize("state", TASK_STATES)
 def test_jobs_not_waiting_on_the_task_are_left_alone(world: dict[str, Any], status: JobStatus, state: str) -> None:
     job = job_in(world["jobs"], status)
-    moved, said = world["tracker"].apply(job, prediction(state), by="reconciler")
+    moved, said = world["tracker"].apply(job, task(state), by="reconciler")
     assert (said, moved.status) == ("unchanged", status)
     assert world["jobs"].get(job.job_id).status is status  # type: ignore[union-attr]
     assert queued(world) == {"intake": [], "store": []}
@@ -133,7 +133,7 @@ def test_jobs_not_waiting_on_the_task_are_left_alone(world: dict[str, Any], stat
 
 def test_a_task_that_is_not_the_jobs_changes_nothing(world: dict[str, Any]) -> None:
     job = job_in(world["jobs"], JobStatus.SUBMITTED)
-    other = prediction("completed").model_copy(update={"id": "someone-elses"})
+    other = task("completed").model_copy(update={"id": "someone-elses"})
     moved, said = world["tracker"].apply(job, other, by="webhook")
     assert (said, moved.status) == ("unchanged", JobStatus.SUBMITTED)
 
@@ -141,7 +141,7 @@ def test_a_task_that_is_not_the_jobs_changes_nothing(world: dict[str, Any]) -> N
 @pytest.mark.parametrize("by", ["webhook", "reconciler"])
 def test_a_storing_job_is_restarted_only_by_the_reconciler(world: dict[str, Any], by: str) -> None:
     job = job_in(world["jobs"], JobStatus.STORING)
-    moved, said = world["tracker"].apply(job, prediction("completed"), by=by)
+    moved, said = world["tracker"].apply(job, task("completed"), by=by)
     if by == "webhook":  # a repeated webhook while the copy runs
         assert (said, queued(world)["store"]) == ("unchanged", [])
     else:  # the store message was lost, or its copy died: queue it again, counted
@@ -152,7 +152,7 @@ def test_a_storing_job_is_restarted_only_by_the_reconciler(world: dict[str, Any]
 
 def test_a_live_copy_lease_is_left_alone_and_too_many_restarts_end_the_job(world: dict[str, Any]) -> None:
     leased = job_in(world["jobs"], JobStatus.STORING, store_lease_until="2999-01-01T00:00:00.000Z")
-    assert world["tracker"].apply(leased, prediction("completed"), by="reconciler")[1] == "copy running"
+    assert world["tracker"].apply(leased, task("completed"), by="reconciler")[1] == "copy running"
     world["jobs"].move(
         leased.job_id, {JobStatus.STORING}, JobStatus.STORING, note="copy attempt failed: AccessDenied on PutObject"
     )
@@ -162,9 +162,9 @@ def test_a_live_copy_lease_is_left_alone_and_too_many_restarts_end_the_job(world
     worn = world["jobs"].get(leased.job_id)
     assert worn is not None
     assert (
-        world["tracker"].apply(
-            worn.model_copy(update={"store_lease_until": None}), prediction("completed"), by="reconciler"
-        )[1]
+        world["tracker"].apply(worn.model_copy(update={"store_lease_until": None}), task("completed"), by="reconciler")[
+            1
+        ]
         == "unchanged"
     )
     assert world["jobs"].get(leased.job_id).status is JobStatus.STORING  # type: ignore[union-attr]
@@ -175,6 +175,6 @@ def test_a_live_copy_lease_is_left_alone_and_too_many_restarts_end_the_job(world
         JobStatus.STORING,
         patch=JobPatch(**{"store_lease_until": "2000-01-01T00:00:00.000Z"}),
     )
-    moved, said = world["tracker"].apply(world["jobs"].get(leased.job_id), prediction("completed"), by="reconciler")
+    moved, said = world["tracker"].apply(world["jobs"].get(leased.job_id), task("completed"), by="reconciler")
     assert (said, moved.status, moved.error_code) == ("failed", JobStatus.FAILED, "STORE_FAILED")
     assert "AccessDenied on PutObject" in (moved.error or "")  # the last try's reason, quoted
