@@ -18,8 +18,9 @@ from loradrop.deadline import Deadline
 from loradrop.job import Job, iso, url_digest
 from loradrop.jobs import JobPatch, JobStore
 from loradrop.models import JobStatus, Task
+from loradrop.reconciling import Reconciler
 from loradrop.redaction import json_for_logs
-from loradrop.tracking import JobNotFound, Reconciler, Tracker
+from loradrop.tracking import JobNotFound, Tracker
 from loradrop.wavespeed import HistoryPage, NotFound, TransientError
 from tests.unit.tables import create_jobs_table
 from tests.unit.test_settling import settings

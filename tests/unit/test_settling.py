@@ -20,9 +20,10 @@ from loradrop.deadline import Deadline
 from loradrop.job import Job, iso, url_digest
 from loradrop.jobs import JobPatch, JobStore
 from loradrop.models import JobStatus, Task
+from loradrop.reconciling import Reconciler
 from loradrop.redaction import json_for_logs
 from loradrop.settings import ReconcileSettings
-from loradrop.tracking import Reconciler, Tracker
+from loradrop.tracking import Tracker
 from loradrop.wavespeed import HistoryPage, NotFound, TransientError
 from loradrop_local.dataset import training_zip
 from tests.unit.tables import create_jobs_table
