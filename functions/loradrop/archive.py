@@ -217,7 +217,7 @@ def open_archive(reader: RangeReader, limits: ArchiveLimits) -> Archive:
     return Archive(report=report, zip=archive, file=file, images=images, captions=captions)
 
 
-def _check_entries(  # noqa: PLR0912 - one pass over the directory applies every entry rule
+def _check_entries(
     infos: list[zipfile.ZipInfo], directory_start: int, limits: ArchiveLimits
 ) -> tuple[list[zipfile.ZipInfo], list[zipfile.ZipInfo], int, int, int]:
     images: list[zipfile.ZipInfo] = []
@@ -228,18 +228,7 @@ def _check_entries(  # noqa: PLR0912 - one pass over the directory applies every
         _check_name(info)
         if name.endswith("/"):
             continue
-        if info.header_offset < 0 or info.header_offset + info.compress_size > directory_start:
-            raise ArchiveRejected(
-                f"the ZIP is truncated or corrupt (entry {_shown(name)} lies outside the archive): upload it again"
-            )
-        encrypted = info.flag_bits & 0x1 or info.compress_type == 99
-        if info.compress_type not in SUPPORTED_METHODS and not encrypted:
-            method = info.compress_type
-            raise ArchiveRejected(
-                f"entry {_shown(name)} is compressed with method {method} ({METHOD_NAMES.get(method, 'unknown')}), "
-                "which the trainer may not unpack: re-create the ZIP with standard compression "
-                "(e.g. `zip -r photos.zip photos/`)"
-            )
+        encrypted = _check_layout(info, directory_start)
         parts = [p for p in name.replace("\\", "/").split("/") if p]
         if not parts:
             raise ArchiveRejected("the ZIP has an entry without a name: re-create the archive")
@@ -278,6 +267,24 @@ def _check_entries(  # noqa: PLR0912 - one pass over the directory applies every
             "put your training photos in the ZIP (folders are fine)"
         )
     return images, captions, ignored, compressed_total, uncompressed_total
+
+
+def _check_layout(info: zipfile.ZipInfo, directory_start: int) -> bool:
+    """An entry inside the archive, compressed in a way the trainer unpacks; whether it is encrypted."""
+    name = info.filename
+    if info.header_offset < 0 or info.header_offset + info.compress_size > directory_start:
+        raise ArchiveRejected(
+            f"the ZIP is truncated or corrupt (entry {_shown(name)} lies outside the archive): upload it again"
+        )
+    encrypted = bool(info.flag_bits & 0x1 or info.compress_type == 99)
+    if info.compress_type not in SUPPORTED_METHODS and not encrypted:
+        method = info.compress_type
+        raise ArchiveRejected(
+            f"entry {_shown(name)} is compressed with method {method} ({METHOD_NAMES.get(method, 'unknown')}), "
+            "which the trainer may not unpack: re-create the ZIP with standard compression "
+            "(e.g. `zip -r photos.zip photos/`)"
+        )
+    return encrypted
 
 
 def _check_name(info: zipfile.ZipInfo) -> None:

@@ -153,20 +153,7 @@ class Storer:
                     ErrorCode.NO_OUTPUT,
                     f"WaveSpeed task {prediction_id} has no output to store (status {task.status[:40]})",
                 ), Outcome.FAILED
-            self._policy.check(url)
-            name = weights_filename(url)
-            stored = transfer_weights(
-                url=url,
-                http=self._http,
-                policy=self._policy,
-                s3=self._s3,
-                bucket=self._settings.weights_bucket,
-                key=f"{self._prefix(job)}{'weights-' if name in (CARD_NAME, README_NAME) else ''}{name}",
-                metadata=self._metadata(job),
-                plan=self._plan,
-                deadline=deadline,
-                max_bytes=self._settings.max_weights_mib * 1024 * 1024,
-            )
+            stored = self._transfer(job, url, deadline)
             card_uri, problems = self._write_card(job, task, stored)
         except DisallowedOutput as err:
             host = urlsplit(url or "").hostname if url else "?"
@@ -202,13 +189,35 @@ class Storer:
                     "(or a redrive of the store DLQ) copies them again while WaveSpeed keeps the output",
                 )
             raise
+        return self._complete(job, stored, card_uri, problems)
+
+    def _transfer(self, job: Job, url: str, deadline: float) -> StoredWeights:
+        """The weights streamed from WaveSpeed's output into S3, checksummed, by the invocation's deadline."""
+        self._policy.check(url)
+        name = weights_filename(url)
+        return transfer_weights(
+            url=url,
+            http=self._http,
+            policy=self._policy,
+            s3=self._s3,
+            bucket=self._settings.weights_bucket,
+            key=f"{self._prefix(job)}{'weights-' if name in (CARD_NAME, README_NAME) else ''}{name}",
+            metadata=self._metadata(job),
+            plan=self._plan,
+            deadline=deadline,
+            max_bytes=self._settings.max_weights_mib * 1024 * 1024,
+        )
+
+    def _complete(
+        self, job: Job, stored: StoredWeights, card_uri: str, problems: list[str]
+    ) -> tuple[Job | None, Outcome]:
         weights = {
             "weights_uri": stored.uri,
             "weights_size": stored.size,
             "weights_sha256": stored.sha256,
             "model_card_uri": card_uri,
         }
-        completed = self._jobs.complete(job_id, weights, job.warnings + problems if problems else None)
+        completed = self._jobs.complete(job.job_id, weights, job.warnings + problems if problems else None)
         if not completed.done:
             return completed.job, Outcome.UNCHANGED
         metrics.add_metric(name="WeightsStoredBytes", unit=MetricUnit.Bytes, value=stored.size)

@@ -12,9 +12,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
-from loradrop.archive import ArchiveLimits, ArchiveRejected, S3RangeReader, open_archive
+from loradrop.archive import Archive, ArchiveLimits, ArchiveRejected, S3RangeReader, open_archive
 from loradrop.codes import ErrorCode
-from loradrop.dataset import survey
+from loradrop.dataset import DatasetReport, survey
 from loradrop.deadline import Deadline
 from loradrop.ending import end_job
 from loradrop.job import Job, job_id_for, url_digest, utc_now
@@ -54,6 +54,14 @@ class RetryLater(Exception):
     def __init__(self, reason: str, *, rate_limited: bool = False) -> None:
         super().__init__(reason)
         self.rate_limited = rate_limited
+
+
+class _Refused(Exception):
+    """The upload cannot be trained on: the job ends REJECTED with the code, the reason and what was found."""
+
+    def __init__(self, code: ErrorCode, reason: str, found: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.code, self.reason, self.found = code, reason, found
 
 
 @dataclass(frozen=True)
@@ -163,64 +171,27 @@ class Submitter:
         reopened = self._jobs.reopen(job, JobStatus.RECEIVED, f"retried by request after [{job.error_code}]")
         return self.submit(reopened.job, deadline) if reopened.done and reopened.job else reopened.job
 
-    def submit(self, job: Job, deadline: Deadline | None = None) -> Job:  # noqa: PLR0911 - each return is an outcome
+    def submit(self, job: Job, deadline: Deadline | None = None) -> Job:
         target = {"Bucket": job.source_bucket, "Key": job.source_key} | (
             {"VersionId": job.source_version} if job.source_version else {}
         )
         try:
-            head = self._s3.head_object(**target)
-        except ClientError as err:
-            code = err.response.get("Error", {}).get("Code")
-            if code in ("404", "NoSuchKey", "NoSuchVersion"):
-                return self._reject(
-                    job, ErrorCode.INVALID_UPLOAD, "the upload was deleted before it could be read: upload it again"
+            head = self._head(job, target)
+            archive, dataset, found = self._inspect(job, head)
+            fatal = dataset.fatal()
+            if fatal and self._settings.dataset_policy == "strict":
+                raise _Refused(
+                    ErrorCode.INVALID_DATASET,
+                    f"the dataset is not fit to train on: {'; '.join(fatal)}. Fix the images and upload again (this "
+                    "stack's DatasetPolicy is strict; with warn it would have trained anyway)",
+                    found,
                 )
-            if code in ("403", "AccessDenied"):
-                # S3 answers 403 for a missing key to a caller without s3:ListBucket, as this role is.
-                return self._reject(
-                    job,
-                    ErrorCode.INVALID_UPLOAD,
-                    "the upload could not be read (403: deleted, or outside uploads/ where SubmitTraining may "
-                    "read): upload it again under uploads/",
-                )
-            raise
-        if not job.source_version and job.source_etag and head.get("ETag", "").strip('"') != job.source_etag:
-            return self._reject(
-                job, ErrorCode.INVALID_UPLOAD, "the object was overwritten by a newer upload, which is its own job"
-            )
-        reader = S3RangeReader(self._s3, job.source_bucket, job.source_key, head["ContentLength"], job.source_version)
-        try:
-            archive, problem = open_archive(reader, self._limits), None
-        except ArchiveRejected as err:
-            archive, problem = None, str(err)
-        logger.info("archive inspected", extra={"bytes_read": reader.bytes_read, "range_reads": reader.requests})
-        if archive is None:
-            return self._reject(job, ErrorCode.INVALID_UPLOAD, problem or "invalid archive")
-        dataset = survey(archive)
-        logger.info(
-            "dataset surveyed",
-            extra=dataset.read_stats()
-            | {"surveyed": len(dataset.facts), "seconds": round(dataset.seconds, 3), "range_reads": reader.requests},
-        )
-        found = {
-            "archive": archive.report.as_dict()
-            | dataset.read_stats()
-            | {"bytes_read": reader.bytes_read, "range_reads": reader.requests},
-            "dataset": dataset.as_dict(),
-        }
-        fatal = dataset.fatal()
-        if fatal and self._settings.dataset_policy == "strict":
-            return self._reject(
-                job,
-                ErrorCode.INVALID_DATASET,
-                f"the dataset is not fit to train on: {'; '.join(fatal)}. Fix the images and upload again (this "
-                "stack's DatasetPolicy is strict; with warn it would have trained anyway)",
-                fields=found,
-            )
-        try:
-            params, unknown_keys = TrainingParams.from_metadata(head.get("Metadata", {}), self._defaults)
-        except InvalidParameters as err:
-            return self._reject(job, ErrorCode.INVALID_PARAMETERS, f"invalid training parameters: {err}", fields=found)
+            try:
+                params, unknown_keys = TrainingParams.from_metadata(head.get("Metadata", {}), self._defaults)
+            except InvalidParameters as err:
+                raise _Refused(ErrorCode.INVALID_PARAMETERS, f"invalid training parameters: {err}", found) from err
+        except _Refused as refused:
+            return self._reject(job, refused.code, refused.reason, refused.found)
         wavespeed = self._ready_to_post(deadline)
         data_url = self._s3.generate_presigned_url(
             "get_object", Params=target, ExpiresIn=self._settings.presign_expiry_seconds
@@ -238,6 +209,53 @@ class Submitter:
         if not submitting.done or submitting.job is None:  # another delivery got there first
             return submitting.job or job
         return self._post(submitting.job, params, data_url, wavespeed)
+
+    def _head(self, job: Job, target: dict[str, str]) -> dict[str, Any]:
+        """The upload's HEAD: its size and metadata, if it is still the object the notification named."""
+        try:
+            head: dict[str, Any] = self._s3.head_object(**target)
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey", "NoSuchVersion"):
+                raise _Refused(
+                    ErrorCode.INVALID_UPLOAD, "the upload was deleted before it could be read: upload it again"
+                ) from err
+            if code in ("403", "AccessDenied"):
+                # S3 answers 403 for a missing key to a caller without s3:ListBucket, as this role is.
+                raise _Refused(
+                    ErrorCode.INVALID_UPLOAD,
+                    "the upload could not be read (403: deleted, or outside uploads/ where SubmitTraining may "
+                    "read): upload it again under uploads/",
+                ) from err
+            raise
+        if not job.source_version and job.source_etag and head.get("ETag", "").strip('"') != job.source_etag:
+            raise _Refused(
+                ErrorCode.INVALID_UPLOAD, "the object was overwritten by a newer upload, which is its own job"
+            )
+        return head
+
+    def _inspect(self, job: Job, head: dict[str, Any]) -> tuple[Archive, DatasetReport, dict[str, Any]]:
+        """The archive checked by range reads and its images surveyed; what was found, as the job keeps it."""
+        reader = S3RangeReader(self._s3, job.source_bucket, job.source_key, head["ContentLength"], job.source_version)
+        try:
+            archive = open_archive(reader, self._limits)
+        except ArchiveRejected as err:
+            raise _Refused(ErrorCode.INVALID_UPLOAD, str(err) or "invalid archive") from err
+        finally:
+            logger.info("archive inspected", extra={"bytes_read": reader.bytes_read, "range_reads": reader.requests})
+        dataset = survey(archive)
+        logger.info(
+            "dataset surveyed",
+            extra=dataset.read_stats()
+            | {"surveyed": len(dataset.facts), "seconds": round(dataset.seconds, 3), "range_reads": reader.requests},
+        )
+        found = {
+            "archive": archive.report.as_dict()
+            | dataset.read_stats()
+            | {"bytes_read": reader.bytes_read, "range_reads": reader.requests},
+            "dataset": dataset.as_dict(),
+        }
+        return archive, dataset, found
 
     def _ready_to_post(self, deadline: Deadline | None) -> WaveSpeed:
         """Everything that can fail before a POST fails here, while nothing is in flight and the job stays
