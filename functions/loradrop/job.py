@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loradrop.models import JobStatus
 
@@ -65,6 +65,37 @@ class SettleProgress(BaseModel):
     requests: int = 0  # WaveSpeed requests spent settling this attempt (history pages and GETs)
 
 
+class JobParams(BaseModel):
+    """The training parameters a job was submitted with (`models.TrainingParams`, as stored). Read leniently:
+    a row written under other limits, or by another version, is still a job."""
+
+    model_config = ConfigDict(extra="allow")
+
+    trigger_word: str | None = None
+    steps: int | None = None
+    learning_rate: Decimal | None = None
+    lora_rank: int | None = None
+    model: str | None = None  # the trainer
+
+
+class HistoryEntry(BaseModel):
+    """One line of a job's history: a move into `status`, or a note within it. Read leniently (an odd row's
+    values become text, unknown keys are kept), as any item in the table may be odd."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str | None = None  # a JobStatus's value
+    at: str | None = None
+    note: str | None = None
+    prediction_id: str | None = None  # the task it names
+    link: str | None = None  # a new attempt's link digest, for its tasks found later (never shown)
+
+    @field_validator("status", "at", "note", "prediction_id", "link", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> str | None:
+        return None if value is None else str(value)
+
+
 class Job(BaseModel):
     """A job item as stored; `public()` is what users and events see."""
 
@@ -77,7 +108,7 @@ class Job(BaseModel):
     source_version: str | None = None
     source_etag: str | None = None
     source_size: int | None = None
-    params: dict[str, Any] | None = None
+    params: JobParams | None = None
     archive: dict[str, Any] | None = None
     dataset: dict[str, Any] | None = None  # the dataset survey (loradrop.dataset): counts and examples
     warnings: list[str] = Field(default_factory=list)
@@ -91,7 +122,7 @@ class Job(BaseModel):
     model_card_uri: str | None = None  # model-card.json beside the weights (README.md is there too)
     created_at: str
     updated_at: str
-    history: list[dict[str, Any]] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)
     history_omitted: int = 0
     # When the current attempt's POST began, and a hash of the ZIP link it gave WaveSpeed: a task
     # whose signed `input.data` hashes the same was created by this attempt (the link itself is a
@@ -113,12 +144,12 @@ class Job(BaseModel):
     def entered(self, status: JobStatus) -> str | None:
         """When the job last moved into `status` from another state (a retried job's latest attempt is the one
         that counts; notes written within the state, such as a re-queue, are not moves)."""
-        times = [str(entry["at"]) for entry in state_moves(self.history) if entry.get("status") == status.value]
+        times = [entry.at for entry in state_moves(self.history) if entry.status == status.value and entry.at]
         return times[-1] if times else None
 
     def last_note(self, prefix: str) -> str | None:
         """The latest history note starting with `prefix` (e.g. why the last copy attempt failed)."""
-        notes = (str(entry.get("note", "")) for entry in reversed(self.history))
+        notes = (entry.note or "" for entry in reversed(self.history))
         return next((note for note in notes if note.startswith(prefix)), None)
 
     def public(self) -> dict[str, Any]:
@@ -163,12 +194,12 @@ class Job(BaseModel):
 
     def task_ids(self) -> set[str]:
         """Every WaveSpeed task this job has had (earlier attempts' ids live in its history)."""
-        ids = {str(entry["prediction_id"]) for entry in self.history if entry.get("prediction_id")}
+        ids = {entry.prediction_id for entry in self.history if entry.prediction_id}
         return ids | set(self.stray_tasks) | ({self.prediction_id} if self.prediction_id else set())
 
     def attempt_links(self) -> list[str]:
         """The link digest of every attempt, oldest first (each SUBMITTING move records its own)."""
-        return [str(entry["link"]) for entry in self.history if entry.get("link")]
+        return [entry.link for entry in self.history if entry.link]
 
     def settle_progress(self) -> SettleProgress:
         """Settling progress of the current attempt (a fresh one if what is stored belongs to another)."""
@@ -176,14 +207,14 @@ class Job(BaseModel):
         return self.settling if self.settling is not None and self.settling.link == link else SettleProgress(link=link)
 
 
-def state_moves(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def state_moves(history: list[HistoryEntry]) -> list[HistoryEntry]:
     """The entries that changed the job's state (the first one, and each whose status differs from the one
     before it); trimming keeps every one of them, so they are always all there."""
     moves, before = [], None
     for entry in history:
-        if entry.get("status") != before and "at" in entry:
+        if entry.status != before and entry.at is not None:
             moves.append(entry)
-        before = entry.get("status")
+        before = entry.status
     return moves
 
 

@@ -15,7 +15,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from loradrop.job import HISTORY_KEEP_LATEST, HISTORY_LIMIT, Job, SettleProgress, iso, state_moves
+from loradrop.job import HISTORY_KEEP_LATEST, HISTORY_LIMIT, Job, JobParams, SettleProgress, iso, state_moves
 from loradrop.models import JobStatus, check_move
 from loradrop.redaction import redact
 
@@ -34,7 +34,7 @@ class JobPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    params: dict[str, Any] | None = None
+    params: JobParams | None = None
     archive: dict[str, Any] | None = None
     dataset: dict[str, Any] | None = None
     warnings: list[str] | None = None
@@ -252,7 +252,7 @@ class JobTable:
         drop = [
             i
             for i, entry in enumerate(job.history[:latest_from])
-            if i > 0 and not entry.get("prediction_id") and id(entry) not in kept
+            if i > 0 and not entry.prediction_id and id(entry) not in kept
         ]
         if not drop:
             return job

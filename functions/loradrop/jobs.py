@@ -10,7 +10,7 @@ from collections.abc import Collection
 from typing import Any
 
 from loradrop.codes import ErrorCode
-from loradrop.job import Job, SettleProgress
+from loradrop.job import Job, JobParams, SettleProgress
 from loradrop.job_table import (
     JobPatch,
     JobTable,
@@ -41,7 +41,13 @@ class JobStore(JobTable):
     ) -> Moved:
         """RECEIVED → SUBMITTING, counting the task that may exist from here on; `link` is the digest of the ZIP
         link WaveSpeed is given (its tasks are told by it), `at` when the POST begins."""
-        patch = JobPatch(**found, params=params, warnings=warnings, submit_started_at=at, submit_url_sha256=link)
+        patch = JobPatch(
+            **found,
+            params=JobParams.model_validate(params),
+            warnings=warnings,
+            submit_started_at=at,
+            submit_url_sha256=link,
+        )
         return self.move(job_id, {JobStatus.RECEIVED}, JobStatus.SUBMITTING, patch=patch, attempts=1)
 
     def submission_deferred(self, job_id: str, note: str) -> Moved:

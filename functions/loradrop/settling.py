@@ -95,7 +95,7 @@ class Attempt:
         # (never `updated_at`: the reconciler's own looks move it, and the attempt would never grow old)
         started = parse_iso(job.submit_started_at or job.entered(JobStatus.SUBMITTING) or job.created_at)
         post_ends = started + timedelta(seconds=longest_submit_seconds(submit_timeout) + min(5.0, submit_timeout))
-        model = str((job.params or {}).get("model") or TRAINER_MODELS[0])
+        model = (job.params.model if job.params else None) or TRAINER_MODELS[0]
         return cls(started, post_ends, (started - CLOCK_SKEW, post_ends + CLOCK_SKEW), model)
 
     @property

@@ -256,7 +256,8 @@ class Storer:
             logger.warning("could not release the copy lease; it expires by itself")
 
     def _metadata(self, job: Job) -> dict[str, str]:
-        params = {k.replace("_", "-"): _ascii(v) for k, v in (job.params or {}).items()}
+        stored = job.params.model_dump(exclude_none=True) if job.params else {}
+        params = {k.replace("_", "-"): _ascii(v) for k, v in stored.items()}
         return params | {"job-id": job.job_id, "prediction-id": _ascii(job.prediction_id)}
 
     def _end(self, job: Job, code: ErrorCode, reason: str) -> Job:

@@ -17,7 +17,7 @@ from loradrop.codes import ErrorCode
 from loradrop.dataset import DatasetReport, survey
 from loradrop.deadline import Deadline
 from loradrop.ending import end_job
-from loradrop.job import Job, job_id_for, url_digest, utc_now
+from loradrop.job import HistoryEntry, Job, job_id_for, url_digest, utc_now
 from loradrop.jobs import JobStore
 from loradrop.log_context import about_job, about_task
 from loradrop.models import InvalidParameters, JobStatus, Task, TrainingParams, retry_kind
@@ -140,7 +140,7 @@ class Submitter:
                 source_size=upload.size,
                 created_at=now,
                 updated_at=now,
-                history=[{"status": JobStatus.RECEIVED.value, "at": now}],
+                history=[HistoryEntry(status=JobStatus.RECEIVED.value, at=now)],
             )
         )
         about_job(job.job_id, job.prediction_id)

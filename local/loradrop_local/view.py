@@ -169,14 +169,12 @@ def timeline(job: Job) -> Table:
         table.add_column(column, no_wrap=column != "what happened", overflow="fold")
     start = parse_iso(job.created_at)
     for entry in job.history:
-        at = str(entry.get("at", ""))
+        at = entry.at or ""
         after = f"+{span((parse_iso(at) - start).total_seconds())}" if at else ""
         what = " ".join(
-            part
-            for part in (f"task {entry['prediction_id']}" if entry.get("prediction_id") else "", entry.get("note", ""))
-            if part
+            part for part in (f"task {entry.prediction_id}" if entry.prediction_id else "", entry.note) if part
         )
-        table.add_row(at, after, status_text(str(entry.get("status", ""))), what)
+        table.add_row(at, after, status_text(entry.status or ""), what)
     if job.history_omitted:
         table.add_row("", "", "", f"({job.history_omitted} entries in between not kept)")
     return table

@@ -51,14 +51,14 @@ def test_history_keeps_its_first_entry_every_move_every_task_and_the_latest_and_
     assert stored is not None
     assert storing is not None
     assert len(stored.history) <= HISTORY_LIMIT
-    assert [e["status"] for e in stored.history[:4]] == ["RECEIVED", "SUBMITTING", "SUBMITTED", "STORING"]
-    assert "note" not in stored.history[3]
-    assert [e for e in stored.history if e.get("prediction_id")] == [stored.history[2]]
-    assert stored.history[2]["prediction_id"] == "task-1"
+    assert [e.status for e in stored.history[:4]] == ["RECEIVED", "SUBMITTING", "SUBMITTED", "STORING"]
+    assert stored.history[3].note is None
+    assert [e for e in stored.history if e.prediction_id] == [stored.history[2]]
+    assert stored.history[2].prediction_id == "task-1"
     # when the job entered STORING is still known, after 120 notes within the state
     assert stored.entered(JobStatus.STORING) == storing.updated_at
-    assert stored.history[-1]["note"].startswith("touch 119 ")
-    assert [e["note"][:9] for e in stored.history[-HISTORY_KEEP_LATEST:]][-3:] == [
+    assert stored.history[-1].note.startswith("touch 119 ")
+    assert [e.note[:9] for e in stored.history[-HISTORY_KEEP_LATEST:]][-3:] == [
         "touch 117",
         "touch 118",
         "touch 119",

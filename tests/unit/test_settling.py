@@ -235,7 +235,7 @@ def test_nothing_created_is_concluded_from_two_complete_reads_minutes_apart_both
     assert moved.attempts == 0  # nothing was created: no task may exist
     assert moved.lost_submissions == 1
     assert moved.settling is None
-    assert "complete history, read at 2026-11-25T09:31:00.000Z and again later" in moved.history[-1]["note"]
+    assert "complete history, read at 2026-11-25T09:31:00.000Z and again later" in moved.history[-1].note
     assert resubmissions(world) == [{"job_id": job.job_id, "action": "resubmit"}]
     # every other task was asked about once, however many runs looked at the window
     assert sorted(world["ws"].gets) == sorted(f"other-{i:05d}" for i in range(40))
@@ -336,7 +336,7 @@ def test_a_task_whose_input_is_our_link_is_adopted(world: dict[str, Any], named_
     assert (adopted.status, adopted.prediction_id, adopted.attempts) == (JobStatus.TRAINING, "ours", 1)
     assert adopted.error_code is None
     assert adopted.settling is None
-    note = next(e["note"] for e in adopted.history if e.get("note", "").startswith("task adopted"))
+    note = next(e.note for e in adopted.history if (e.note or "").startswith("task adopted"))
     assert note.startswith("task adopted: found in WaveSpeed's prediction history (")
 
 
@@ -466,7 +466,7 @@ def test_a_task_of_an_earlier_attempt_found_in_the_window_is_recorded_and_counte
     assert stored.stray_tasks == ["earlier-task"]
     assert stored.attempts == 2  # the stray is paid for: it counts
     assert "earlier-task" in stored.task_ids()
-    assert any("of an earlier attempt turned up" in e.get("note", "") for e in stored.history)
+    assert any("of an earlier attempt turned up" in (e.note or "") for e in stored.history)
     run(world, timedelta(minutes=37))
     assert world["jobs"].get(job.job_id).stray_tasks == ["earlier-task"]  # recorded once
 

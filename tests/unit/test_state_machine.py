@@ -121,7 +121,7 @@ def test_an_adoption_for_an_earlier_attempt_is_refused(store: JobStore) -> None:
     assert adopted.done
     assert adopted.job is not None
     assert (adopted.job.status, adopted.job.prediction_id, adopted.job.attempts) == (JobStatus.SUBMITTED, "task-1", 1)
-    assert [entry.get("link") for entry in adopted.job.history if entry.get("link")] == ["L1", "L2"]
+    assert [entry.link for entry in adopted.job.history if entry.link] == ["L1", "L2"]
 
 
 def test_a_misspelled_attribute_is_refused_before_anything_is_written(store: JobStore) -> None:

@@ -180,7 +180,7 @@ def test_a_failed_copy_is_reopened_by_its_store_message(world: dict[str, Any]) -
     job_in(world["jobs"], JobStatus.FAILED, error_code="STORE_FAILED", error="earlier tries failed")
     job, _ = store(world)
     assert job.status is JobStatus.COMPLETED
-    assert [e.get("note") for e in job.history if e.get("note")] == ["copy retried after [STORE_FAILED]"]
+    assert [e.note for e in job.history if e.note] == ["copy retried after [STORE_FAILED]"]
 
 
 def test_a_model_card_and_readme_are_written_beside_the_weights(world: dict[str, Any]) -> None:
