@@ -16,9 +16,12 @@ import struct
 import threading
 import zipfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loradrop.ranges import TAIL_BYTES, RangeFile, RangeReader, ReadBudgetExceeded
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 CAPTION_EXTENSION = ".txt"
@@ -305,13 +308,15 @@ def _check_name(info: zipfile.ZipInfo) -> None:
 class S3RangeReader:
     """Range GETs against one S3 object version, counting what it reads (from several threads too)."""
 
-    def __init__(self, s3: Any, bucket: str, key: str, size: int, version_id: str | None = None) -> None:
+    def __init__(self, s3: S3Client, bucket: str, key: str, size: int, version_id: str | None = None) -> None:
         self.size = size
         self.bytes_read = 0
         self.requests = 0
         self._count = threading.Lock()
         self._s3 = s3
-        self._target = {"Bucket": bucket, "Key": key} | ({"VersionId": version_id} if version_id else {})
+        self._target: dict[str, Any] = {"Bucket": bucket, "Key": key} | (
+            {"VersionId": version_id} if version_id else {}
+        )
 
     def read(self, start: int, length: int) -> bytes:
         if length <= 0:

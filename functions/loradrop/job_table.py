@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from loradrop.job import HISTORY_KEEP_LATEST, HISTORY_LIMIT, Job, JobParams, SettleProgress, iso, state_moves
 from loradrop.models import JobStatus, check_move
 from loradrop.redaction import redact
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 BY_PREDICTION_INDEX = "by-prediction"
 BY_STATUS_INDEX = "by-status"
@@ -133,7 +136,9 @@ def _is_condition_failure(err: ClientError) -> bool:
 
 
 class JobTable:
-    def __init__(self, client: Any, table: str, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self, client: DynamoDBClient, table: str, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
         self._db = client
         self._table = table
         self._clock = clock  # what every write is stamped with (tests pass theirs)
@@ -206,6 +211,7 @@ class JobTable:
     ) -> Moved:
         """One conditional UpdateItem: the item after it, or as it stands when the condition did not hold."""
         try:
+            named: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}  # none may be empty
             answer = self._db.update_item(
                 TableName=self._table,
                 Key=_serialize({"job_id": job_id}),
@@ -214,7 +220,7 @@ class JobTable:
                 ExpressionAttributeValues=_serialize(values),
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **({"ExpressionAttributeNames": names} if names else {}),
+                **named,
             )
         except ClientError as err:
             if not _is_condition_failure(err):

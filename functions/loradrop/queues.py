@@ -9,11 +9,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
 from loradrop.messages import MalformedMessage
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 logger = Logger(child=True)
 _urls: dict[str, str] = {}
@@ -52,7 +55,7 @@ class Deferred(Exception):
 
 
 def partial_batch(
-    event: dict[str, Any], handle: Callable[[QueueRecord], None], sqs: Callable[[], Any]
+    event: dict[str, Any], handle: Callable[[QueueRecord], None], sqs: Callable[[], SQSClient]
 ) -> dict[str, Any]:
     """Handle each record; the ones that raised are reported so SQS delivers only them again. A deferred
     record comes back after its delay; a malformed one, which no retry can fix, at once, so it reaches the
@@ -78,14 +81,14 @@ def partial_batch(
     return {"batchItemFailures": failures}
 
 
-def _delay(sqs: Callable[[], Any], record: QueueRecord, deferred: Deferred) -> None:
+def _delay(sqs: Callable[[], SQSClient], record: QueueRecord, deferred: Deferred) -> None:
     try:
         delay_redelivery(sqs(), record.event_source_arn, record.receipt_handle, deferred.seconds, scale=deferred.scale)
     except Exception:  # it comes back after the queue's visibility timeout instead
         logger.exception("could not delay the record's redelivery", extra={"message_id": record.message_id})
 
 
-def queue_url(sqs: Any, arn: str) -> str:
+def queue_url(sqs: SQSClient, arn: str) -> str:
     """The queue URL for an event source ARN (arn:aws:sqs:region:account:name), looked up once."""
     if arn not in _urls:
         _, _, _, _, account, name = arn.split(":", 5)
@@ -111,7 +114,7 @@ def rate_limit_backoff_seconds(
     return int(delay / 2 + random.uniform(0, delay / 2))  # noqa: S311 - jitter, not security
 
 
-def delay_redelivery(sqs: Any, arn: str, receipt_handle: str, seconds: float, *, scale: float = 1.0) -> None:
+def delay_redelivery(sqs: SQSClient, arn: str, receipt_handle: str, seconds: float, *, scale: float = 1.0) -> None:
     """Keep a failed message invisible for `seconds` (times `scale`, the local stack's time compression,
     but at least 1 s: never visible at once) before SQS delivers it again."""
     timeout = max(1, min(round(seconds * scale), 43_200))

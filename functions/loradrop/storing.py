@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
@@ -42,6 +42,9 @@ from loradrop.weights import (
     weights_filename,
 )
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 logger = Logger(child=True)
 metrics = Metrics()
 
@@ -69,7 +72,7 @@ class Storer:
         self,
         *,
         jobs: JobStore,
-        s3: Any,
+        s3: S3Client,
         http: httpx.Client,
         wavespeed: Callable[[], WaveSpeed],
         settings: StoreSettings,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger, Metrics
@@ -30,6 +30,10 @@ from loradrop.wavespeed import (
     TransientError,
     longest_submit_seconds,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -101,7 +105,7 @@ class Submitter:
         self,
         *,
         jobs: JobStore,
-        s3: Any,
+        s3: S3Client,
         wavespeed: Callable[[], WaveSpeed],
         settings: SubmitSettings,
     ) -> None:
@@ -172,7 +176,7 @@ class Submitter:
         return self.submit(reopened.job, deadline) if reopened.done and reopened.job else reopened.job
 
     def submit(self, job: Job, deadline: Deadline | None = None) -> Job:
-        target = {"Bucket": job.source_bucket, "Key": job.source_key} | (
+        target: dict[str, Any] = {"Bucket": job.source_bucket, "Key": job.source_key} | (
             {"VersionId": job.source_version} if job.source_version else {}
         )
         try:
@@ -210,10 +214,10 @@ class Submitter:
             return submitting.job or job
         return self._post(submitting.job, params, data_url, wavespeed)
 
-    def _head(self, job: Job, target: dict[str, str]) -> dict[str, Any]:
+    def _head(self, job: Job, target: dict[str, Any]) -> HeadObjectOutputTypeDef:
         """The upload's HEAD: its size and metadata, if it is still the object the notification named."""
         try:
-            head: dict[str, Any] = self._s3.head_object(**target)
+            head = self._s3.head_object(**target)
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code")
             if code in ("404", "NoSuchKey", "NoSuchVersion"):
@@ -234,7 +238,7 @@ class Submitter:
             )
         return head
 
-    def _inspect(self, job: Job, head: dict[str, Any]) -> tuple[Archive, DatasetReport, dict[str, Any]]:
+    def _inspect(self, job: Job, head: HeadObjectOutputTypeDef) -> tuple[Archive, DatasetReport, dict[str, Any]]:
         """The archive checked by range reads and its images surveyed; what was found, as the job keeps it."""
         reader = S3RangeReader(self._s3, job.source_bucket, job.source_key, head["ContentLength"], job.source_version)
         try:
