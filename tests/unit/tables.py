@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loradrop.job import Job, utc_now
+from loradrop.job import HistoryEntry, Job, utc_now
 from loradrop.jobs import JobStore
 from loradrop.models import JobStatus
 from loradrop_local.aws.cloudformation import load_template
@@ -36,7 +36,7 @@ def job_in(
         attempts=attempts,
         created_at=now,
         updated_at=now,
-        history=[{"status": status.value, "at": now}],
+        history=[HistoryEntry(status=status.value, at=now)],
         **fields,
     )
     jobs.claim(job)

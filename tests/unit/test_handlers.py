@@ -131,7 +131,7 @@ def test_submit_training_takes_the_queued_upload_and_pays_for_one_task(world: Wo
     answer = handler(_queued(world, INTAKE, event), context())
     assert answer == {"batchItemFailures": []}
     (post,) = world.wavespeed.posts
-    assert post["model"] == "wavespeed-ai/flux-dev-lora-trainer"
+    assert post.model == "wavespeed-ai/flux-dev-lora-trainer"
     (job,) = world.jobs.list()
     assert (job.status, job.prediction_id, job.attempts) == (JobStatus.SUBMITTED, "task-1", 1)
 
