@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from loradrop.job import HistoryEntry, Job, utc_now
@@ -10,8 +11,15 @@ from loradrop.models import JobStatus
 from loradrop_local.aws.cloudformation import load_template
 
 
+@cache
+def _jobs_table() -> dict[str, Any]:
+    """The table's properties, read once: parsing template.yaml takes some 60 ms, and most tests create the table."""
+    properties: dict[str, Any] = load_template()["Resources"]["JobsTable"]["Properties"]
+    return properties
+
+
 def create_jobs_table(client: Any, name: str = "jobs", *, stream: bool = False) -> None:
-    table = load_template()["Resources"]["JobsTable"]["Properties"]
+    table = _jobs_table()
     client.create_table(
         TableName=name,
         AttributeDefinitions=table["AttributeDefinitions"],
