@@ -18,7 +18,8 @@ Which module owns which rule:
 - `job`: a job as stored (`Job`, its `HistoryEntry`s, `JobParams`, `SettleProgress`) and what users
   and events see of it.
 - `jobs`: the job store in the use cases' words (begin a submission, record a task, take the copy
-  lease, reopen, complete, end…), each a conditional move that answers with what happened (`Moved`);
+  lease, reopen, complete, end — FAILED or REJECTED with a reason, counted), each a conditional move that
+  answers with what happened (`Moved`);
   `job_table` underneath: DynamoDB items, the one move, its conditions, the reads. No DynamoDB
   expression is written anywhere else.
 - `submission`: upload → one WaveSpeed task (claim, inspect, validate, submit once, `loradrop retry`);
@@ -30,7 +31,6 @@ Which module owns which rule:
   any size (the window, the order, the cursor, what counts as proof of absence).
 - `storing`: STORING → COMPLETED, one copy at a time under a lease; `weights` streams the bytes,
   `safetensors` reads their header, `model_card` writes what sits beside them.
-- `ending`: a job ending FAILED or REJECTED, with its reason and metric.
 - `events`: job ends from the table's change stream → events on the bus (PublishEvents).
 - `ports`: what the use cases need from outside (WaveSpeed, a queue), as protocols the adapters and the
   unit tests' fakes both fit.

@@ -148,7 +148,7 @@ class JobTable:
 
     # --- the one write ------------------------------------------------------------------------------------------
 
-    def move(  # noqa: PLR0913 - one conditional write carries every part of a move
+    def _move(  # noqa: PLR0913 - one conditional write carries every part of a move
         self,
         job_id: str,
         expected: Collection[JobStatus],

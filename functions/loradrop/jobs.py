@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
 from loradrop.codes import ErrorCode
 from loradrop.job import Job, JobParams, SettleProgress
 from loradrop.job_table import (
@@ -22,6 +25,9 @@ from loradrop.job_table import (
 )
 from loradrop.models import JobStatus, Task
 from loradrop.redaction import redact
+
+logger = Logger(child=True)
+metrics = Metrics()
 
 ACTIVE = frozenset({JobStatus.SUBMITTED, JobStatus.TRAINING})  # waiting on WaveSpeed's training
 _NO_ERROR = {"error": None, "error_code": None}
@@ -48,20 +54,20 @@ class JobStore(JobTable):
             submit_started_at=at,
             submit_url_sha256=link,
         )
-        return self.move(job_id, {JobStatus.RECEIVED}, JobStatus.SUBMITTING, patch=patch, attempts=1)
+        return self._move(job_id, {JobStatus.RECEIVED}, JobStatus.SUBMITTING, patch=patch, attempts=1)
 
     def submission_deferred(self, job_id: str, note: str) -> Moved:
         """SUBMITTING → RECEIVED: WaveSpeed certainly created nothing (a 429, no connection); the count goes back."""
-        return self.move(job_id, {JobStatus.SUBMITTING}, JobStatus.RECEIVED, note=note, attempts=-1)
+        return self._move(job_id, {JobStatus.SUBMITTING}, JobStatus.RECEIVED, note=note, attempts=-1)
 
     def mark_uncertain(self, job_id: str, error: str) -> Moved:
         """The POST got no usable answer: the job stays SUBMITTING, to be settled by WaveSpeed's records."""
         patch = JobPatch(error_code=ErrorCode.SUBMIT_UNCERTAIN, error=error)
-        return self.move(job_id, {JobStatus.SUBMITTING}, JobStatus.SUBMITTING, note="outcome uncertain", patch=patch)
+        return self._move(job_id, {JobStatus.SUBMITTING}, JobStatus.SUBMITTING, note="outcome uncertain", patch=patch)
 
     def save_settling(self, job: Job, progress: SettleProgress) -> Moved:
         """How far settling got, kept for the next run while the job is on the same attempt."""
-        return self.move(
+        return self._move(
             job.job_id,
             {JobStatus.SUBMITTING},
             JobStatus.SUBMITTING,
@@ -71,7 +77,7 @@ class JobStore(JobTable):
 
     def submission_lost(self, job: Job, note: str) -> Moved:
         """SUBMITTING → RECEIVED: WaveSpeed's records proved the attempt created nothing; counted, and tried again."""
-        return self.move(
+        return self._move(
             job.job_id,
             {JobStatus.SUBMITTING},
             JobStatus.RECEIVED,
@@ -84,7 +90,7 @@ class JobStore(JobTable):
 
     def requeue_received(self, job_id: str, note: str) -> Moved:
         """A RECEIVED job whose intake message was lost, noted before it is queued again."""
-        return self.move(job_id, {JobStatus.RECEIVED}, JobStatus.RECEIVED, note=note)
+        return self._move(job_id, {JobStatus.RECEIVED}, JobStatus.RECEIVED, note=note)
 
     # --- tasks --------------------------------------------------------------------------------------------------
 
@@ -100,7 +106,7 @@ class JobStore(JobTable):
     ) -> Moved:
         """→ SUBMITTED with its task: the submitter's own, one adopted by evidence (only while the job is on the
         attempt `attempt_link`), or an earlier attempt's taken from RECEIVED (`counted`: it adds to `attempts`)."""
-        return self.move(
+        return self._move(
             job_id,
             {expected},
             JobStatus.SUBMITTED,
@@ -111,20 +117,20 @@ class JobStore(JobTable):
         )
 
     def start_training(self, job_id: str) -> Moved:
-        return self.move(job_id, {JobStatus.SUBMITTED}, JobStatus.TRAINING)
+        return self._move(job_id, {JobStatus.SUBMITTED}, JobStatus.TRAINING)
 
     def start_storing(self, job_id: str) -> Moved:
         """The task completed with an output: the weights are to be copied."""
-        return self.move(job_id, ACTIVE, JobStatus.STORING)
+        return self._move(job_id, ACTIVE, JobStatus.STORING)
 
     def send_back(self, job_id: str, note: str) -> Moved:
         """The task failed for a reason worth another: RECEIVED again, without it."""
         patch = JobPatch(prediction_id=None, task_created_at=None)
-        return self.move(job_id, ACTIVE, JobStatus.RECEIVED, note=note, patch=patch)
+        return self._move(job_id, ACTIVE, JobStatus.RECEIVED, note=note, patch=patch)
 
     def task_missing(self, job: Job, since: str | None) -> Moved:
         """Since when WaveSpeed answers 404 for the job's task (None: it knows it again)."""
-        return self.move(job.job_id, {job.status}, job.status, patch=JobPatch(task_missing_since=since))
+        return self._move(job.job_id, {job.status}, job.status, patch=JobPatch(task_missing_since=since))
 
     def reopen(self, job: Job, to: JobStatus, note: str, *, task: Task | None = None, counted: bool = False) -> Moved:
         """FAILED → RECEIVED (a new submission) or STORING (copy the output again, or `task`'s, one that turned up
@@ -133,7 +139,7 @@ class JobStore(JobTable):
             patch = JobPatch(**_NO_ERROR, prediction_id=None, task_created_at=None, lost_submissions=0)
         else:
             patch = JobPatch(**_NO_ERROR, **_NO_LEASE, **(_task(task) if task else {}), task_missing_since=None)
-        return self.move(
+        return self._move(
             job.job_id,
             {JobStatus.FAILED},
             to,
@@ -174,7 +180,7 @@ class JobStore(JobTable):
 
     def take_lease(self, job_id: str, owner: str, until: str) -> Moved:
         """The copy lease for `owner` until `until`, if no other copy holds it."""
-        return self.move(
+        return self._move(
             job_id,
             {JobStatus.STORING},
             JobStatus.STORING,
@@ -184,7 +190,7 @@ class JobStore(JobTable):
 
     def release_lease(self, job: Job, note: str | None = None) -> Moved:
         """Drop the lease `job` holds, so the next delivery may copy at once."""
-        return self.move(
+        return self._move(
             job.job_id,
             {JobStatus.STORING},
             JobStatus.STORING,
@@ -195,7 +201,7 @@ class JobStore(JobTable):
 
     def requeue_store(self, job_id: str, note: str) -> Moved:
         """Counted, before the store message is sent again; refused while a copy holds the lease."""
-        return self.move(
+        return self._move(
             job_id,
             {JobStatus.STORING},
             JobStatus.STORING,
@@ -207,7 +213,7 @@ class JobStore(JobTable):
     def complete(self, job_id: str, weights: dict[str, Any], warnings: list[str] | None = None) -> Moved:
         """STORING → COMPLETED with where the weights are (`weights_uri`, `_size`, `_sha256`, `model_card_uri`)."""
         patch = JobPatch.model_validate(weights | _NO_ERROR | _NO_LEASE | ({"warnings": warnings} if warnings else {}))
-        return self.move(job_id, {JobStatus.STORING}, JobStatus.COMPLETED, patch=patch)
+        return self._move(job_id, {JobStatus.STORING}, JobStatus.COMPLETED, patch=patch)
 
     # --- ending -------------------------------------------------------------------------------------------------
 
@@ -224,8 +230,11 @@ class JobStore(JobTable):
         attempt_link: str | None = None,
         unless_copying: bool = False,
     ) -> Moved:
-        """→ FAILED or REJECTED with a reason (and `found`, what an inspection found); only while the job is on
-        the attempt `attempt_link` if one is given, and, `unless_copying`, while no copy holds its lease."""
+        """→ FAILED or REJECTED with a reason a user can act on (and `found`, what an inspection found); only while
+        the job is on the attempt `attempt_link` if one is given, and, `unless_copying`, while no copy holds its
+        lease. Logged and counted (`JobsFailed`, `JobsRejected`); its event follows from the table's change
+        stream (`loradrop.events`), not from a second call here that a crash could skip."""
+        reason = redact(reason)  # it may quote WaveSpeed, which may quote our presigned link
         condition = same_attempt(attempt_link)
         if unless_copying:
             lease = lease_free(self._now())
@@ -234,4 +243,8 @@ class JobStore(JobTable):
         patch = JobPatch(
             **(found or {}), error_code=code, error=reason, **_NO_LEASE, settling=None, task_missing_since=None
         )
-        return self.move(job_id, expected, status, patch=patch, attempts=attempts, condition=condition)
+        ended = self._move(job_id, expected, status, patch=patch, attempts=attempts, condition=condition)
+        if ended.done:
+            logger.info("job ended", extra={"status": status.value, "error_code": code, "reason": reason})
+            metrics.add_metric(name=f"Jobs{status.value.title()}", unit=MetricUnit.Count, value=1)
+        return ended

@@ -15,7 +15,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from loradrop.codes import UNSETTLED, ErrorCode, Outcome
 from loradrop.deadline import Deadline
-from loradrop.ending import end_job
 from loradrop.job import Job, iso, parse_iso, utc_now
 from loradrop.jobs import JobStore
 from loradrop.log_context import about_job, forget_job
@@ -191,8 +190,7 @@ class Reconciler:
                 return Outcome.TASK_NOT_FOUND  # the history could not say: ask again next run
             if listed:
                 return Outcome.UNREACHABLE  # WaveSpeed still lists it: the 404s were not WaveSpeed's word
-        ended = end_job(
-            self._jobs,
+        ended = self._jobs.end(
             job.job_id,
             {job.status},
             JobStatus.FAILED,
@@ -229,8 +227,7 @@ class Reconciler:
         RECEIVED (a job retried days after its upload has the whole deadline again)."""
         limit = timedelta(seconds=self._settings.settle_deadline_seconds)
         if now - parse_iso(job.entered(JobStatus.RECEIVED) or job.created_at) > limit:
-            ended = end_job(
-                self._jobs,
+            ended = self._jobs.end(
                 job.job_id,
                 {JobStatus.RECEIVED},
                 JobStatus.FAILED,

@@ -29,7 +29,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from loradrop.codes import UNSETTLED, ErrorCode, Outcome
 from loradrop.deadline import Deadline
-from loradrop.ending import end_job
 from loradrop.job import Job, SettleProgress, iso, parse_iso, url_digest
 from loradrop.jobs import JobStore
 from loradrop.models import TRAINER_MODELS, JobStatus, Task
@@ -338,8 +337,7 @@ class Settler:
 
     def _fail(self, job: Job, code: ErrorCode, reason: str, *, attempts: int = 0) -> Outcome:
         """Ends the job, only while it is on the attempt that was looked at."""
-        ended = end_job(
-            self._jobs,
+        ended = self._jobs.end(
             job.job_id,
             {JobStatus.SUBMITTING},
             JobStatus.FAILED,

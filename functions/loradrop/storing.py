@@ -21,7 +21,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from loradrop.codes import ErrorCode, Outcome
 from loradrop.egress import DisallowedOutput, OutputPolicy
-from loradrop.ending import end_job
 from loradrop.job import COPY_FAILED_NOTE, Job, iso, parse_iso, utc_now
 from loradrop.jobs import JobStore
 from loradrop.log_context import about_job
@@ -264,4 +263,4 @@ class Storer:
         return params | {"job-id": job.job_id, "prediction-id": _ascii(job.prediction_id)}
 
     def _end(self, job: Job, code: ErrorCode, reason: str) -> Job:
-        return end_job(self._jobs, job.job_id, {JobStatus.STORING}, JobStatus.FAILED, code, reason).job or job
+        return self._jobs.end(job.job_id, {JobStatus.STORING}, JobStatus.FAILED, code, reason).job or job

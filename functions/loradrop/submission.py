@@ -16,7 +16,6 @@ from loradrop.archive import Archive, ArchiveLimits, ArchiveRejected, S3RangeRea
 from loradrop.codes import ErrorCode
 from loradrop.dataset import DatasetReport, survey
 from loradrop.deadline import Deadline
-from loradrop.ending import end_job
 from loradrop.job import HistoryEntry, Job, job_id_for, url_digest, utc_now
 from loradrop.jobs import JobStore
 from loradrop.log_context import about_job, about_task
@@ -328,11 +327,9 @@ class Submitter:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _reject(self, job: Job, code: ErrorCode, reason: str, fields: dict[str, Any] | None = None) -> Job:
-        ended = end_job(self._jobs, job.job_id, {JobStatus.RECEIVED}, JobStatus.REJECTED, code, reason, found=fields)
+        ended = self._jobs.end(job.job_id, {JobStatus.RECEIVED}, JobStatus.REJECTED, code, reason, found=fields)
         return ended.job or job
 
     def _fail(self, job: Job, code: str, reason: str, *, attempts: int = 0) -> Job:
-        ended = end_job(
-            self._jobs, job.job_id, {JobStatus.SUBMITTING}, JobStatus.FAILED, code, reason, attempts=attempts
-        )
+        ended = self._jobs.end(job.job_id, {JobStatus.SUBMITTING}, JobStatus.FAILED, code, reason, attempts=attempts)
         return ended.job or job

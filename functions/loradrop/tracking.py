@@ -22,7 +22,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from loradrop.codes import ErrorCode, Outcome
 from loradrop.deadline import Deadline
-from loradrop.ending import end_job
 from loradrop.job import COPY_FAILED_NOTE, Job, job_id_for, url_digest, utc_now
 from loradrop.jobs import ACTIVE, JobStore, Moved
 from loradrop.log_context import about_job
@@ -239,7 +238,7 @@ class Tracker:
             if is_retryable(task) and job.attempts < self._settings.max_attempts:
                 return self._resubmit(job, task)
             code = str(task.code) if task.code is not None else status.upper()
-            ended = end_job(self._jobs, job.job_id, ACTIVE, JobStatus.FAILED, code, describe_failure(task))
+            ended = self._jobs.end(job.job_id, ACTIVE, JobStatus.FAILED, code, describe_failure(task))
             return _said(ended, job, Outcome.FAILED)
         if status not in KNOWN_TASK_STATUSES:
             logger.warning("unknown WaveSpeed task status", extra={"task_status": status})
@@ -248,8 +247,7 @@ class Tracker:
     def _completed(self, job: Job, task: Task, by: str) -> tuple[Job, Outcome]:
         if job.status in ACTIVE:
             if task.weights_url is None:
-                ended = end_job(
-                    self._jobs,
+                ended = self._jobs.end(
                     job.job_id,
                     ACTIVE,
                     JobStatus.FAILED,
@@ -274,8 +272,7 @@ class Tracker:
         if job.store_requeues >= self._settings.store_max_requeues:
             last = job.last_note(COPY_FAILED_NOTE)
             why = f"the last try said: {last.removeprefix(COPY_FAILED_NOTE + ': ')}" if last else "a timeout?"
-            ended = end_job(
-                self._jobs,
+            ended = self._jobs.end(
                 job.job_id,
                 {JobStatus.STORING},
                 JobStatus.FAILED,

@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools import Logger, Metrics
 
-from loradrop.ending import end_job
 from loradrop.events import EventPublisher, JobEnd, ends_in
-from loradrop.jobs import JobPatch
 from loradrop.models import JobStatus
 from loradrop.redaction import json_for_logs
 from tests.unit.conftest import World
@@ -51,9 +49,10 @@ def test_each_end_the_table_records_is_one_event_with_an_id_for_its_transition(w
     # Given a job that failed, was retried, and completed, and a note added to it afterwards
     jobs = world.jobs
     job_in(jobs, JobStatus.TRAINING)
-    end_job(jobs, "ana-1", {JobStatus.TRAINING}, JobStatus.FAILED, "5003", "unavailable")
-    jobs.move("ana-1", {JobStatus.FAILED}, JobStatus.STORING, note="copy retried")
-    jobs.move("ana-1", {JobStatus.STORING}, JobStatus.COMPLETED, patch=JobPatch(**{"weights_uri": "s3://w/k"}))
+    failed = jobs.end("ana-1", {JobStatus.TRAINING}, JobStatus.FAILED, "5003", "unavailable").job
+    assert failed is not None
+    jobs.reopen(failed, JobStatus.STORING, "copy retried")
+    jobs.complete("ana-1", {"weights_uri": "s3://w/k"})
     done = jobs.get("ana-1")
     assert done is not None
     jobs.record_stray_task(done, "late-task", "a task of an earlier attempt", counted=True)

@@ -10,8 +10,8 @@ import pytest
 from moto import mock_aws
 
 from loradrop.job import EVENT_HISTORY, HISTORY_KEEP_LATEST, HISTORY_LIMIT, Job
-from loradrop.jobs import JobPatch, JobStore
-from loradrop.models import JobStatus
+from loradrop.jobs import JobStore
+from loradrop.models import JobStatus, Task
 from tests.unit.tables import create_jobs_table
 
 
@@ -42,11 +42,11 @@ def test_history_keeps_its_first_entry_every_move_every_task_and_the_latest_and_
     jobs: JobStore,
 ) -> None:
     job = new_job(jobs)
-    jobs.move(job.job_id, {JobStatus.RECEIVED}, JobStatus.SUBMITTING)
-    jobs.move(job.job_id, {JobStatus.SUBMITTING}, JobStatus.SUBMITTED, patch=JobPatch(**{"prediction_id": "task-1"}))
-    storing = jobs.move(job.job_id, {JobStatus.SUBMITTED}, JobStatus.STORING).job
+    jobs.begin_submission(job.job_id, found={}, params={}, warnings=[], link="L1", at=job.created_at)
+    jobs.record_task(job.job_id, Task(id="task-1", status="created"))
+    storing = jobs.start_storing(job.job_id).job
     for i in range(120):  # a job the reconciler touched for days
-        jobs.move(job.job_id, {JobStatus.STORING}, JobStatus.STORING, note=f"touch {i} " + "x" * 200)
+        jobs.requeue_store(job.job_id, f"touch {i} " + "x" * 200)
     stored = jobs.get(job.job_id)
     assert stored is not None
     assert storing is not None

@@ -14,7 +14,6 @@ from aws_lambda_powertools import Logger, Metrics
 
 from loradrop.deadline import Deadline
 from loradrop.job import Job, iso, url_digest
-from loradrop.jobs import JobPatch
 from loradrop.models import JobStatus, Task
 from loradrop.redaction import json_for_logs
 from loradrop.tracking import JobNotFound
@@ -354,7 +353,7 @@ def test_a_recorded_stray_that_completes_after_its_job_failed_is_stored(world: W
     two_attempt_job(world, JobStatus.TRAINING, task="second-task")
     training = Task(id="first-task", status="processing", input={"data": LINK_1})
     assert webhook(world, training)[1] == "stray task recorded"
-    world.jobs.move("j", {JobStatus.TRAINING}, JobStatus.FAILED, patch=JobPatch(**{"error_code": "1401", "error": "x"}))
+    world.jobs.end("j", {JobStatus.TRAINING}, JobStatus.FAILED, "1401", "x")
     # When the stray reports in, completed
     completed = training.model_copy(update={"status": "completed", "outputs": [OUTPUT]})
     _, outcome = webhook(world, completed)

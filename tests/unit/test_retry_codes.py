@@ -34,7 +34,7 @@ def _code(node: ast.expr) -> str:
 
 def codes_whose_message_says_retry() -> set[str]:
     """Error codes passed beside a message that mentions `loradrop retry`, in any call of the domain package
-    (end_job, a use case's _fail/_end, ...)."""
+    (JobStore.end, a use case's _fail/_end, ...)."""
     found = set()
     for module in DOMAIN.glob("*.py"):
         for node in ast.walk(ast.parse(module.read_text())):

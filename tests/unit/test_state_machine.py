@@ -70,7 +70,7 @@ def test_the_store_refuses_an_illegal_move_before_writing(store: JobStore) -> No
     )
     store.claim(job)
     with pytest.raises(IllegalMove):
-        store.move("ana-1", {JobStatus.COMPLETED}, JobStatus.RECEIVED)
+        store._move("ana-1", {JobStatus.COMPLETED}, JobStatus.RECEIVED)  # what no operation may ask
     unchanged = store.get("ana-1")
     assert unchanged is not None
     assert unchanged.status is JobStatus.COMPLETED

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from aws_lambda_powertools import Logger
 
-from loradrop.jobs import JobPatch
 from loradrop.models import TERMINAL_STATUSES, JobStatus, Task
 from loradrop.redaction import json_for_logs
 from loradrop.settings import ReconcileSettings
@@ -142,11 +141,10 @@ def test_a_storing_job_is_restarted_only_by_the_reconciler(world: World, by: str
 def test_a_live_copy_lease_is_left_alone_and_too_many_restarts_end_the_job(world: World) -> None:
     leased = job_in(world.jobs, JobStatus.STORING, store_lease_until="2999-01-01T00:00:00.000Z")
     assert world.tracker.apply(leased, task("completed"), by="reconciler")[1] == "copy running"
-    world.jobs.move(
-        leased.job_id, {JobStatus.STORING}, JobStatus.STORING, note="copy attempt failed: AccessDenied on PutObject"
-    )
+    world.jobs.release_lease(leased, note="copy attempt failed: AccessDenied on PutObject")
+    world.jobs.take_lease(leased.job_id, "copy-1", "2999-01-01T00:00:00.000Z")  # the next copy, still running
     for _ in range(3):
-        world.jobs.move(leased.job_id, {JobStatus.STORING}, JobStatus.STORING, count="store_requeues")
+        world.jobs._move(leased.job_id, {JobStatus.STORING}, JobStatus.STORING, count="store_requeues")
     # a copy that holds the lease is never ended under it, however often copies were restarted
     worn = world.jobs.get(leased.job_id)
     assert worn is not None
@@ -156,12 +154,7 @@ def test_a_live_copy_lease_is_left_alone_and_too_many_restarts_end_the_job(world
     )
     assert world.jobs.get(leased.job_id).status is JobStatus.STORING  # type: ignore[union-attr]
     # once its lease is over, the job ends with the last try's reason
-    world.jobs.move(
-        leased.job_id,
-        {JobStatus.STORING},
-        JobStatus.STORING,
-        patch=JobPatch(**{"store_lease_until": "2000-01-01T00:00:00.000Z"}),
-    )
+    world.jobs.take_lease(leased.job_id, "copy-1", "2000-01-01T00:00:00.000Z")  # a lease that ran out
     moved, said = world.tracker.apply(world.jobs.get(leased.job_id), task("completed"), by="reconciler")
     assert (said, moved.status, moved.error_code) == ("failed", JobStatus.FAILED, "STORE_FAILED")
     assert "AccessDenied on PutObject" in (moved.error or "")  # the last try's reason, quoted
