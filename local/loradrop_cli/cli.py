@@ -30,8 +30,7 @@ from loradrop.models import (
     TrainingParams,
     retry_kind,
 )
-from loradrop_local.aws.stack import PROFILE
-from loradrop_local.job_client import (
+from loradrop_cli.job_client import (
     CliError,
     StillRunning,
     Target,
@@ -42,7 +41,8 @@ from loradrop_local.job_client import (
     stack_target,
     upload,
 )
-from loradrop_local.view import console_for, describe, jobs_table
+from loradrop_cli.view import console_for, describe, jobs_table
+from loradrop_local.aws.stack import PROFILE
 
 DEFAULT_STATE_DIR = Path(".loradrop")
 # What a script can rely on: the job's state, or why loradrop could not do what was asked.
@@ -278,7 +278,7 @@ def cmd_local(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    from loradrop_local.demo import run_demo
+    from loradrop_cli.demo import run_demo
 
     timeout = args.timeout if args.timeout is not None else (900 if args.sam else 60)
     return run_demo(args.state_dir, out, images=args.images, timeout=timeout, sam=args.sam)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loradrop_local.reliability.harness import Outcome
-from loradrop_local.reliability.hostile import HostileRow
-from loradrop_local.reliability.tiers import TierRow
+from loradrop_dev.reliability.harness import Outcome
+from loradrop_dev.reliability.hostile import HostileRow
+from loradrop_dev.reliability.tiers import TierRow
 
 REPORT = Path(__file__).resolve().parents[3] / "docs" / "reliability.md"
 

@@ -8,21 +8,21 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from loradrop_local.aws.moto_front import (
-    DYNAMODB_SDK_ATTEMPTS,
-    Fault,
-    dynamodb_write_to,
-    s3_request_for,
-    sqs_send_naming,
-)
-from loradrop_local.reliability import busy_account
-from loradrop_local.reliability.harness import (
+from loradrop_dev.reliability import busy_account
+from loradrop_dev.reliability.harness import (
     Harness,
     Outcome,
     Scale,
     Tracked,
     simulator_settings,
     times_entered,
+)
+from loradrop_local.aws.moto_front import (
+    DYNAMODB_SDK_ATTEMPTS,
+    Fault,
+    dynamodb_write_to,
+    s3_request_for,
+    sqs_send_naming,
 )
 
 # ----- scenarios -----

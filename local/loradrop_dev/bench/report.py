@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loradrop_local.bench.charts import cold_start_chart, dataset_chart, inspection_chart, transfer_chart
-from loradrop_local.bench.cold_start import FACTORIES
-from loradrop_local.bench.costs import scale_on_paper
-from loradrop_local.bench.inspection import ENTRIES
-from loradrop_local.bench.processes import GIB, MIB, REPORT, size_text
-from loradrop_local.bench.transfer import PART_MIB, THREADS, TRANSFER_ROUNDS, TransferResult
+from loradrop_dev.bench.charts import cold_start_chart, dataset_chart, inspection_chart, transfer_chart
+from loradrop_dev.bench.cold_start import FACTORIES
+from loradrop_dev.bench.costs import scale_on_paper
+from loradrop_dev.bench.inspection import ENTRIES
+from loradrop_dev.bench.processes import GIB, MIB, REPORT, size_text
+from loradrop_dev.bench.transfer import PART_MIB, THREADS, TRANSFER_ROUNDS, TransferResult
 
 
 # ----- report -----

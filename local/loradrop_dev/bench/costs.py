@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from loradrop_dev.bench.processes import GIB, size_text
 from loradrop_local.aws.cloudformation import load_template
-from loradrop_local.bench.processes import GIB, size_text
 
 # ----- 5. scale on paper -----
 # us-east-1 list prices as published by AWS (checked 2025; verify before quoting): per unit below.

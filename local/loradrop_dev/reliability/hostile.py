@@ -24,7 +24,7 @@ import httpx
 from loradrop_local.aws.events import http_api_event
 
 if TYPE_CHECKING:
-    from loradrop_local.reliability.harness import Harness
+    from loradrop_dev.reliability.harness import Harness
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
 

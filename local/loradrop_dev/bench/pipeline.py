@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from loradrop_local.bench.processes import MIB, median, size_text
+from loradrop_dev.bench.processes import MIB, median, size_text
 
 
 # ----- 4. webhook path and end-to-end overhead -----

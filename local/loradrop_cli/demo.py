@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from loradrop.models import JobStatus
+from loradrop_cli.job_client import Target, download_card, download_weights, follow_job
+from loradrop_cli.view import console_for, describe
 from loradrop_local.aws.events import scheduled_event
 from loradrop_local.aws.stack import LocalStack, StackOptions
 from loradrop_local.dataset import training_zip
-from loradrop_local.job_client import Target, download_card, download_weights, follow_job
 from loradrop_local.sam.emulators import sam_problem, stack_in_sam
 from loradrop_local.simulator.model import SimulatorConfig
-from loradrop_local.view import console_for, describe
 
 TRIGGER_WORD = "zxq"
 

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from loradrop.jobs import Job, JobStore, job_id_for
 from loradrop.models import JobStatus
-from loradrop_local.view import console_for, follow, transfer_bar
+from loradrop_cli.view import console_for, follow, transfer_bar
 
 
 class CliError(Exception):
