@@ -1,4 +1,4 @@
-"""6. The dataset survey vs image count, beside the naive way: download the ZIP and open every image."""
+"""5. The dataset survey vs image count, beside the naive way: download the ZIP and open every image."""
 
 from __future__ import annotations
 
