@@ -1,13 +1,12 @@
-"""5. Scale on paper: what the measured figures cost and allow on AWS and WaveSpeed."""
+"""6. Scale on paper: what the measured figures cost and allow on AWS and WaveSpeed."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from loradrop_dev.bench.processes import GIB, size_text
 from loradrop_local.aws.cloudformation import load_template
-from loradrop_local.bench.processes import GIB, size_text
 
-# ----- 5. scale on paper -----
 # us-east-1 list prices as published by AWS (checked 2025; verify before quoting): per unit below.
 PRICES = {
     "lambda_gb_s": 0.0000133334,  # arm64
@@ -31,6 +30,31 @@ POST_SECONDS = 1.0  # WaveSpeed's answer to a POST, roughly (not documented)
 
 
 def scale_on_paper(pipeline: dict[str, Any], output_size: int) -> list[str]:
+    rows = per_job_costs(pipeline, output_size)
+    per_job = sum(cost for *_, cost in rows)
+    lines = [
+        "Per-job operations counted on the local stack (the handlers' own AWS calls, plus what S3, Lambda's",
+        "SQS poller and WaveSpeed do on a job's behalf), priced at us-east-1 list prices. Lambda time is the",
+        "local stack's handler time, a stand-in: in Lambda the submit and webhook paths add WaveSpeed's",
+        "latency, and StoreWeights runs at CloudFront-to-S3 speed.",
+        "",
+        "| item | per job | cost per 1,000 jobs (USD) |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {amount} | {cost * 1000:.4f} |" for name, amount, cost in rows]
+    lines += [
+        f"| **total** | | **{per_job * 1000:.2f}** |",
+        "",
+        "Handler calls per job (including the reconciler's periodic queries, spread over the jobs): "
+        + ", ".join(f"{k} {v:.3g}" for k, v in pipeline["calls_per_job"].items())
+        + ".",
+        "",
+    ]
+    return lines + throughput_by_tier(pipeline["seconds_per_job"])
+
+
+def per_job_costs(pipeline: dict[str, Any], output_size: int) -> list[tuple[str, str, float]]:
+    """(item, amount per job, cost per job in USD) for what one job uses on AWS."""
     calls = pipeline["calls_per_job"]
     seconds = pipeline["seconds_per_job"]
     invocations = pipeline["invocations_per_job"]
@@ -57,7 +81,7 @@ def scale_on_paper(pipeline: dict[str, Any], output_size: int) -> list[str]:
     messages = 1 + total("sqs:", ("SendMessage",))
     sqs_requests = total("sqs:") + 2 * messages
     gb_s = sum(seconds.get(f, 0.0) * MEMORY_MB[f] / 1024 for f in MEMORY_MB)
-    rows = [
+    return [
         ("Lambda compute", f"{gb_s:.2f} GB-s", gb_s * PRICES["lambda_gb_s"]),
         ("Lambda requests", f"{sum(invocations.values()):.1f}", sum(invocations.values()) * PRICES["lambda_request"]),
         ("SQS requests", f"{sqs_requests:.1f}", sqs_requests * PRICES["sqs_request"]),
@@ -73,24 +97,11 @@ def scale_on_paper(pipeline: dict[str, Any], output_size: int) -> list[str]:
         ("HTTP API requests (webhooks)", "1", PRICES["http_api_request"]),
         (f"S3 storage, {size_text(output_size)} of weights, one month", "", output_size / GIB * PRICES["s3_gb_month"]),
     ]
-    per_job = sum(cost for *_, cost in rows)
+
+
+def throughput_by_tier(seconds: dict[str, float]) -> list[str]:
+    """What each WaveSpeed tier allows, and which part of the stack limits it first."""
     lines = [
-        "Per-job operations counted on the local stack (the handlers' own AWS calls, plus what S3, Lambda's",
-        "SQS poller and WaveSpeed do on a job's behalf), priced at us-east-1 list prices. Lambda time is the",
-        "local stack's handler time, a stand-in: in Lambda the submit and webhook paths add WaveSpeed's",
-        "latency, and StoreWeights runs at CloudFront-to-S3 speed.",
-        "",
-        "| item | per job | cost per 1,000 jobs (USD) |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {name} | {amount} | {cost * 1000:.4f} |" for name, amount, cost in rows]
-    lines += [
-        f"| **total** | | **{per_job * 1000:.2f}** |",
-        "",
-        "Handler calls per job (including the reconciler's periodic queries, spread over the jobs): "
-        + ", ".join(f"{k} {v:.3g}" for k, v in calls.items())
-        + ".",
-        "",
         "Throughput: WaveSpeed's tier decides, and the stack's `WaveSpeedTier` parameter follows it (the",
         "template's `Tiers` mapping): SubmitTraining runs that many submissions at once, each taking "
         f"{seconds.get('SubmitTrainingFunction', 0) * 1000:.0f} ms here plus WaveSpeed's answer (say "

@@ -1,4 +1,4 @@
-"""6. The dataset survey vs image count, beside the naive way: download the ZIP and open every image."""
+"""5. The dataset survey vs image count, beside the naive way: download the ZIP and open every image."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from loradrop_local.bench.inspection import FileRangeReader
-from loradrop_local.bench.processes import GIB, download, median, s3_client, timed
+from loradrop_dev.bench.inspection import FileRangeReader
+from loradrop_dev.bench.processes import GIB, download, median, s3_client, timed
 from loradrop_local.dataset import photo
 
 COUNTS = [10, 100, 1000]

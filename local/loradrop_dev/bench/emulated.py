@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from loradrop_dev.bench.cold_start import BASELINE, COLD_ENV, FACTORIES, init_code, stock_layer
+from loradrop_dev.bench.processes import ROOT, median
 from loradrop_local.aws.cloudformation import load_template
-from loradrop_local.bench.cold_start import BASELINE, COLD_ENV, FACTORIES, init_code, stock_layer
-from loradrop_local.bench.processes import ROOT, median
 from loradrop_local.sam.image import IMAGE, docker, docker_ready, have_image
 
 BUILD = ROOT / ".aws-sam" / "build"

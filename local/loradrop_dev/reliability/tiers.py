@@ -9,9 +9,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from loradrop_dev.reliability.harness import Harness, reliability_options
 from loradrop_local.aws.cloudformation import load_template
 from loradrop_local.aws.stack import LocalStack
-from loradrop_local.reliability.harness import Harness, reliability_options
 from loradrop_local.simulator.model import SimulatorConfig
 
 POST_SECONDS = 1.0  # WaveSpeed's answer to a POST, as the benchmark assumes (docs/benchmarks.md)

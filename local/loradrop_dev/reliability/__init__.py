@@ -5,6 +5,7 @@ then checks what a user would: every upload in exactly one expected *terminal* s
 SUBMITTING or STORING is a failure), the tasks WaveSpeed created equal to the attempts the jobs
 count (nobody billed twice, nothing unaccounted), the weights objects and their checksums, no
 orphan multipart uploads. The tests run every scenario at the "fast" scale; `make reliability`
-runs "full". `harness` (the stack and the judging), `scenarios`, `hostile` (hostile inputs),
-`report`, `__main__`.
+runs "full". `harness` (the stack and the judging), `scenarios` (the registry and the scales) with the
+scenarios by theme: `load`, `wavespeed_faults`, `recovery`, `busy_account`; `tiers` (bursts on stacks
+deployed per WaveSpeed tier), `hostile` (hostile inputs), `report`, `__main__`.
 """

@@ -18,7 +18,7 @@ from rich.console import Console
 from loradrop.job import Job, job_id_for
 from loradrop.jobs import JobStore
 from loradrop.models import JobStatus
-from loradrop_local.view import console_for, follow, transfer_bar
+from loradrop_cli.view import console_for, follow, transfer_bar
 
 
 class CliError(Exception):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loradrop_local.bench.processes import MIB, PYTHON, median, s3_client, simulator_process, size_text
+from loradrop_dev.bench.processes import MIB, PYTHON, median, s3_client, simulator_process, size_text
 
 
 # ----- 2. weights transfer -----
@@ -76,7 +76,7 @@ def transfer_worker(args: argparse.Namespace) -> None:
 
 
 def _run_worker(**kwargs: Any) -> dict[str, Any]:
-    argv = [PYTHON, "-m", "loradrop_local.bench", "transfer-worker"]
+    argv = [PYTHON, "-m", "loradrop_dev.bench", "transfer-worker"]
     for name, value in kwargs.items():
         argv += [f"--{name.replace('_', '-')}", str(value)]
     output = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=900)

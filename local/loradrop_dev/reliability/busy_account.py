@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from loradrop_dev.reliability.harness import Harness, Outcome, Scale, Tracked, simulator_settings
 from loradrop_local.aws.moto_front import Fault, dynamodb_write_to
-from loradrop_local.reliability.harness import Harness, Outcome, Scale, Tracked, simulator_settings
 
 
 @contextmanager

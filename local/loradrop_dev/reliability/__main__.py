@@ -6,17 +6,17 @@ import argparse
 import time
 from pathlib import Path
 
+from loradrop_dev.reliability.harness import Harness, reliability_options
+from loradrop_dev.reliability.hostile import HostileRow, run_hostile
+from loradrop_dev.reliability.report import REPORT, write_report
+from loradrop_dev.reliability.scenarios import FAST, FULL, SCENARIOS
+from loradrop_dev.reliability.tiers import FAST_RUNS, FULL_RUNS, run_tier
 from loradrop_local.aws.cloudformation import TEMPLATE_PATH
 from loradrop_local.aws.stack import LocalStack
-from loradrop_local.reliability.harness import Harness, reliability_options
-from loradrop_local.reliability.hostile import HostileRow, run_hostile
-from loradrop_local.reliability.report import REPORT, write_report
-from loradrop_local.reliability.scenarios import FAST, FULL, SCENARIOS
-from loradrop_local.reliability.tiers import FAST_RUNS, FULL_RUNS, run_tier
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loradrop_local.reliability", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m loradrop_dev.reliability", description=__doc__)
     parser.add_argument("--scale", choices=["fast", "full"], default="full")
     parser.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="run only these scenarios")
     parser.add_argument("--output", type=Path, default=REPORT)

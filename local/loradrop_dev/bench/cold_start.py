@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from loradrop_local.bench.processes import PYTHON, ROOT, median
+from loradrop_dev.bench.processes import PYTHON, ROOT, median
 
 # ----- 3. cold start -----
 FACTORIES = {

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loradrop_local.reliability.harness import Outcome
-from loradrop_local.reliability.hostile import HostileRow
-from loradrop_local.reliability.tiers import TierRow
+from loradrop_dev.reliability.harness import Outcome
+from loradrop_dev.reliability.hostile import HostileRow
+from loradrop_dev.reliability.tiers import TierRow
 
 REPORT = Path(__file__).resolve().parents[3] / "docs" / "reliability.md"
 
@@ -25,6 +25,18 @@ def write_report(  # noqa: PLR0913, PLR0917 - the report of every part of a run
     path: Path = REPORT,
     settle_deadline: float = 10.0,
 ) -> None:
+    lines = [
+        *_scenarios(outcomes, scale, seconds, settle_deadline),
+        *_hostile_input(hostile),
+        *_tiers(tiers),
+        *_goals(),
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _scenarios(outcomes: list[Outcome], scale: str, seconds: float, settle_deadline: float) -> list[str]:
+    """How the run was made (time compressed), and a row per scenario."""
     lines = [
         "# Reliability report",
         "",
@@ -53,7 +65,11 @@ def write_report(  # noqa: PLR0913, PLR0917 - the report of every part of a run
             f"| {o.objects_ok} | {o.end_events} ({o.event_repeats}) | {settles} "
             f"| {o.orphan_uploads} | {o.seconds_median} / {o.seconds_max} | {verdict} |"
         )
-    lines += [
+    return lines
+
+
+def _hostile_input(hostile: list[HostileRow]) -> list[str]:
+    lines = [
         "",
         "## Hostile input",
         "",
@@ -64,32 +80,43 @@ def write_report(  # noqa: PLR0913, PLR0917 - the report of every part of a run
         verdict = "pass" if row.passed else "FAIL"
         counts = f"{row.tried} | {row.accepted} | {row.changed_or_outbound} | {row.server_errors}"
         lines.append(f"| {row.kind} | {counts} | {verdict} |")
-    if tiers:
-        lines += [
-            "",
-            "## Throughput by WaveSpeed tier",
-            "",
-            "A burst of uploads on a stack deployed with `WaveSpeedTier=<tier>` (the template's `Tiers` mapping sets",
-            "SubmitTraining's concurrency and the rate-limit back-off), against a simulator starting tasks at the",
-            "tier's rate, in fixed minute windows as WaveSpeed documents, and answering each POST in 1 s (the",
-            "benchmark's estimate of WaveSpeed's answer time), both scaled with the minute. Bronze runs at 1/30",
-            "time (a 2 s minute); Silver in real time, since its 500 starts a minute already take 10 submitters",
-            "and most of this 2-core machine. Every task ends FAILED (1401) after the burst, so copies do not",
-            "compete with the submissions for the cores (in Lambda they would not); the failure still takes the",
-            "whole webhook path.",
-            "",
-            "| tier | limit (starts/min) | submitters | uploads | minute | starts | 429s | achieved starts/min, "
-            "mean / busiest minute | busiest minute vs limit | time (s) | result |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for t in tiers:
-            verdict = _verdict(t.passed, t.problems)
-            lines.append(
-                f"| {t.tier} | {t.limit:,} | {t.submitters} | {t.uploads} | {t.minute_seconds:g} s | {t.starts} "
-                f"| {t.rate_limited} | {t.mean_per_minute:g} / {t.peak_per_minute} | {t.share:.0%} | {t.seconds} "
-                f"| {verdict} |"
-            )
-    lines += [
+    return lines
+
+
+def _tiers(tiers: list[TierRow]) -> list[str]:
+    """The tier bursts' throughput, when the run made them."""
+    if not tiers:
+        return []
+    lines = [
+        "",
+        "## Throughput by WaveSpeed tier",
+        "",
+        "A burst of uploads on a stack deployed with `WaveSpeedTier=<tier>` (the template's `Tiers` mapping sets",
+        "SubmitTraining's concurrency and the rate-limit back-off), against a simulator starting tasks at the",
+        "tier's rate, in fixed minute windows as WaveSpeed documents, and answering each POST in 1 s (the",
+        "benchmark's estimate of WaveSpeed's answer time), both scaled with the minute. Bronze runs at 1/30",
+        "time (a 2 s minute); Silver in real time, since its 500 starts a minute already take 10 submitters",
+        "and most of this 2-core machine. Every task ends FAILED (1401) after the burst, so copies do not",
+        "compete with the submissions for the cores (in Lambda they would not); the failure still takes the",
+        "whole webhook path.",
+        "",
+        "| tier | limit (starts/min) | submitters | uploads | minute | starts | 429s | achieved starts/min, "
+        "mean / busiest minute | busiest minute vs limit | time (s) | result |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in tiers:
+        verdict = _verdict(t.passed, t.problems)
+        lines.append(
+            f"| {t.tier} | {t.limit:,} | {t.submitters} | {t.uploads} | {t.minute_seconds:g} s | {t.starts} "
+            f"| {t.rate_limited} | {t.mean_per_minute:g} / {t.peak_per_minute} | {t.share:.0%} | {t.seconds} "
+            f"| {verdict} |"
+        )
+    return lines
+
+
+def _goals() -> list[str]:
+    """What each section's goals are, and what makes a scenario pass."""
+    return [
         "",
         "Goals: nothing accepted, no state change or outbound request (for SSRF: no connection to a loopback",
         "listener; for webhooks: the waiting job unchanged and no WaveSpeed call), no 5xx. ZIPs must end",
@@ -107,5 +134,3 @@ def write_report(  # noqa: PLR0913, PLR0917 - the report of every part of a run
         "`tests/integration/test_hostile.py`, `test_webhook_fuzz.py`, `test_secrets.py`,",
         "`tests/unit/test_properties.py`.",
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")

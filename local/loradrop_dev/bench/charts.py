@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loradrop_local.bench.cold_start import FACTORIES
-from loradrop_local.bench.processes import MIB
+from loradrop_dev.bench.cold_start import FACTORIES
+from loradrop_dev.bench.processes import MIB
 
 OURS, BASELINE, NAIVE, BEFORE = "#2b6cb0", "#718096", "#dd6b20", "#c53030"
 

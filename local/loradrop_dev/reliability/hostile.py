@@ -24,7 +24,7 @@ import httpx
 from loradrop_local.aws.events import http_api_event
 
 if TYPE_CHECKING:
-    from loradrop_local.reliability.harness import Harness
+    from loradrop_dev.reliability.harness import Harness
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
 
@@ -207,10 +207,12 @@ def random_webhooks(count: int, task_id: str, seed: int = 9) -> list[tuple[dict[
 
 # ----- running them -----
 def run_hostile(h: Harness, fuzz_count: int) -> list[HostileRow]:
-    stack, sim = h.stack, h.sim
-    rows = []
+    return [_bad_zips(h), *_webhook_attacks(h, fuzz_count), _ssrf(h)]
 
-    # 1. Broken and malicious ZIPs: REJECTED, never sent to WaveSpeed
+
+def _bad_zips(h: Harness) -> HostileRow:
+    """Broken and malicious ZIPs: REJECTED, never sent to WaveSpeed."""
+    stack = h.stack
     zips = HostileRow("broken or malicious ZIPs")
     errors_before = len(stack.handler_errors)
     for label, data in bad_zips().items():
@@ -221,9 +223,13 @@ def run_hostile(h: Harness, fuzz_count: int) -> list[HostileRow]:
         zips.accepted += job.get("status") != "REJECTED"
         zips.changed_or_outbound += h.posts_for(tracked[0])
     zips.server_errors = len(stack.handler_errors) - errors_before
-    rows.append(zips)
+    return zips
 
-    # A job waiting for its webhook, for the webhook attacks to aim at
+
+def _webhook_attacks(h: Harness, fuzz_count: int) -> list[HostileRow]:
+    """Forged and malformed webhooks over HTTP, then random ones straight into the handler, all aimed at a job
+    waiting for its webhook: it must not move, and nothing may ask WaveSpeed for the task."""
+    stack, sim = h.stack, h.sim
     sim.faults.webhook.append("drop")
     target = h.upload("hostile-target", 1)
     h.wait(target, timeout=30, statuses={"SUBMITTED"})
@@ -246,7 +252,6 @@ def run_hostile(h: Harness, fuzz_count: int) -> list[HostileRow]:
         forged.accepted += answer.status_code < 400
         forged.server_errors += answer.status_code >= 500
     forged.changed_or_outbound = (result_gets() - gets) + (stack.job(waiting["job_id"]) != waiting)
-    rows.append(forged)
 
     # 3. Random webhook bodies and header shapes, straight into the handler
     fuzzed = HostileRow("random webhook bodies and header shapes")
@@ -263,11 +268,14 @@ def run_hostile(h: Harness, fuzz_count: int) -> list[HostileRow]:
         fuzzed.accepted += status < 400
         fuzzed.server_errors += status >= 500
     fuzzed.changed_or_outbound = (result_gets() - gets) + (stack.job(waiting["job_id"]) != waiting)
-    rows.append(fuzzed)
     h.post_webhook(task)  # let the target finish, so nothing is left waiting
     h.wait(target, timeout=30)
+    return [forged, fuzzed]
 
-    # 4. Weights URLs pointing inside the network: refused without a connection
+
+def _ssrf(h: Harness) -> HostileRow:
+    """Weights URLs pointing inside the network: refused without a connection."""
+    stack, sim = h.stack, h.sim
     ssrf = HostileRow("weights URLs pointing inside (SSRF)")
     listener = Listener()
     errors_before = len(stack.handler_errors)
@@ -288,5 +296,4 @@ def run_hostile(h: Harness, fuzz_count: int) -> list[HostileRow]:
     finally:
         listener.close()
     ssrf.server_errors = len(stack.handler_errors) - errors_before
-    rows.append(ssrf)
-    return rows
+    return ssrf

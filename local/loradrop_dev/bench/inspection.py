@@ -11,7 +11,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from loradrop_local.bench.processes import GIB, MIB, download, median, s3_client, size_text, timed
+from loradrop_dev.bench.processes import GIB, MIB, download, median, s3_client, size_text, timed
 
 # ----- 1. ZIP inspection -----
 ENTRIES = 40

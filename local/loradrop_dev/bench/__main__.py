@@ -11,18 +11,18 @@ import json
 import time
 from typing import Any
 
-from loradrop_local.bench.cold_start import bench_cold_start, deployment_sizes
-from loradrop_local.bench.dataset import COUNTS, bench_dataset
-from loradrop_local.bench.emulated import bench_emulated_cold_start
-from loradrop_local.bench.inspection import bench_inspection
-from loradrop_local.bench.pipeline import bench_pipeline
-from loradrop_local.bench.processes import GIB, MIB, RAW, REPORT, moto_process
-from loradrop_local.bench.report import write_report
-from loradrop_local.bench.transfer import TransferResult, bench_transfer, transfer_worker
+from loradrop_dev.bench.cold_start import bench_cold_start, deployment_sizes
+from loradrop_dev.bench.dataset import COUNTS, bench_dataset
+from loradrop_dev.bench.emulated import bench_emulated_cold_start
+from loradrop_dev.bench.inspection import bench_inspection
+from loradrop_dev.bench.pipeline import bench_pipeline
+from loradrop_dev.bench.processes import GIB, MIB, RAW, REPORT, moto_process
+from loradrop_dev.bench.report import write_report
+from loradrop_dev.bench.transfer import TransferResult, bench_transfer, transfer_worker
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loradrop_local.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m loradrop_dev.bench", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     worker = sub.add_parser("transfer-worker")
     for name in ("method", "endpoint", "bucket", "key", "url", "file", "tmp"):
