@@ -55,7 +55,7 @@ class Deferred(Exception):
 
 
 def partial_batch(
-    event: dict[str, Any], handle: Callable[[QueueRecord], None], sqs: Callable[[], SQSClient]
+    event: dict[str, Any], handle: Callable[[QueueRecord], None], sqs: Callable[[], SQSClient], *, queue: str
 ) -> dict[str, Any]:
     """Handle each record; the ones that raised are reported so SQS delivers only them again. A deferred
     record comes back after its delay; a malformed one, which no retry can fix, at once, so it reaches the
@@ -69,7 +69,7 @@ def partial_batch(
             handle(record)
             continue
         except MalformedMessage as err:
-            logger.error("malformed message: it goes to the dead-letter queue", extra={"problem": str(err)})
+            logger.error(f"malformed {queue} message: it goes to the dead-letter queue", extra={"problem": str(err)})
             deferred = Deferred(1, reason=str(err))
         except Deferred as err:
             deferred = err

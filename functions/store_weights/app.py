@@ -24,4 +24,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     def store(record: QueueRecord) -> None:  # a copy's lease is this invocation's
         storer().store_message(record, remaining_ms=context.get_remaining_time_in_millis, owner=context.aws_request_id)
 
-    return partial_batch(event, store, lambda: aws("sqs"))
+    return partial_batch(event, store, lambda: aws("sqs"), queue="store")

@@ -27,4 +27,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     jobs = batch.uploads_in(event)  # a bare S3 event (e.g. sam local invoke)
     if jobs is not None:
         return {"jobs": [{"job_id": job.job_id, "status": job.status.value} for job in jobs]}
-    return partial_batch(event, batch.handle, lambda: aws("sqs"))
+    return partial_batch(event, batch.handle, lambda: aws("sqs"), queue="intake")
