@@ -76,10 +76,10 @@ integration: $(VENV)/.installed ## integration tests only (moto's server + WaveS
 	$(PY) -m pytest -q -n 2 --dist loadfile tests/integration
 
 reliability: $(VENV)/.installed ## fault and load scenarios at full scale; writes docs/reliability.md
-	$(PY) -m loradrop_local.reliability --scale full
+	$(PY) -m loradrop_dev.reliability --scale full
 
 bench: $(VENV)/.installed build ## benchmarks; writes docs/benchmarks.md
-	$(PY) -m loradrop_local.bench
+	$(PY) -m loradrop_dev.bench
 
 deploy: build ## sam deploy --guided
 	$(SAM) deploy --guided

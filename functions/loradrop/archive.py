@@ -10,17 +10,18 @@ dataset survey read the first bytes of each image through `ZipFile.open`.
 
 from __future__ import annotations
 
-import io
 import posixpath
 import re
 import struct
 import threading
 import zipfile
-from bisect import bisect_right
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+from loradrop.ranges import TAIL_BYTES, RangeFile, RangeReader, ReadBudgetExceeded
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 CAPTION_EXTENSION = ".txt"
@@ -30,168 +31,13 @@ _EOCD = b"PK\x05\x06"
 _EOCD_SIZE = 22
 _LOCATOR_SIZE = 20
 _ZIP64_EOCD_SIZE = 56
-TAIL_BYTES = _EOCD_SIZE + 0xFFFF + _LOCATOR_SIZE  # the end record may be followed by a 64 KiB comment
 _UNIX = 3
 _SYMLINK = 0o120000
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-class RangeReader(Protocol):
-    size: int
-
-    def read(self, start: int, length: int) -> bytes: ...
-
-
 class ArchiveRejected(ValueError):
     """The upload cannot be used for training; the message tells the user what to fix."""
-
-
-class ReadBudgetExceeded(Exception):
-    """A read would fetch more than the file's budget allows (a lying directory size, say)."""
-
-
-class RangeFile(io.RawIOBase):
-    """A read-only, seekable file over a RangeReader that fetches only what is read.
-
-    The first read fetches the tail (`tail_bytes`, one request) and keeps it; other reads fetch what
-    the cache lacks, at least `read_ahead` bytes at a time, and `prefetch` fetches many ranges at once.
-    `end` limits the file a reader sees (the archive may carry bytes after its end record). Nothing is
-    fetched past `budget` bytes in all."""
-
-    def __init__(self, source: RangeReader, *, budget: int | None = None, tail_bytes: int = TAIL_BYTES) -> None:
-        super().__init__()
-        self.source = source
-        self.end = source.size
-        self.budget = budget
-        self.read_ahead = 0
-        self.fetched = 0  # bytes asked for (the budget counts these)
-        self.bytes_read = 0  # bytes received
-        self.requests = 0
-        self.high_water = 0  # the furthest byte read so far (a caller may reset it)
-        self._tail_start = max(0, source.size - tail_bytes)
-        self._starts: list[int] = []  # cached segments, sorted and disjoint
-        self._segments: list[bytes] = []
-        self._position = 0
-
-    # ----- what zipfile uses -----
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.end}[whence]
-        if base + offset < 0:
-            raise OSError("seek before the start of the file")
-        self._position = base + offset
-        return self._position
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self.bytes_at(self._position, min(self._position + len(view), self.end))
-        view[: len(data)] = data
-        self._position += len(data)
-        self.high_water = max(self.high_water, self._position)
-        return len(data)
-
-    # ----- fetching and caching -----
-    def tail(self) -> tuple[int, bytes]:
-        """Where the tail starts, and its bytes (fetched once)."""
-        return self._tail_start, self.bytes_at(self._tail_start, self.source.size)
-
-    def bytes_at(self, start: int, stop: int) -> bytes:
-        if not self._starts and stop > start:
-            self._fetch_into_cache(self._tail_start, self.source.size)  # the tail first, in one request
-        pieces = []
-        position = start
-        while position < stop:
-            index = bisect_right(self._starts, position) - 1
-            if index >= 0 and position < self._starts[index] + len(self._segments[index]):
-                offset = position - self._starts[index]
-                piece = self._segments[index][offset : offset + stop - position]
-                pieces.append(piece)
-                position += len(piece)
-                continue
-            following = self._starts[index + 1] if index + 1 < len(self._starts) else self.source.size
-            if not self._fetch_into_cache(position, min(following, max(stop, position + self.read_ahead))):
-                break  # past the end of the object
-        return b"".join(pieces)
-
-    def prefetch(self, ranges: Iterable[tuple[int, int]], *, merge_gap: int = 0, concurrency: int = 8) -> None:
-        """Fetch what the cache lacks of these [start, stop) ranges, several requests at a time. Ranges
-        closer than `merge_gap` are fetched as one (fewer requests for a few more bytes)."""
-        merged: list[list[int]] = []
-        for start, wanted_stop in sorted(ranges):
-            stop = min(wanted_stop, self.source.size)
-            if merged and start <= merged[-1][1] + merge_gap:
-                merged[-1][1] = max(merged[-1][1], stop)
-            elif start < stop:
-                merged.append([start, stop])
-        wanted = [gap for start, stop in merged for gap in self._gaps(start, stop)]
-        self._charge(sum(stop - start for start, stop in wanted))
-        if not wanted:
-            return
-        with ThreadPoolExecutor(max_workers=min(concurrency, len(wanted))) as pool:
-            answers = list(pool.map(lambda gap: self.source.read(gap[0], gap[1] - gap[0]), wanted))
-        for (start, _), data in zip(wanted, answers, strict=True):
-            self._count(data)
-            if data:
-                self._insert(start, data)
-
-    def forget(self, start: int, stop: int) -> None:
-        """Drop the cached segments that lie inside [start, stop), never the tail: memory stays flat over
-        many reads."""
-        kept = [
-            (s, data)
-            for s, data in zip(self._starts, self._segments, strict=True)
-            if s == self._tail_start or not (start <= s and s + len(data) <= stop)
-        ]
-        self._starts = [s for s, _ in kept]
-        self._segments = [data for _, data in kept]
-
-    def _gaps(self, start: int, stop: int) -> list[tuple[int, int]]:
-        gaps = []
-        position = start
-        for seg_start, data in zip(self._starts, self._segments, strict=True):
-            seg_stop = seg_start + len(data)
-            if seg_stop <= position:
-                continue
-            if seg_start >= stop:
-                break
-            if seg_start > position:
-                gaps.append((position, seg_start))
-            position = max(position, seg_stop)
-        if position < stop:
-            gaps.append((position, stop))
-        return gaps
-
-    def _charge(self, length: int) -> None:
-        if self.budget is not None and self.fetched + length > self.budget:
-            raise ReadBudgetExceeded(f"reading {length:,} more bytes would pass the budget of {self.budget:,}")
-        self.fetched += length
-
-    def _fetch_into_cache(self, start: int, stop: int) -> bool:
-        if stop <= start:
-            return False
-        self._charge(stop - start)
-        data = self.source.read(start, stop - start)
-        self._count(data)
-        if data:
-            self._insert(start, data)
-        return bool(data)
-
-    def _count(self, data: bytes) -> None:
-        self.requests += 1
-        self.bytes_read += len(data)
-
-    def _insert(self, start: int, data: bytes) -> None:
-        index = bisect_right(self._starts, start)
-        self._starts.insert(index, start)
-        self._segments.insert(index, data)
 
 
 @dataclass(frozen=True)
@@ -374,7 +220,7 @@ def open_archive(reader: RangeReader, limits: ArchiveLimits) -> Archive:
     return Archive(report=report, zip=archive, file=file, images=images, captions=captions)
 
 
-def _check_entries(  # noqa: PLR0912 - one pass over the directory applies every entry rule
+def _check_entries(
     infos: list[zipfile.ZipInfo], directory_start: int, limits: ArchiveLimits
 ) -> tuple[list[zipfile.ZipInfo], list[zipfile.ZipInfo], int, int, int]:
     images: list[zipfile.ZipInfo] = []
@@ -385,18 +231,7 @@ def _check_entries(  # noqa: PLR0912 - one pass over the directory applies every
         _check_name(info)
         if name.endswith("/"):
             continue
-        if info.header_offset < 0 or info.header_offset + info.compress_size > directory_start:
-            raise ArchiveRejected(
-                f"the ZIP is truncated or corrupt (entry {_shown(name)} lies outside the archive): upload it again"
-            )
-        encrypted = info.flag_bits & 0x1 or info.compress_type == 99
-        if info.compress_type not in SUPPORTED_METHODS and not encrypted:
-            method = info.compress_type
-            raise ArchiveRejected(
-                f"entry {_shown(name)} is compressed with method {method} ({METHOD_NAMES.get(method, 'unknown')}), "
-                "which the trainer may not unpack: re-create the ZIP with standard compression "
-                "(e.g. `zip -r photos.zip photos/`)"
-            )
+        encrypted = _check_layout(info, directory_start)
         parts = [p for p in name.replace("\\", "/").split("/") if p]
         if not parts:
             raise ArchiveRejected("the ZIP has an entry without a name: re-create the archive")
@@ -437,6 +272,24 @@ def _check_entries(  # noqa: PLR0912 - one pass over the directory applies every
     return images, captions, ignored, compressed_total, uncompressed_total
 
 
+def _check_layout(info: zipfile.ZipInfo, directory_start: int) -> bool:
+    """An entry inside the archive, compressed in a way the trainer unpacks; whether it is encrypted."""
+    name = info.filename
+    if info.header_offset < 0 or info.header_offset + info.compress_size > directory_start:
+        raise ArchiveRejected(
+            f"the ZIP is truncated or corrupt (entry {_shown(name)} lies outside the archive): upload it again"
+        )
+    encrypted = bool(info.flag_bits & 0x1 or info.compress_type == 99)
+    if info.compress_type not in SUPPORTED_METHODS and not encrypted:
+        method = info.compress_type
+        raise ArchiveRejected(
+            f"entry {_shown(name)} is compressed with method {method} ({METHOD_NAMES.get(method, 'unknown')}), "
+            "which the trainer may not unpack: re-create the ZIP with standard compression "
+            "(e.g. `zip -r photos.zip photos/`)"
+        )
+    return encrypted
+
+
 def _check_name(info: zipfile.ZipInfo) -> None:
     name = info.filename
     unified = name.replace("\\", "/")
@@ -455,13 +308,15 @@ def _check_name(info: zipfile.ZipInfo) -> None:
 class S3RangeReader:
     """Range GETs against one S3 object version, counting what it reads (from several threads too)."""
 
-    def __init__(self, s3: Any, bucket: str, key: str, size: int, version_id: str | None = None) -> None:
+    def __init__(self, s3: S3Client, bucket: str, key: str, size: int, version_id: str | None = None) -> None:
         self.size = size
         self.bytes_read = 0
         self.requests = 0
         self._count = threading.Lock()
         self._s3 = s3
-        self._target = {"Bucket": bucket, "Key": key} | ({"VersionId": version_id} if version_id else {})
+        self._target: dict[str, Any] = {"Bucket": bucket, "Key": key} | (
+            {"VersionId": version_id} if version_id else {}
+        )
 
     def read(self, start: int, length: int) -> bytes:
         if length <= 0:

@@ -16,8 +16,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from loradrop.archive import FEW_IMAGES, Archive, ReadBudgetExceeded, stem_of
+from loradrop.archive import FEW_IMAGES, Archive, stem_of
 from loradrop.images import EXPECTED_FORMAT, TRAINABLE_FORMATS, sniff
+from loradrop.ranges import ReadBudgetExceeded
 
 DatasetPolicy = Literal["warn", "strict"]
 

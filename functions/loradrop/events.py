@@ -13,13 +13,18 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from loradrop.jobs import Job, job_from_image, parse_iso
+from loradrop.job import Job, parse_iso
+from loradrop.job_table import job_from_image
 from loradrop.models import JobStatus
+
+if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -76,7 +81,7 @@ def ends_in(records: Iterable[dict[str, Any]]) -> list[JobEnd]:
 
 
 class EventPublisher:
-    def __init__(self, client: Any, bus_name: str) -> None:
+    def __init__(self, client: EventBridgeClient, bus_name: str) -> None:
         self._events = client
         self._bus = bus_name
         self._published: OrderedDict[str, None] = OrderedDict()
@@ -106,8 +111,8 @@ class EventPublisher:
                 return failed.sequence
         return None
 
-    def _entry(self, end: JobEnd) -> dict[str, Any]:
-        entry: dict[str, Any] = {
+    def _entry(self, end: JobEnd) -> PutEventsRequestEntryTypeDef:
+        entry: PutEventsRequestEntryTypeDef = {
             "Source": SOURCE,
             "DetailType": DETAIL_TYPES[end.job.status],
             "Detail": _detail(end),
@@ -143,9 +148,11 @@ def _detail(end: JobEnd) -> str:
     return json.dumps({k: detail[k] for k in ESSENTIAL if k in detail} | {"detail_cut": True})
 
 
-def _calls(pending: list[tuple[JobEnd, dict[str, Any]]]) -> Iterator[list[tuple[JobEnd, dict[str, Any]]]]:
+def _calls(
+    pending: list[tuple[JobEnd, PutEventsRequestEntryTypeDef]],
+) -> Iterator[list[tuple[JobEnd, PutEventsRequestEntryTypeDef]]]:
     """The entries in order, in calls PutEvents takes: ten at most, 256 KB at most in all."""
-    chunk: list[tuple[JobEnd, dict[str, Any]]] = []
+    chunk: list[tuple[JobEnd, PutEventsRequestEntryTypeDef]] = []
     size = 0
     for item in pending:
         entry = item[1]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from loradrop.jobs import Job, parse_iso
-from loradrop.models import JobStatus, Prediction
+from loradrop.job import Job, parse_iso
+from loradrop.models import JobStatus, Task
 from loradrop.weights import StoredWeights
 
 CARD_NAME = "model-card.json"
@@ -41,8 +41,8 @@ def _timings(job: Job, stored_at: str) -> dict[str, Any]:
     }
 
 
-def _wavespeed_timing(prediction: Prediction) -> dict[str, Any]:
-    extra = prediction.model_extra or {}
+def _wavespeed_timing(task: Task) -> dict[str, Any]:
+    extra = task.model_extra or {}
     timings = extra.get("timings")
     inference = timings.get("inference") if isinstance(timings, dict) else None
     found: dict[str, Any] = {}
@@ -53,7 +53,7 @@ def _wavespeed_timing(prediction: Prediction) -> dict[str, Any]:
     return found
 
 
-def build_card(job: Job, prediction: Prediction, stored: StoredWeights, stored_at: str) -> dict[str, Any]:
+def build_card(job: Job, task: Task, stored: StoredWeights, stored_at: str) -> dict[str, Any]:
     """The card of a job whose weights were just stored."""
     params = job.public().get("params", {})
     captions = (job.dataset or {}).get("captions", (job.archive or {}).get("captions", 0))
@@ -64,9 +64,9 @@ def build_card(job: Job, prediction: Prediction, stored: StoredWeights, stored_a
         # WaveSpeed: "if captions are provided the trigger word will not be used".
         "trigger_word_used": not captions,
         "parameters": {key: params[key] for key in _PARAMETERS if key in params},
-        "trainer": {"provider": "WaveSpeed", "model": params.get("model"), "task_id": prediction.id}
-        | ({"task_created_at": prediction.created_at} if prediction.created_at else {})
-        | _wavespeed_timing(prediction),
+        "trainer": {"provider": "WaveSpeed", "model": params.get("model"), "task_id": task.id}
+        | ({"task_created_at": task.created_at} if task.created_at else {})
+        | _wavespeed_timing(task),
         "dataset": job.public().get("dataset", {}),
         "source": {
             "bucket": job.source_bucket,
@@ -120,9 +120,7 @@ def _size_range(dataset: dict[str, Any]) -> str:
 
 def card_readme(card: dict[str, Any]) -> bytes:
     """A short page a person can read."""
-    weights, header, trainer = card["weights"], card["weights"]["safetensors"], card["trainer"]
-    params, dataset, timings = card["parameters"], card["dataset"], card["timings"]
-    trigger = card["trigger_word"]
+    weights, trainer, trigger = card["weights"], card["trainer"], card["trigger_word"]
     prompt = f"a photo of {trigger}" if card["trigger_word_used"] else "a photo of ... (in your captions' words)"
     if card["trigger_word_used"]:
         usage = f"**Trigger word:** `{trigger}` — put it in your prompts, e.g. `a photo of {trigger}`."
@@ -131,6 +129,42 @@ def card_readme(card: dict[str, Any]) -> bytes:
             "**Captions:** the dataset had captions, so WaveSpeed trained on them and did not use a trigger word: "
             "prompt with the words your captions used."
         )
+    rows = _rows(card)
+    lines = [
+        f"# LoRA `{card['name']}`",
+        "",
+        f"A FLUX.1 [dev] LoRA trained by WaveSpeed's `{trainer['model']}` and stored by loradrop.",
+        "",
+        usage,
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {key} | {value} |" for key, value in rows),
+        "",
+        "## Use it",
+        "",
+        "With diffusers:",
+        "",
+        "```python",
+        "import torch",
+        "from diffusers import FluxPipeline",
+        "",
+        'pipe = FluxPipeline.from_pretrained("black-forest-labs/FLUX.1-dev", torch_dtype=torch.bfloat16)',
+        f'pipe.load_lora_weights("{weights["file"]}")',
+        f'image = pipe("{prompt}").images[0]',
+        "```",
+        "",
+        f"Check the file first: `sha256sum {weights['file']}` must print `{weights['sha256']}`.",
+    ]
+    if card["warnings"]:
+        lines += ["", "## Warnings", "", *(f"- {warning}" for warning in card["warnings"])]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _rows(card: dict[str, Any]) -> list[tuple[str, str]]:
+    """The card's facts table."""
+    weights, header, trainer = card["weights"], card["weights"]["safetensors"], card["trainer"]
+    params, dataset, timings = card["parameters"], card["dataset"], card["timings"]
     tensors = (
         f"{header['tensors']} ({', '.join(f'{k} {v}' for k, v in header['dtypes'].items())}), "
         f"{header['parameters'] / 1e6:.1f} M parameters"
@@ -163,32 +197,4 @@ def card_readme(card: dict[str, Any]) -> bytes:
                 + (f", {_size_range(dataset)}" if "smallest" in dataset else ""),
             ),
         )
-    lines = [
-        f"# LoRA `{card['name']}`",
-        "",
-        f"A FLUX.1 [dev] LoRA trained by WaveSpeed's `{trainer['model']}` and stored by loradrop.",
-        "",
-        usage,
-        "",
-        "| | |",
-        "|---|---|",
-        *(f"| {key} | {value} |" for key, value in rows),
-        "",
-        "## Use it",
-        "",
-        "With diffusers:",
-        "",
-        "```python",
-        "import torch",
-        "from diffusers import FluxPipeline",
-        "",
-        'pipe = FluxPipeline.from_pretrained("black-forest-labs/FLUX.1-dev", torch_dtype=torch.bfloat16)',
-        f'pipe.load_lora_weights("{weights["file"]}")',
-        f'image = pipe("{prompt}").images[0]',
-        "```",
-        "",
-        f"Check the file first: `sha256sum {weights['file']}` must print `{weights['sha256']}`.",
-    ]
-    if card["warnings"]:
-        lines += ["", "## Warnings", "", *(f"- {warning}" for warning in card["warnings"])]
-    return ("\n".join(lines) + "\n").encode("utf-8")
+    return rows

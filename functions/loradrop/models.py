@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from loradrop.codes import ErrorCode
+
 
 class JobStatus(StrEnum):
     RECEIVED = "RECEIVED"
@@ -70,10 +72,16 @@ WAITING_ON_WAVESPEED = (JobStatus.SUBMITTED, JobStatus.TRAINING, JobStatus.STORI
 # Anything else needs a new upload (fix the input) or a look at WaveSpeed first (SUBMIT_UNSETTLED).
 # Every failure whose message tells the user to run `loradrop retry` is in one of these (a test reads the
 # messages in the code and holds them to it).
-STORE_RETRYABLE = frozenset({"STORE_FAILED", "STORE_TIMEOUT", "OUTPUT_TOO_LARGE", "OUTPUT_REFUSED"})
-SUBMIT_RETRYABLE = frozenset(
-    {"1402", "TIMEOUT", "CANCELLED", "DELETED", "NO_OUTPUT", "TASK_GONE", "SUBMIT_FAILED", "NOT_SUBMITTED"}
+STORE_RETRYABLE = frozenset(
+    {ErrorCode.STORE_FAILED, ErrorCode.STORE_TIMEOUT, ErrorCode.OUTPUT_TOO_LARGE, ErrorCode.OUTPUT_REFUSED}
 )
+# WaveSpeed's own (a task's code, its status in capitals), and loradrop's
+SUBMIT_RETRYABLE = frozenset({"1402", "TIMEOUT", "CANCELLED", "DELETED"}) | {
+    ErrorCode.NO_OUTPUT,
+    ErrorCode.TASK_GONE,
+    ErrorCode.SUBMIT_FAILED,
+    ErrorCode.NOT_SUBMITTED,
+}
 
 
 def retry_kind(error_code: str | None) -> Literal["store", "submit"] | None:
@@ -195,8 +203,9 @@ class TrainingParams(BaseModel):
         }
 
 
-class Prediction(BaseModel):
-    """A WaveSpeed task as its API describes it. Parsed leniently: unknown fields are kept, and a
+class Task(BaseModel):
+    """A WaveSpeed task as its API describes it (the API calls it a prediction: its paths, and the
+    `prediction_id` loradrop stores, keep that word). Parsed leniently: unknown fields are kept, and a
     malformed status, code or output list becomes "unknown"/None/[] instead of an error, so one
     odd answer never stops the webhook or the reconciler (only a missing id is fatal)."""
 
@@ -255,12 +264,12 @@ class Prediction(BaseModel):
         return data if isinstance(data, str) and data else None
 
 
-def parse_predictions(items: list[Any]) -> list[Prediction]:
+def parse_tasks(items: list[Any]) -> list[Task]:
     """The items of a history page that are predictions at all (each must at least have an id)."""
     parsed = []
     for item in items:
         try:
-            parsed.append(Prediction.model_validate(item))
+            parsed.append(Task.model_validate(item))
         except ValidationError:
             continue
     return parsed
@@ -278,20 +287,20 @@ FAILURE_HINTS = {
 }
 
 
-def is_retryable(prediction: Prediction) -> bool:
-    code = prediction.code
-    return prediction.status == "timeout" or (code is not None and (5000 <= code <= 5999 or code == 1402))
+def is_retryable(task: Task) -> bool:
+    code = task.code
+    return task.status == "timeout" or (code is not None and (5000 <= code <= 5999 or code == 1402))
 
 
-def describe_failure(prediction: Prediction) -> str:
-    text = f"WaveSpeed task {prediction.id} {prediction.status}"
-    if prediction.code is not None:
-        text += f" with code {prediction.code}"
-    if prediction.error:
-        text += f": {prediction.error[:500]}"
-    hint = FAILURE_HINTS.get(prediction.code or 0)
-    if hint is None and prediction.code is not None and 1000 <= prediction.code < 2000:
+def describe_failure(task: Task) -> str:
+    text = f"WaveSpeed task {task.id} {task.status}"
+    if task.code is not None:
+        text += f" with code {task.code}"
+    if task.error:
+        text += f": {task.error[:500]}"
+    hint = FAILURE_HINTS.get(task.code or 0)
+    if hint is None and task.code is not None and 1000 <= task.code < 2000:
         hint = "fix the input and upload again"
-    if hint is None and (is_retryable(prediction) or prediction.status in ("cancelled", "deleted")):
+    if hint is None and (is_retryable(task) or task.status in ("cancelled", "deleted")):
         hint = "a WaveSpeed-side problem: `loradrop retry JOB_ID` or upload again later"
     return f"{text} ({hint})" if hint else text

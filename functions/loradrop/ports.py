@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from loradrop.deadline import Deadline
-from loradrop.models import Prediction
+from loradrop.models import Task
 from loradrop.wavespeed import HistoryPage
 
 
 class WaveSpeed(Protocol):
-    def submit_training(self, model: str, body: dict[str, Any], webhook_url: str) -> Prediction: ...
+    def submit_training(self, model: str, body: dict[str, Any], webhook_url: str) -> Task: ...
 
-    def get_result(self, prediction_id: str, deadline: Deadline | None = ...) -> Prediction: ...
+    def get_result(self, prediction_id: str, deadline: Deadline | None = ...) -> Task: ...
 
     def list_predictions(  # noqa: PLR0913 - as WaveSpeedClient's
         self,

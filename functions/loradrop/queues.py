@@ -9,9 +9,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
+
+from loradrop.messages import MalformedMessage
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 logger = Logger(child=True)
 _urls: dict[str, str] = {}
@@ -40,26 +45,50 @@ class QueueRecord:
 
 
 class Deferred(Exception):
-    """A record that is to come back later (its redelivery delay is set): a failure of the batch item, not
-    an error worth a stack trace."""
+    """A record that is to come back in `seconds` (times `scale`, the local stack's time compression): a
+    failure of the batch item, not an error worth a stack trace."""
+
+    def __init__(self, seconds: float, *, scale: float = 1.0, reason: str = "") -> None:
+        super().__init__(reason or f"deferred for {seconds:.0f} s")
+        self.seconds = seconds
+        self.scale = scale
 
 
-def partial_batch(event: dict[str, Any], handle: Callable[[QueueRecord], None]) -> dict[str, Any]:
-    """Handle each record; the ones that raised are reported so SQS delivers only them again. A batch
-    whose every record failed is an outcome (a 429 storm), not a function error."""
+def partial_batch(
+    event: dict[str, Any], handle: Callable[[QueueRecord], None], sqs: Callable[[], SQSClient], *, queue: str
+) -> dict[str, Any]:
+    """Handle each record; the ones that raised are reported so SQS delivers only them again. A deferred
+    record comes back after its delay; a malformed one, which no retry can fix, at once, so it reaches the
+    dead-letter queue in seconds, not hours. A batch whose every record failed is an outcome (a 429 storm),
+    not a function error."""
     failures = []
     for raw in event.get("Records", []):
+        deferred: Deferred | None = None
         try:
-            handle(QueueRecord.from_event(raw))
-        except Deferred:
-            failures.append({"itemIdentifier": raw["messageId"]})
+            record = QueueRecord.from_event(raw)
+            handle(record)
+            continue
+        except MalformedMessage as err:
+            logger.error(f"malformed {queue} message: it goes to the dead-letter queue", extra={"problem": str(err)})
+            deferred = Deferred(1, reason=str(err))
+        except Deferred as err:
+            deferred = err
         except Exception:
             logger.exception("record failed; SQS delivers it again", extra={"message_id": raw.get("messageId")})
-            failures.append({"itemIdentifier": raw["messageId"]})
+        failures.append({"itemIdentifier": raw["messageId"]})
+        if deferred is not None:
+            _delay(sqs, record, deferred)
     return {"batchItemFailures": failures}
 
 
-def queue_url(sqs: Any, arn: str) -> str:
+def _delay(sqs: Callable[[], SQSClient], record: QueueRecord, deferred: Deferred) -> None:
+    try:
+        delay_redelivery(sqs(), record.event_source_arn, record.receipt_handle, deferred.seconds, scale=deferred.scale)
+    except Exception:  # it comes back after the queue's visibility timeout instead
+        logger.exception("could not delay the record's redelivery", extra={"message_id": record.message_id})
+
+
+def queue_url(sqs: SQSClient, arn: str) -> str:
     """The queue URL for an event source ARN (arn:aws:sqs:region:account:name), looked up once."""
     if arn not in _urls:
         _, _, _, _, account, name = arn.split(":", 5)
@@ -85,7 +114,7 @@ def rate_limit_backoff_seconds(
     return int(delay / 2 + random.uniform(0, delay / 2))  # noqa: S311 - jitter, not security
 
 
-def delay_redelivery(sqs: Any, arn: str, receipt_handle: str, seconds: float, *, scale: float = 1.0) -> None:
+def delay_redelivery(sqs: SQSClient, arn: str, receipt_handle: str, seconds: float, *, scale: float = 1.0) -> None:
     """Keep a failed message invisible for `seconds` (times `scale`, the local stack's time compression,
     but at least 1 s: never visible at once) before SQS delivers it again."""
     timeout = max(1, min(round(seconds * scale), 43_200))

@@ -29,9 +29,10 @@ AWS_READ_SECONDS = 10
 # Each factory imports only its own part of the domain: a handler's cold start pays for what it uses
 # (the webhook function never loads the S3 transfer manager, for instance).
 if TYPE_CHECKING:
+    from loradrop.reconciling import Reconciler
     from loradrop.storing import Storer
     from loradrop.submission import Submitter
-    from loradrop.tracking import Reconciler, Tracker
+    from loradrop.tracking import Tracker
 
 
 @cache
@@ -115,7 +116,8 @@ def webhook_secrets() -> WebhookSecretSource:
 
 @cache
 def reconciler() -> Reconciler:
-    from loradrop.tracking import Reconciler, Tracker
+    from loradrop.reconciling import Reconciler
+    from loradrop.tracking import Tracker
 
     settings = reconcile_settings()
     jobs, wavespeed = _common(settings)

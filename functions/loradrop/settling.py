@@ -22,16 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from loradrop.codes import UNSETTLED, ErrorCode, Outcome
 from loradrop.deadline import Deadline
-from loradrop.ending import end_job
-from loradrop.jobs import Job, JobStore, SettleProgress, iso, parse_iso, url_digest
-from loradrop.models import TRAINER_MODELS, JobStatus, Prediction
+from loradrop.job import Job, SettleProgress, iso, parse_iso, url_digest
+from loradrop.jobs import JobStore
+from loradrop.models import TRAINER_MODELS, JobStatus, Task
 from loradrop.ports import WaveSpeed
 from loradrop.settings import ReconcileSettings
 from loradrop.wavespeed import (
@@ -55,7 +55,6 @@ MAX_HISTORY_PAGES = 500  # 50,000 tasks in a window of about two minutes: beyond
 MAX_LOST_SUBMISSIONS = 3  # POSTs proven to have created nothing before the job gives up
 UNKNOWN_IDS_KEPT = 10
 # What a run that leaves the submission unsettled says (the UncertainSubmissions metric counts them).
-UNSETTLED = ("ambiguous", "checking", "waiting for history", "absent once, confirming")
 _NO_TIME = 10**15  # the order of a task whose creation time cannot be read: after every other
 
 
@@ -70,7 +69,7 @@ class Verdict(Enum):
 class Listing:
     """WaveSpeed's history for one window, as far as it was read."""
 
-    tasks: list[Prediction] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
     complete: bool = False
     why_incomplete: str = ""
     # Cut short (out of time, a page that failed, pages that overlap): what was read is no prefix of the window
@@ -95,14 +94,14 @@ class Attempt:
         # (never `updated_at`: the reconciler's own looks move it, and the attempt would never grow old)
         started = parse_iso(job.submit_started_at or job.entered(JobStatus.SUBMITTING) or job.created_at)
         post_ends = started + timedelta(seconds=longest_submit_seconds(submit_timeout) + min(5.0, submit_timeout))
-        model = str((job.params or {}).get("model") or TRAINER_MODELS[0])
+        model = (job.params.model if job.params else None) or TRAINER_MODELS[0]
         return cls(started, post_ends, (started - CLOCK_SKEW, post_ends + CLOCK_SKEW), model)
 
     @property
     def near(self) -> tuple[datetime, datetime]:
         return self.started - NEAR, self.started + NEAR
 
-    def order(self, task: Prediction) -> tuple[int, str]:
+    def order(self, task: Task) -> tuple[int, str]:
         """Milliseconds from the POST's start, nearest first (a task is created moments after its POST
         begins); a task without a readable creation time last."""
         try:
@@ -162,7 +161,7 @@ def read_history(wavespeed: WaveSpeed, model: str, window: tuple[datetime, datet
     return listing
 
 
-def _ids_digest(tasks: list[Prediction]) -> str:
+def _ids_digest(tasks: list[Task]) -> str:
     return hashlib.sha256("\n".join(task.id for task in tasks).encode()).hexdigest()
 
 
@@ -173,8 +172,8 @@ class Settler:
         jobs: JobStore,
         wavespeed: Callable[[], WaveSpeed],
         settings: ReconcileSettings,
-        adopt: Callable[[Job, Prediction, str], str],
-        record_stray: Callable[[Job, Prediction, str], str],
+        adopt: Callable[[Job, Task, str], Outcome],
+        record_stray: Callable[[Job, Task, str], Outcome],
         resubmit: Callable[[Job], None],
     ) -> None:
         self._jobs = jobs
@@ -184,24 +183,24 @@ class Settler:
         self._record_stray = record_stray
         self._resubmit = resubmit
 
-    def settle(self, job: Job, now: datetime, deadline: Deadline) -> str:
+    def settle(self, job: Job, now: datetime, deadline: Deadline) -> Outcome:
         attempt = Attempt.of(job, self._settings.submit_timeout_seconds)
         if now < attempt.post_ends:
-            return "submitting"  # the POST may still be waiting for its answer
+            return Outcome.SUBMITTING  # the POST may still be waiting for its answer
         if not job.submit_url_sha256:  # nothing to tell this attempt's task by: never concluded "absent"
             return self._undecided(job, attempt, now, "the attempt's link was not recorded")
         progress = job.settle_progress().model_copy(deep=True)
-        outcome = "error"
+        outcome = Outcome.ERROR
         try:
             outcome = self._settle(job, attempt, now, progress, deadline)
             return outcome
         finally:  # what this run found is kept for the next while the job settles (also when it broke off)
-            if outcome in (*UNSETTLED, "error"):
+            if outcome in UNSETTLED or outcome is Outcome.ERROR:
                 self._save(job, progress)
 
     def _settle(  # noqa: PLR0911 - one return per finding
         self, job: Job, attempt: Attempt, now: datetime, progress: SettleProgress, deadline: Deadline
-    ) -> str:
+    ) -> Outcome:
         wavespeed = self._wavespeed()
         if progress.cursor is None or _key(progress)[0] < NEAR_CHECKED_MS:
             # The seconds around the POST's start first: in a busy window its task is found here, cheaply. Only
@@ -211,17 +210,17 @@ class Settler:
             progress.requests += near.pages
             first = [task for task in sorted(near.tasks, key=attempt.order) if attempt.order(task)[0] < NEAR_CHECKED_MS]
             found = near.cut or self._check(job, first, attempt, progress, deadline)
-            if isinstance(found, str):  # this attempt's task, adopted
+            if isinstance(found, Outcome):  # this attempt's task, adopted
                 return found
         listing = read_history(wavespeed, attempt.model, attempt.window, deadline)
         progress.requests += listing.pages
         tasks = sorted(listing.tasks, key=attempt.order)
         checked_all = not listing.cut and self._check(job, tasks, attempt, progress, deadline)
-        if isinstance(checked_all, str):
+        if isinstance(checked_all, Outcome):
             return checked_all
         if listing.out_of_time or (not checked_all and not listing.cut):  # nothing says "not known": go on
             why = f"{len(tasks) - progress.checked} of {len(tasks)} tasks in the window still to check"
-            return self._undecided(job, attempt, now, listing.why_incomplete or why, outcome="checking")
+            return self._undecided(job, attempt, now, listing.why_incomplete or why, outcome=Outcome.CHECKING)
         if not listing.complete:
             return self._undecided(job, attempt, now, listing.why_incomplete)
         if progress.unknown:
@@ -229,18 +228,18 @@ class Settler:
             return self._undecided(job, attempt, now, why)
         if now < attempt.started + timedelta(seconds=self._settings.uncertain_grace_seconds):
             # WaveSpeed's history may lag behind its tasks
-            return self._undecided(job, attempt, now, "within the grace", outcome="waiting for history")
+            return self._undecided(job, attempt, now, "within the grace", outcome=Outcome.WAITING_FOR_HISTORY)
         everything = _ids_digest(tasks)
         if progress.absent_since is None or progress.absent_digest != everything:
             progress.absent_since, progress.absent_digest = iso(now), everything
         if now - parse_iso(progress.absent_since) < timedelta(seconds=self._settings.absence_confirm_seconds):
             why = "its history showed no task of it once; a second read must agree"
-            return self._undecided(job, attempt, now, why, outcome="absent once, confirming")
+            return self._undecided(job, attempt, now, why, outcome=Outcome.ABSENT_ONCE)
         return self._not_created(job, attempt, progress)
 
     def _check(
-        self, job: Job, tasks: list[Prediction], attempt: Attempt, progress: SettleProgress, deadline: Deadline
-    ) -> bool | str:
+        self, job: Job, tasks: list[Task], attempt: Attempt, progress: SettleProgress, deadline: Deadline
+    ) -> bool | Outcome:
         """Check the tasks after the cursor, in order, as time allows; True when all are checked, the
         adoption's outcome when this attempt's task is found."""
         behind = [task for task in tasks if progress.cursor is not None and attempt.order(task) <= _key(progress)]
@@ -271,9 +270,7 @@ class Settler:
             progress.checked = len(behind)
         return True
 
-    def _whose(
-        self, job: Job, task: Prediction, progress: SettleProgress, deadline: Deadline
-    ) -> tuple[Verdict | None, Prediction]:
+    def _whose(self, job: Job, task: Task, progress: SettleProgress, deadline: Deadline) -> tuple[Verdict | None, Task]:
         """Whose upload a task trained on: from the history entry's input where it has one, else from
         WaveSpeed's GET (tasks other jobs own are known without asking). A match is always confirmed by the
         GET, WaveSpeed's authoritative answer."""
@@ -297,15 +294,9 @@ class Settler:
     def _save(self, job: Job, progress: SettleProgress) -> None:
         """What this run found, for the next (a write guarded by the attempt; a job that moved is left alone)."""
         if progress != job.settle_progress():
-            self._jobs.transition(
-                job.job_id,
-                {JobStatus.SUBMITTING},
-                JobStatus.SUBMITTING,
-                fields={"settling": progress.model_dump()},
-                **_same_attempt(job),
-            )
+            self._jobs.save_settling(job, progress)
 
-    def _not_created(self, job: Job, attempt: Attempt, progress: SettleProgress) -> str:
+    def _not_created(self, job: Job, attempt: Attempt, progress: SettleProgress) -> Outcome:
         proof = (
             f"WaveSpeed's complete history, read at {progress.absent_since} and again later, shows no task from "
             f"this upload created between {iso(attempt.window[0])} and {iso(attempt.window[1])}"
@@ -313,28 +304,21 @@ class Settler:
         if job.lost_submissions + 1 >= MAX_LOST_SUBMISSIONS:
             return self._fail(
                 job,
-                "SUBMIT_FAILED",
+                ErrorCode.SUBMIT_FAILED,
                 f"{proof}, and {MAX_LOST_SUBMISSIONS} submissions went unanswered: check WaveSpeed's status and "
                 f"this account's network, then `loradrop retry {job.job_id}` (no task was billed)",
                 attempts=-1,
             )
-        moved = self._jobs.transition(
-            job.job_id,
-            {JobStatus.SUBMITTING},
-            JobStatus.RECEIVED,
-            note=f"{proof} ({progress.requests} WaveSpeed requests): submitting again",
-            attempts=-1,
-            increment=("lost_submissions",),
-            remove=("error", "error_code", "settling"),
-            **_same_attempt(job),
-        )
-        if moved is None:
-            return "unchanged"
-        self._resubmit(moved)
+        moved = self._jobs.submission_lost(job, f"{proof} ({progress.requests} WaveSpeed requests): submitting again")
+        if not moved.done or moved.job is None:
+            return Outcome.UNCHANGED
+        self._resubmit(moved.job)
         metrics.add_metric(name="SubmissionsProvenLost", unit=MetricUnit.Count, value=1)
-        return "resubmitted (nothing was created)"
+        return Outcome.PROVEN_LOST
 
-    def _undecided(self, job: Job, attempt: Attempt, now: datetime, reason: str, *, outcome: str = "ambiguous") -> str:
+    def _undecided(
+        self, job: Job, attempt: Attempt, now: datetime, reason: str, *, outcome: Outcome = Outcome.AMBIGUOUS
+    ) -> Outcome:
         """Not settled this run: the job waits — until the settle deadline, when it ends FAILED with what a
         person can look for in WaveSpeed's dashboard."""
         deadline = timedelta(seconds=self._settings.settle_deadline_seconds)
@@ -342,7 +326,7 @@ class Settler:
             return outcome
         return self._fail(
             job,
-            "SUBMIT_UNSETTLED",
+            ErrorCode.SUBMIT_UNSETTLED,
             f"loradrop could not tell whether WaveSpeed created a task for this upload: the submission at "
             f"{iso(attempt.started)} got no usable answer, and for {hours(deadline)} WaveSpeed's records stayed "
             f"ambiguous ({reason}). In your WaveSpeed dashboard, look for {attempt.model} tasks created between "
@@ -351,26 +335,18 @@ class Settler:
             "ZIP again.",
         )
 
-    def _fail(self, job: Job, code: str, reason: str, *, attempts: int = 0) -> str:
-        ended = end_job(
-            self._jobs,
+    def _fail(self, job: Job, code: ErrorCode, reason: str, *, attempts: int = 0) -> Outcome:
+        """Ends the job, only while it is on the attempt that was looked at."""
+        ended = self._jobs.end(
             job.job_id,
             {JobStatus.SUBMITTING},
             JobStatus.FAILED,
             code,
             reason,
             attempts=attempts,
-            remove=("settling",),
-            **_same_attempt(job),
+            attempt_link=job.submit_url_sha256,
         )
-        return "failed" if ended else "unchanged"
-
-
-def _same_attempt(job: Job) -> dict[str, Any]:
-    """A write's guard: the job is still on the attempt that was looked at (its link digest)."""
-    if not job.submit_url_sha256:
-        return {}
-    return {"guard": "submit_url_sha256 = :link", "guard_values": {":link": job.submit_url_sha256}}
+        return Outcome.FAILED if ended.done else Outcome.UNCHANGED
 
 
 def _key(progress: SettleProgress) -> tuple[int, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,13 +19,16 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
+from loradrop.codes import ErrorCode, Outcome
 from loradrop.egress import DisallowedOutput, OutputPolicy
-from loradrop.ending import end_job
-from loradrop.jobs import COPY_FAILED_NOTE, LEASE_FREE, Job, JobStore, iso, parse_iso, utc_now
+from loradrop.job import COPY_FAILED_NOTE, Job, iso, parse_iso, utc_now
+from loradrop.jobs import JobStore
 from loradrop.log_context import about_job
+from loradrop.messages import read_store
 from loradrop.model_card import CARD_NAME, README_NAME, build_card, card_json, card_readme, card_warnings
-from loradrop.models import STORE_RETRYABLE, JobStatus, Prediction
+from loradrop.models import STORE_RETRYABLE, JobStatus, Task
 from loradrop.ports import WaveSpeed
+from loradrop.queues import Deferred, QueueRecord, backoff_seconds
 from loradrop.settings import StoreSettings
 from loradrop.wavespeed import WaveSpeedError
 from loradrop.weights import (
@@ -38,10 +41,12 @@ from loradrop.weights import (
     weights_filename,
 )
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 logger = Logger(child=True)
 metrics = Metrics()
 
-_LEASE = ("store_lease_until", "store_lease_owner")
 # Time kept back from the invocation for the last chunk read (the download's read timeout is 20 s),
 # aborting the upload and recording the outcome.
 GIVE_UP_MARGIN_SECONDS = 30.0
@@ -66,7 +71,7 @@ class Storer:
         self,
         *,
         jobs: JobStore,
-        s3: Any,
+        s3: S3Client,
         http: httpx.Client,
         wavespeed: Callable[[], WaveSpeed],
         settings: StoreSettings,
@@ -79,9 +84,27 @@ class Storer:
         self._policy = OutputPolicy(settings.output_hosts)
         self._plan = PartPlan.mib(settings.part_size_mib, settings.part_concurrency)
 
+    def store_message(self, record: QueueRecord, *, remaining_ms: Callable[[], int], owner: str) -> None:
+        """A store-queue message; raises Deferred (with its delay) when it is to come back: after the running
+        copy's lease (real time), or after a back-off when this copy failed (it logged why)."""
+        request = read_store(record.body)
+        try:
+            self.store(
+                request.job_id,
+                request.prediction_id,
+                record.receive_count,
+                remaining_seconds=remaining_ms() / 1000,
+                owner=owner,
+            )
+        except CopyInProgress as busy:  # not a failure of this message
+            raise Deferred(busy.seconds_left + 1, reason=str(busy)) from busy
+        except Exception as err:
+            delay = backoff_seconds(record.receive_count, base=20)
+            raise Deferred(delay, scale=self._settings.retry_delay_scale, reason=str(err)) from err
+
     def store(
         self, job_id: str, prediction_id: str, receive_count: int, *, remaining_seconds: float, owner: str
-    ) -> tuple[Job | None, str]:
+    ) -> tuple[Job | None, Outcome]:
         """Copy the weights of a STORING job. Raises to have SQS retry; ends the job on the last try.
 
         `remaining_seconds` is the invocation's time left; `owner` names the invocation (its lease)."""
@@ -89,141 +112,127 @@ class Storer:
         job = self._jobs.get(job_id)
         if job is None:
             logger.warning("store request for an unknown job ignored")
-            return None, "unknown job"
+            return None, Outcome.UNKNOWN_JOB
         if job.prediction_id != prediction_id:
-            return job, "unchanged"
+            return job, Outcome.UNCHANGED
         if job.status is JobStatus.FAILED and job.error_code in STORE_RETRYABLE:
             job = self._reopen(job)
         if job.status is not JobStatus.STORING:
-            return job, "unchanged"
+            return job, Outcome.UNCHANGED
         margin = min(GIVE_UP_MARGIN_SECONDS, remaining_seconds / 3)
         deadline = time.monotonic() + remaining_seconds - margin
-        leased = self._jobs.transition(
-            job_id,
-            {JobStatus.STORING},
-            JobStatus.STORING,
-            fields={
-                "store_lease_until": iso(datetime.now(UTC) + timedelta(seconds=remaining_seconds)),
-                "store_lease_owner": owner,
-            },
-            guard=f"{LEASE_FREE} OR store_lease_owner = :owner",
-            guard_values={":lease_now": utc_now(), ":owner": owner},
-        )
-        if leased is None:
-            current = self._jobs.get(job_id)
+        until = iso(datetime.now(UTC) + timedelta(seconds=remaining_seconds))
+        leased = self._jobs.take_lease(job_id, owner, until)
+        current = leased.job
+        if not leased.done or current is None:
             if current is not None and current.status is JobStatus.STORING and current.store_lease_until:
                 logger.info("another copy is running; leaving it alone", extra={"until": current.store_lease_until})
                 left = (parse_iso(current.store_lease_until) - datetime.now(UTC)).total_seconds()
                 raise CopyInProgress(max(0.0, left))
-            return current, "unchanged"
+            return current, Outcome.UNCHANGED
         try:
-            return self._copy(leased, prediction_id, receive_count, deadline)
+            return self._copy(current, prediction_id, receive_count, deadline)
         except Exception as err:
             # Whatever broke, the next delivery may copy at once; the job's history keeps why this try failed.
             logger.warning("copy attempt failed", extra={"reason": str(err)})
-            self._release(leased, note=f"{COPY_FAILED_NOTE}: {err}")
+            self._release(current, note=f"{COPY_FAILED_NOTE}: {err}")
             raise
 
     def _reopen(self, job: Job) -> Job:
         """FAILED → STORING for a store failure worth another try (a person asked for it)."""
-        reopened = self._jobs.transition(
-            job.job_id,
-            {JobStatus.FAILED},
-            JobStatus.STORING,
-            note=f"copy retried after [{job.error_code}]",
-            remove=("error", "error_code", *_LEASE),
-            guard="error_code = :code",
-            guard_values={":code": job.error_code},
-        )
-        return reopened or self._jobs.get(job.job_id) or job
+        reopened = self._jobs.reopen(job, JobStatus.STORING, f"copy retried after [{job.error_code}]")
+        return reopened.job or job
 
-    def _copy(self, job: Job, prediction_id: str, receive_count: int, deadline: float) -> tuple[Job | None, str]:
+    def _copy(self, job: Job, prediction_id: str, receive_count: int, deadline: float) -> tuple[Job | None, Outcome]:
         job_id = job.job_id
         url: str | None = None
         try:
-            prediction = self._wavespeed().get_result(prediction_id)
-            url = prediction.weights_url
-            if prediction.status != "completed" or url is None:
+            task = self._wavespeed().get_result(prediction_id)
+            url = task.weights_url
+            if task.status != "completed" or url is None:
                 return self._end(
                     job,
-                    "NO_OUTPUT",
-                    f"WaveSpeed task {prediction_id} has no output to store (status {prediction.status[:40]})",
-                ), "failed"
-            self._policy.check(url)
-            name = weights_filename(url)
-            stored = transfer_weights(
-                url=url,
-                http=self._http,
-                policy=self._policy,
-                s3=self._s3,
-                bucket=self._settings.weights_bucket,
-                key=f"{self._prefix(job)}{'weights-' if name in (CARD_NAME, README_NAME) else ''}{name}",
-                metadata=self._metadata(job),
-                plan=self._plan,
-                deadline=deadline,
-                max_bytes=self._settings.max_weights_mib * 1024 * 1024,
-            )
-            card_uri, problems = self._write_card(job, prediction, stored)
+                    ErrorCode.NO_OUTPUT,
+                    f"WaveSpeed task {prediction_id} has no output to store (status {task.status[:40]})",
+                ), Outcome.FAILED
+            stored = self._transfer(job, url, deadline)
+            card_uri, problems = self._write_card(job, task, stored)
         except DisallowedOutput as err:
             host = urlsplit(url or "").hostname if url else "?"
             return self._end(
                 job,
-                "OUTPUT_REFUSED",
+                ErrorCode.OUTPUT_REFUSED,
                 f"refused to download the weights from {host}: {err}. If WaveSpeed serves its outputs from a new "
                 f"host, add it to the stack's OutputHosts, then `loradrop retry {job_id}` while WaveSpeed keeps the "
                 "output (about 7 days)",
-            ), "failed"
+            ), Outcome.FAILED
         except OutputTooLarge as err:
             return self._end(
                 job,
-                "OUTPUT_TOO_LARGE",
+                ErrorCode.OUTPUT_TOO_LARGE,
                 f"refused to copy task {prediction_id}'s output: {err}. If it really is the LoRA, raise the stack's "
                 f"MaxWeightsMiB, then `loradrop retry {job_id}`",
-            ), "failed"
+            ), Outcome.FAILED
         except CopyTimedOut as err:
             metrics.add_metric(name="StoreTimedOut", unit=MetricUnit.Count, value=1)
             return self._end(
                 job,
-                "STORE_TIMEOUT",
+                ErrorCode.STORE_TIMEOUT,
                 f"the copy could not finish within StoreWeights' timeout ({err}): raise the function's memory "
                 f"(network speed grows with it), then `loradrop retry {job_id}` while WaveSpeed keeps the output",
-            ), "failed"
+            ), Outcome.FAILED
         except (DownloadFailed, WaveSpeedError, ClientError, BotoCoreError) as err:
             metrics.add_metric(name="StoreAttemptsFailed", unit=MetricUnit.Count, value=1)
             if receive_count >= self._settings.store_max_receives:
                 self._end(
                     job,
-                    "STORE_FAILED",
+                    ErrorCode.STORE_FAILED,
                     f"could not copy the weights after {receive_count} tries: {err}; `loradrop retry {job_id}` "
                     "(or a redrive of the store DLQ) copies them again while WaveSpeed keeps the output",
                 )
             raise
-        completed = self._jobs.transition(
-            job_id,
-            {JobStatus.STORING},
-            JobStatus.COMPLETED,
-            fields={
-                "weights_uri": stored.uri,
-                "weights_size": stored.size,
-                "weights_sha256": stored.sha256,
-                "model_card_uri": card_uri,
-            }
-            | ({"warnings": job.warnings + problems} if problems else {}),
-            remove=("error", "error_code", *_LEASE),
+        return self._complete(job, stored, card_uri, problems)
+
+    def _transfer(self, job: Job, url: str, deadline: float) -> StoredWeights:
+        """The weights streamed from WaveSpeed's output into S3, checksummed, by the invocation's deadline."""
+        self._policy.check(url)
+        name = weights_filename(url)
+        return transfer_weights(
+            url=url,
+            http=self._http,
+            policy=self._policy,
+            s3=self._s3,
+            bucket=self._settings.weights_bucket,
+            key=f"{self._prefix(job)}{'weights-' if name in (CARD_NAME, README_NAME) else ''}{name}",
+            metadata=self._metadata(job),
+            plan=self._plan,
+            deadline=deadline,
+            max_bytes=self._settings.max_weights_mib * 1024 * 1024,
         )
-        if completed is None:
-            return self._jobs.get(job_id), "unchanged"
+
+    def _complete(
+        self, job: Job, stored: StoredWeights, card_uri: str, problems: list[str]
+    ) -> tuple[Job | None, Outcome]:
+        weights = {
+            "weights_uri": stored.uri,
+            "weights_size": stored.size,
+            "weights_sha256": stored.sha256,
+            "model_card_uri": card_uri,
+        }
+        completed = self._jobs.complete(job.job_id, weights, job.warnings + problems if problems else None)
+        if not completed.done:
+            return completed.job, Outcome.UNCHANGED
         metrics.add_metric(name="WeightsStoredBytes", unit=MetricUnit.Bytes, value=stored.size)
         logger.info("weights stored", extra={"uri": stored.uri, "size": stored.size, "sha256": stored.sha256})
-        return completed, "completed"
+        return completed.job, Outcome.COMPLETED
 
     def _prefix(self, job: Job) -> str:
         return f"{self._settings.weights_prefix}{job.job_id}/"
 
-    def _write_card(self, job: Job, prediction: Prediction, stored: StoredWeights) -> tuple[str, list[str]]:
+    def _write_card(self, job: Job, task: Task, stored: StoredWeights) -> tuple[str, list[str]]:
         """model-card.json and README.md beside the weights; returns the card's URI and what it found wrong
         with the weights file (recorded as warnings)."""
-        card = build_card(job, prediction, stored, utc_now())
+        card = build_card(job, task, stored, utc_now())
         problems = card_warnings(card)
         card["warnings"] = card["warnings"] + problems
         bucket, prefix = self._settings.weights_bucket, self._prefix(job)
@@ -244,22 +253,14 @@ class Storer:
         """Drop this copy's lease so the next delivery may start at once (best effort: it expires anyway;
         a job that ended meanwhile has no lease left to drop)."""
         try:
-            self._jobs.transition(
-                job.job_id,
-                {JobStatus.STORING},
-                JobStatus.STORING,
-                note=note,
-                remove=_LEASE,
-                guard="store_lease_owner = :owner",
-                guard_values={":owner": job.store_lease_owner},
-            )
+            self._jobs.release_lease(job, note)
         except (ClientError, BotoCoreError):
             logger.warning("could not release the copy lease; it expires by itself")
 
     def _metadata(self, job: Job) -> dict[str, str]:
-        params = {k.replace("_", "-"): _ascii(v) for k, v in (job.params or {}).items()}
+        stored = job.params.model_dump(exclude_none=True) if job.params else {}
+        params = {k.replace("_", "-"): _ascii(v) for k, v in stored.items()}
         return params | {"job-id": job.job_id, "prediction-id": _ascii(job.prediction_id)}
 
-    def _end(self, job: Job, code: str, reason: str) -> Job:
-        ended = end_job(self._jobs, job.job_id, {JobStatus.STORING}, JobStatus.FAILED, code, reason, remove=_LEASE)
-        return ended or job
+    def _end(self, job: Job, code: ErrorCode, reason: str) -> Job:
+        return self._jobs.end(job.job_id, {JobStatus.STORING}, JobStatus.FAILED, code, reason).job or job

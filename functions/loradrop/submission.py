@@ -5,20 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
-from loradrop.archive import ArchiveLimits, ArchiveRejected, S3RangeReader, open_archive
-from loradrop.dataset import survey
+from loradrop.archive import Archive, ArchiveLimits, ArchiveRejected, S3RangeReader, open_archive
+from loradrop.codes import ErrorCode
+from loradrop.dataset import DatasetReport, survey
 from loradrop.deadline import Deadline
-from loradrop.ending import end_job
-from loradrop.jobs import Job, JobStore, job_id_for, task_fields, url_digest, utc_now
+from loradrop.job import HistoryEntry, Job, job_id_for, url_digest, utc_now
+from loradrop.jobs import JobStore
 from loradrop.log_context import about_job, about_task
-from loradrop.models import InvalidParameters, JobStatus, Prediction, TrainingParams, retry_kind
+from loradrop.models import InvalidParameters, JobStatus, Task, TrainingParams, retry_kind
 from loradrop.ports import WaveSpeed
 from loradrop.settings import SubmitSettings
 from loradrop.wavespeed import (
@@ -28,6 +29,10 @@ from loradrop.wavespeed import (
     TransientError,
     longest_submit_seconds,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -52,6 +57,14 @@ class RetryLater(Exception):
     def __init__(self, reason: str, *, rate_limited: bool = False) -> None:
         super().__init__(reason)
         self.rate_limited = rate_limited
+
+
+class _Refused(Exception):
+    """The upload cannot be trained on: the job ends REJECTED with the code, the reason and what was found."""
+
+    def __init__(self, code: ErrorCode, reason: str, found: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.code, self.reason, self.found = code, reason, found
 
 
 @dataclass(frozen=True)
@@ -91,7 +104,7 @@ class Submitter:
         self,
         *,
         jobs: JobStore,
-        s3: Any,
+        s3: S3Client,
         wavespeed: Callable[[], WaveSpeed],
         settings: SubmitSettings,
     ) -> None:
@@ -130,7 +143,7 @@ class Submitter:
                 source_size=upload.size,
                 created_at=now,
                 updated_at=now,
-                history=[{"status": JobStatus.RECEIVED.value, "at": now}],
+                history=[HistoryEntry(status=JobStatus.RECEIVED.value, at=now)],
             )
         )
         about_job(job.job_id, job.prediction_id)
@@ -158,51 +171,81 @@ class Submitter:
         if job is None or job.status is not JobStatus.FAILED or retry_kind(job.error_code) != "submit":
             logger.info("retry request ignored", extra={"status": job.status.value if job else None})
             return job
-        reopened = self._jobs.transition(
-            job_id,
-            {JobStatus.FAILED},
-            JobStatus.RECEIVED,
-            note=f"retried by request after [{job.error_code}]",
-            fields={"lost_submissions": 0},  # a person's retry gets the full count of lost POSTs again
-            remove=("prediction_id", "task_created_at", "error", "error_code"),
-            guard="error_code = :code",
-            guard_values={":code": job.error_code},
-        )
-        return self.submit(reopened, deadline) if reopened is not None else self._jobs.get(job_id)
+        reopened = self._jobs.reopen(job, JobStatus.RECEIVED, f"retried by request after [{job.error_code}]")
+        return self.submit(reopened.job, deadline) if reopened.done and reopened.job else reopened.job
 
-    def submit(self, job: Job, deadline: Deadline | None = None) -> Job:  # noqa: PLR0911 - each return is an outcome
-        target = {"Bucket": job.source_bucket, "Key": job.source_key} | (
+    def submit(self, job: Job, deadline: Deadline | None = None) -> Job:
+        target: dict[str, Any] = {"Bucket": job.source_bucket, "Key": job.source_key} | (
             {"VersionId": job.source_version} if job.source_version else {}
         )
+        try:
+            head = self._head(job, target)
+            archive, dataset, found = self._inspect(job, head)
+            fatal = dataset.fatal()
+            if fatal and self._settings.dataset_policy == "strict":
+                raise _Refused(
+                    ErrorCode.INVALID_DATASET,
+                    f"the dataset is not fit to train on: {'; '.join(fatal)}. Fix the images and upload again (this "
+                    "stack's DatasetPolicy is strict; with warn it would have trained anyway)",
+                    found,
+                )
+            try:
+                params, unknown_keys = TrainingParams.from_metadata(head.get("Metadata", {}), self._defaults)
+            except InvalidParameters as err:
+                raise _Refused(ErrorCode.INVALID_PARAMETERS, f"invalid training parameters: {err}", found) from err
+        except _Refused as refused:
+            return self._reject(job, refused.code, refused.reason, refused.found)
+        wavespeed = self._ready_to_post(deadline)
+        data_url = self._s3.generate_presigned_url(
+            "get_object", Params=target, ExpiresIn=self._settings.presign_expiry_seconds
+        )
+        # From here on a WaveSpeed task may exist: count it now, so a crash anywhere after the POST
+        # still leaves attempts == tasks that may exist; a certain refusal takes it back.
+        submitting = self._jobs.begin_submission(
+            job.job_id,
+            found=found,
+            params=params.model_dump(),
+            warnings=archive.report.warnings + fatal + dataset.warnings() + unknown_keys,
+            link=url_digest(data_url),
+            at=utc_now(),
+        )
+        if not submitting.done or submitting.job is None:  # another delivery got there first
+            return submitting.job or job
+        return self._post(submitting.job, params, data_url, wavespeed)
+
+    def _head(self, job: Job, target: dict[str, Any]) -> HeadObjectOutputTypeDef:
+        """The upload's HEAD: its size and metadata, if it is still the object the notification named."""
         try:
             head = self._s3.head_object(**target)
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code")
             if code in ("404", "NoSuchKey", "NoSuchVersion"):
-                return self._reject(
-                    job, "INVALID_UPLOAD", "the upload was deleted before it could be read: upload it again"
-                )
+                raise _Refused(
+                    ErrorCode.INVALID_UPLOAD, "the upload was deleted before it could be read: upload it again"
+                ) from err
             if code in ("403", "AccessDenied"):
                 # S3 answers 403 for a missing key to a caller without s3:ListBucket, as this role is.
-                return self._reject(
-                    job,
-                    "INVALID_UPLOAD",
+                raise _Refused(
+                    ErrorCode.INVALID_UPLOAD,
                     "the upload could not be read (403: deleted, or outside uploads/ where SubmitTraining may "
                     "read): upload it again under uploads/",
-                )
+                ) from err
             raise
         if not job.source_version and job.source_etag and head.get("ETag", "").strip('"') != job.source_etag:
-            return self._reject(
-                job, "INVALID_UPLOAD", "the object was overwritten by a newer upload, which is its own job"
+            raise _Refused(
+                ErrorCode.INVALID_UPLOAD, "the object was overwritten by a newer upload, which is its own job"
             )
+        return head
+
+    def _inspect(self, job: Job, head: HeadObjectOutputTypeDef) -> tuple[Archive, DatasetReport, dict[str, Any]]:
+        """The archive checked by range reads and its images surveyed; what was found, as the job keeps it."""
         reader = S3RangeReader(self._s3, job.source_bucket, job.source_key, head["ContentLength"], job.source_version)
         try:
-            archive, problem = open_archive(reader, self._limits), None
+            archive = open_archive(reader, self._limits)
         except ArchiveRejected as err:
-            archive, problem = None, str(err)
-        logger.info("archive inspected", extra={"bytes_read": reader.bytes_read, "range_reads": reader.requests})
-        if archive is None:
-            return self._reject(job, "INVALID_UPLOAD", problem or "invalid archive")
+            raise _Refused(ErrorCode.INVALID_UPLOAD, str(err) or "invalid archive") from err
+        finally:
+            logger.info("archive inspected", extra={"bytes_read": reader.bytes_read, "range_reads": reader.requests})
         dataset = survey(archive)
         logger.info(
             "dataset surveyed",
@@ -215,42 +258,7 @@ class Submitter:
             | {"bytes_read": reader.bytes_read, "range_reads": reader.requests},
             "dataset": dataset.as_dict(),
         }
-        fatal = dataset.fatal()
-        if fatal and self._settings.dataset_policy == "strict":
-            return self._reject(
-                job,
-                "INVALID_DATASET",
-                f"the dataset is not fit to train on: {'; '.join(fatal)}. Fix the images and upload again (this "
-                "stack's DatasetPolicy is strict; with warn it would have trained anyway)",
-                fields=found,
-            )
-        try:
-            params, unknown_keys = TrainingParams.from_metadata(head.get("Metadata", {}), self._defaults)
-        except InvalidParameters as err:
-            return self._reject(job, "INVALID_PARAMETERS", f"invalid training parameters: {err}", fields=found)
-        wavespeed = self._ready_to_post(deadline)
-        data_url = self._s3.generate_presigned_url(
-            "get_object", Params=target, ExpiresIn=self._settings.presign_expiry_seconds
-        )
-        # From here on a WaveSpeed task may exist: count it now, so a crash anywhere after the POST
-        # still leaves attempts == tasks that may exist; a certain refusal takes it back.
-        submitting = self._jobs.transition(
-            job.job_id,
-            {JobStatus.RECEIVED},
-            JobStatus.SUBMITTING,
-            fields=found
-            | {
-                "params": params.model_dump(),
-                "warnings": archive.report.warnings + fatal + dataset.warnings() + unknown_keys,
-                "submit_started_at": utc_now(),
-                "submit_url_sha256": url_digest(data_url),
-            },
-            attempts=1,
-        )
-        if submitting is None:  # another delivery got there first
-            current = self._jobs.get(job.job_id)
-            return current if current is not None else job
-        return self._post(submitting, params, data_url, wavespeed)
+        return archive, dataset, found
 
     def _ready_to_post(self, deadline: Deadline | None) -> WaveSpeed:
         """Everything that can fail before a POST fails here, while nothing is in flight and the job stays
@@ -269,17 +277,9 @@ class Submitter:
 
     def _post(self, job: Job, params: TrainingParams, data_url: str, wavespeed: WaveSpeed) -> Job:
         try:
-            prediction = wavespeed.submit_training(
-                params.model, params.to_wavespeed(data_url), self.webhook_url(job.job_id)
-            )
+            task = wavespeed.submit_training(params.model, params.to_wavespeed(data_url), self.webhook_url(job.job_id))
         except TransientError as err:  # a 429, or no connection: nothing was created
-            self._jobs.transition(
-                job.job_id,
-                {JobStatus.SUBMITTING},
-                JobStatus.RECEIVED,
-                note=f"not submitted, will retry: {err.message}",
-                attempts=-1,
-            )
+            self._jobs.submission_deferred(job.job_id, f"not submitted, will retry: {err.message}")
             metrics.add_metric(name="SubmitDeferred", unit=MetricUnit.Count, value=1)
             raise RetryLater(err.message, rate_limited=isinstance(err, RateLimited)) from err
         except RequestRejected as err:  # WaveSpeed's own refusal: nothing was created
@@ -294,65 +294,42 @@ class Submitter:
             logger.error(
                 "submission outcome uncertain; settling it from WaveSpeed's records", extra={"reason": err.message}
             )
-            uncertain = self._jobs.transition(
-                job.job_id,
-                {JobStatus.SUBMITTING},
-                JobStatus.SUBMITTING,
-                note="outcome uncertain",
-                fields={"error_code": "SUBMIT_UNCERTAIN", "error": UNCERTAIN_ERROR.format(reason=err.message)},
-            )
-            return uncertain or job
+            uncertain = self._jobs.mark_uncertain(job.job_id, UNCERTAIN_ERROR.format(reason=err.message))
+            return uncertain.job if uncertain.done and uncertain.job else job
         # Logged before any write: if every write below fails, this line still names the paid task.
-        about_task(prediction.id)
-        logger.info("WaveSpeed created a task", extra={"prediction_id": prediction.id, "job_id": job.job_id})
+        about_task(task.id)
+        logger.info("WaveSpeed created a task", extra={"prediction_id": task.id, "job_id": job.job_id})
         metrics.add_metric(name="TasksSubmitted", unit=MetricUnit.Count, value=1)
-        return self._record_task(job, prediction)
+        return self._record_task(job, task)
 
     def webhook_url(self, job_id: str) -> str:
         """The webhook URL with the job id as a hint (unsigned and maybe dropped: never the only clue)."""
         url = self._settings.webhook_url
         return f"{url}{'&' if '?' in url else '?'}job={job_id}"
 
-    def _record_task(self, job: Job, prediction: Prediction) -> Job:
+    def _record_task(self, job: Job, task: Task) -> Job:
         for attempt in range(1, RECORD_TRIES + 1):
             try:
-                submitted = self._jobs.transition(
-                    job.job_id,
-                    {JobStatus.SUBMITTING},
-                    JobStatus.SUBMITTED,
-                    fields=task_fields(prediction),
-                    remove=("error", "error_code"),
-                )
+                submitted = self._jobs.record_task(job.job_id, task)
             except (ClientError, BotoCoreError) as err:
                 logger.warning("recording the task failed", extra={"try": attempt, "reason": str(err)[:300]})
                 if attempt == RECORD_TRIES:
                     metrics.add_metric(name="TaskNotRecorded", unit=MetricUnit.Count, value=1)
                     logger.error(
                         "task created but not recorded; its webhook or the reconciler will adopt it",
-                        extra={"prediction_id": prediction.id},
+                        extra={"prediction_id": task.id},
                     )
                     raise
                 time.sleep(RECORD_PAUSE_SECONDS * attempt)
                 continue
-            if submitted is not None:
-                return submitted
-            # Adopted already (its webhook came first), or moved on: either way the job knows.
-            current = self._jobs.get(job.job_id)
-            return current or job
+            # Refused: adopted already (its webhook came first), or moved on; either way the job knows.
+            return submitted.job or job
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _reject(self, job: Job, code: str, reason: str, fields: dict[str, Any] | None = None) -> Job:
-        ended = end_job(self._jobs, job.job_id, {JobStatus.RECEIVED}, JobStatus.REJECTED, code, reason, fields=fields)
-        return ended or self._jobs.get(job.job_id) or job
+    def _reject(self, job: Job, code: ErrorCode, reason: str, fields: dict[str, Any] | None = None) -> Job:
+        ended = self._jobs.end(job.job_id, {JobStatus.RECEIVED}, JobStatus.REJECTED, code, reason, found=fields)
+        return ended.job or job
 
     def _fail(self, job: Job, code: str, reason: str, *, attempts: int = 0) -> Job:
-        ended = end_job(
-            self._jobs,
-            job.job_id,
-            {JobStatus.SUBMITTING},
-            JobStatus.FAILED,
-            code,
-            reason,
-            attempts=attempts,
-        )
-        return ended or self._jobs.get(job.job_id) or job
+        ended = self._jobs.end(job.job_id, {JobStatus.SUBMITTING}, JobStatus.FAILED, code, reason, attempts=attempts)
+        return ended.job or job

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from loradrop.deadline import Deadline
-from loradrop.models import Prediction, parse_predictions
+from loradrop.models import Task, parse_tasks
 from loradrop.redaction import redact
 from loradrop.tls import tls_context
 
@@ -77,7 +77,7 @@ class OutcomeUncertain(WaveSpeedError):
 class HistoryPage:
     """One page of WaveSpeed's prediction history, as answered."""
 
-    items: list[Prediction]  # the entries that are predictions at all (each has an id)
+    items: list[Task]  # the entries that are predictions at all (each has an id)
     size: int  # entries on the page, readable or not
     total: int | None  # the listing's size, when WaveSpeed gave it as an integer
 
@@ -149,7 +149,7 @@ class WaveSpeedClient:
     def close(self) -> None:
         self._http.close()
 
-    def submit_training(self, model: str, body: dict[str, Any], webhook_url: str) -> Prediction:
+    def submit_training(self, model: str, body: dict[str, Any], webhook_url: str) -> Task:
         """POST one training task. Never retried here: see OutcomeUncertain."""
         # A fresh connection per submit: a stale pooled keep-alive connection would turn into a
         # "server disconnected" error that we could not tell apart from a lost answer.
@@ -180,7 +180,7 @@ class WaveSpeedClient:
         except WaveSpeedError as err:  # 5xx, or a 200 we cannot read: the task may exist
             raise OutcomeUncertain(err.message, status=err.status or answer.status_code) from err
         try:
-            return Prediction.model_validate(data)
+            return Task.model_validate(data)
         except ValueError as err:
             raise OutcomeUncertain(f"WaveSpeed's answer has no task id: {str(data)[:200]}") from err
 
@@ -208,13 +208,13 @@ class WaveSpeedClient:
             raise TransientError(f"WaveSpeed's history answer has no items: {str(data)[:200]}")
         total = data.get("total")
         known = isinstance(total, int) and not isinstance(total, bool) and total >= 0
-        return HistoryPage(parse_predictions(data["items"]), len(data["items"]), total if known else None)
+        return HistoryPage(parse_tasks(data["items"]), len(data["items"]), total if known else None)
 
-    def get_result(self, prediction_id: str, deadline: Deadline | None = None) -> Prediction:
+    def get_result(self, prediction_id: str, deadline: Deadline | None = None) -> Task:
         """GET a task's authoritative state, retrying 429/5xx/connection errors a few times. NotFound only
         when WaveSpeed itself says it does not know the task."""
         data = self._get(f"/api/v3/predictions/{prediction_id}/result", deadline)
-        return Prediction.model_validate(data)
+        return Task.model_validate(data)
 
     def get_webhook_secret(self, deadline: Deadline | None = None) -> str:
         data = self._get("/api/v3/webhook/secret", deadline)

@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
@@ -18,6 +18,9 @@ from boto3.s3.transfer import TransferConfig
 from loradrop.egress import DisallowedOutput, OutputPolicy
 from loradrop.redaction import redact
 from loradrop.safetensors import HeaderReader
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 _MAX_REDIRECTS = 3
 _MIB = 1024 * 1024
@@ -192,7 +195,7 @@ def transfer_weights(  # noqa: PLR0913 - keyword-only: source, destination, limi
     url: str,
     http: httpx.Client,
     policy: OutputPolicy,
-    s3: Any,
+    s3: S3Client,
     bucket: str,
     key: str,
     metadata: dict[str, str],
@@ -225,8 +228,10 @@ def transfer_weights(  # noqa: PLR0913 - keyword-only: source, destination, limi
     finally:
         response.close()
     digest = reader.sha256.hexdigest()
-    tags = [{"Key": "sha256", "Value": digest}, {"Key": "size-bytes", "Value": str(reader.size)}]
-    s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tags})
+    tags = {"sha256": digest, "size-bytes": str(reader.size)}
+    s3.put_object_tagging(
+        Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": name, "Value": value} for name, value in tags.items()]}
+    )
     return StoredWeights(
         bucket=bucket, key=key, size=reader.size, sha256=digest, safetensors=reader.header.finish(reader.size)
     )

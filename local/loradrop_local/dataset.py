@@ -6,7 +6,6 @@ import io
 import struct
 import zipfile
 import zlib
-from pathlib import Path
 
 
 def png(width: int, height: int, seed: int) -> bytes:
@@ -59,15 +58,4 @@ def training_zip(
             archive.writestr(f"photos/img_{i:02d}.{extension}", data)
             if captions:
                 archive.writestr(f"photos/img_{i:02d}.txt", f"a photo of {trigger_word}, variation {i}")
-    return buffer.getvalue()
-
-
-def zip_folder(folder: Path) -> bytes:
-    """Zip a folder of images (and same-named .txt captions) in memory, skipping hidden files."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            relative = path.relative_to(folder)
-            if path.is_file() and not any(part.startswith(".") for part in relative.parts):
-                archive.write(path, relative.as_posix())
     return buffer.getvalue()

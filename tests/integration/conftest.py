@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from loradrop_dev.reliability.harness import SCENARIO_ENVIRONMENT, SCENARIO_TIMEOUTS
 from loradrop_local.aws.stack import LocalStack, StackOptions
-from loradrop_local.reliability.harness import SCENARIO_ENVIRONMENT, SCENARIO_TIMEOUTS
 from loradrop_local.simulator.model import SimulatorConfig
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from loradrop_dev.reliability.busy_account import SCENARIOS
+from loradrop_dev.reliability.harness import Harness
+from loradrop_dev.reliability.scenarios import FAST
 from loradrop_local.aws.stack import LocalStack
-from loradrop_local.reliability.busy_account import SCENARIOS
-from loradrop_local.reliability.harness import Harness
-from loradrop_local.reliability.scenarios import FAST
 from tests.integration.test_reliability import assert_held
 
 pytestmark = pytest.mark.integration

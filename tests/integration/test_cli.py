@@ -18,8 +18,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from loradrop_cli.cli import main
 from loradrop_local.aws.stack import LocalStack
-from loradrop_local.cli import main
 from loradrop_local.dataset import png, training_zip
 from tests.integration.helpers import posts_for
 
@@ -37,7 +37,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """`loradrop local` in its own process, as a user would start it."""
     state = tmp_path_factory.mktemp("state")
     process = subprocess.Popen(
-        [sys.executable, "-m", "loradrop_local.cli", "--state-dir", str(state), "local"],
+        [sys.executable, "-m", "loradrop_cli", "--state-dir", str(state), "local"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -197,7 +197,7 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
 def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     """What `make demo` runs, as a separate process."""
     result = subprocess.run(
-        [sys.executable, "-m", "loradrop_local.cli", "--state-dir", str(tmp_path), "demo"],
+        [sys.executable, "-m", "loradrop_cli", "--state-dir", str(tmp_path), "demo"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from loradrop_dev.reliability.hostile import Listener
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
-from loradrop_local.reliability.hostile import Listener
 from tests.integration.helpers import TERMINAL, posts_for
 from tests.unit.zips import make_zip
 

@@ -139,7 +139,7 @@ def test_removing_a_needed_statement_fails_a_named_scenario_with_access_denied(t
         [
             sys.executable,
             "-m",
-            "loradrop_local.reliability",
+            "loradrop_dev.reliability",
             "--scale",
             "fast",
             "--only",

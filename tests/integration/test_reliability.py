@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from loradrop_dev.reliability import busy_account
+from loradrop_dev.reliability.harness import Harness, Outcome
+from loradrop_dev.reliability.hostile import run_hostile
+from loradrop_dev.reliability.scenarios import FAST, SCENARIOS
 from loradrop_local.aws.stack import LocalStack
-from loradrop_local.reliability import busy_account
-from loradrop_local.reliability.harness import Harness, Outcome
-from loradrop_local.reliability.hostile import run_hostile
-from loradrop_local.reliability.scenarios import FAST, SCENARIOS
 
 pytestmark = pytest.mark.integration
 

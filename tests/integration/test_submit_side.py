@@ -277,7 +277,7 @@ def test_batch_defers_when_the_invocation_is_running_out_of_time(stack: LocalSta
 
 
 def test_non_ascii_trigger_word_arrives_decoded(stack: LocalStack, key: str) -> None:
-    from loradrop_local.cli import _metadata_text
+    from loradrop_cli.commands import _metadata_text
 
     # Given a trigger word with an accent, sent the way S3 stores and returns non-ASCII metadata
     encoded = _metadata_text("zoë")

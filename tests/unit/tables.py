@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from loradrop.jobs import Job, JobStore, utc_now
+from loradrop.job import HistoryEntry, Job, utc_now
+from loradrop.jobs import JobStore
 from loradrop.models import JobStatus
 from loradrop_local.aws.cloudformation import load_template
 
 
+@cache
+def _jobs_table() -> dict[str, Any]:
+    """The table's properties, read once: parsing template.yaml takes some 60 ms, and most tests create the table."""
+    properties: dict[str, Any] = load_template()["Resources"]["JobsTable"]["Properties"]
+    return properties
+
+
 def create_jobs_table(client: Any, name: str = "jobs", *, stream: bool = False) -> None:
-    table = load_template()["Resources"]["JobsTable"]["Properties"]
+    table = _jobs_table()
     client.create_table(
         TableName=name,
         AttributeDefinitions=table["AttributeDefinitions"],
@@ -35,7 +44,7 @@ def job_in(
         attempts=attempts,
         created_at=now,
         updated_at=now,
-        history=[{"status": status.value, "at": now}],
+        history=[HistoryEntry(status=status.value, at=now)],
         **fields,
     )
     jobs.claim(job)

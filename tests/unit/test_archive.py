@@ -7,7 +7,8 @@ import zipfile
 
 import pytest
 
-from loradrop.archive import TAIL_BYTES, ArchiveLimits, ArchiveRejected, RangeFile, ReadBudgetExceeded, inspect_archive
+from loradrop.archive import ArchiveLimits, ArchiveRejected, inspect_archive
+from loradrop.ranges import TAIL_BYTES, RangeFile, ReadBudgetExceeded
 from tests.unit.zips import MemoryReader, make_zip, sparse_zip64
 
 LIMITS = ArchiveLimits()

@@ -7,7 +7,7 @@ import zipfile
 from pathlib import Path
 
 from loradrop.archive import ArchiveLimits, inspect_archive
-from loradrop_local.bench.inspection import ENTRIES, FileRangeReader, write_stored_zip
+from loradrop_dev.bench.inspection import ENTRIES, FileRangeReader, write_stored_zip
 
 
 def test_stored_zip_is_valid(tmp_path: Path) -> None:
@@ -24,9 +24,9 @@ def test_stored_zip_is_valid(tmp_path: Path) -> None:
 def test_the_report_embeds_a_chart_for_each_figure(tmp_path: Path) -> None:
     import json
 
-    from loradrop_local.bench.processes import RAW
-    from loradrop_local.bench.report import write_report
-    from loradrop_local.bench.transfer import TransferResult
+    from loradrop_dev.bench.processes import RAW
+    from loradrop_dev.bench.report import write_report
+    from loradrop_dev.bench.transfer import TransferResult
 
     data = json.loads(RAW.read_text())  # the measurements committed beside docs/benchmarks.md
     data["transfer"] = [TransferResult(**row) for row in data["transfer"]]
@@ -46,7 +46,7 @@ def test_the_report_embeds_a_chart_for_each_figure(tmp_path: Path) -> None:
 def test_the_survey_benchmark_set_is_photos_some_behind_exif(tmp_path: Path) -> None:
     from loradrop.archive import open_archive
     from loradrop.dataset import survey
-    from loradrop_local.bench.dataset import EXIF_EVERY, write_dataset_zip
+    from loradrop_dev.bench.dataset import EXIF_EVERY, write_dataset_zip
 
     path = tmp_path / "set.zip"
     write_dataset_zip(path, 20)

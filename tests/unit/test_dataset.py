@@ -8,8 +8,9 @@ import zipfile
 
 import pytest
 
-from loradrop.archive import TAIL_BYTES, ArchiveLimits, open_archive
+from loradrop.archive import ArchiveLimits, open_archive
 from loradrop.dataset import DatasetReport, survey
+from loradrop.ranges import TAIL_BYTES
 from loradrop_local.dataset import photo
 from tests.unit.test_images import with_exif_block
 from tests.unit.zips import MemoryReader, make_zip

@@ -5,39 +5,33 @@ moto in process for DynamoDB (its stream) and EventBridge (a rule to SQS shows w
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from aws_lambda_powertools import Logger, Metrics
-from moto import mock_aws
 
-from loradrop.ending import end_job
 from loradrop.events import EventPublisher, JobEnd, ends_in
-from loradrop.jobs import JobStore
 from loradrop.models import JobStatus
 from loradrop.redaction import json_for_logs
-from tests.unit.tables import create_jobs_table, job_in
+from tests.unit.conftest import World
+from tests.unit.tables import job_in
 
 Logger(json_serializer=json_for_logs)
 
 
+SEEN = "seen"  # the queue a rule sends every event of loradrop's to
+
+
 @pytest.fixture
-def world() -> Iterator[dict[str, Any]]:
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        create_jobs_table(dynamodb, stream=True)
-        events = boto3.client("events", region_name="us-east-1")
-        sqs = boto3.client("sqs", region_name="us-east-1")
-        url = sqs.create_queue(QueueName="seen")["QueueUrl"]
-        events.put_rule(Name="all", EventPattern=json.dumps({"source": ["loradrop"]}))
-        events.put_targets(Rule="all", Targets=[{"Id": "q", "Arn": "arn:aws:sqs:us-east-1:123456789012:seen"}])
-        Metrics().clear_metrics()
-        yield {"jobs": JobStore(dynamodb, "jobs"), "db": dynamodb, "events": events, "sqs": sqs, "url": url}
+def world(world: World) -> World:
+    """The world, with a rule that sends every loradrop event on the default bus to the queue SEEN."""
+    world.sqs.create_queue(QueueName=SEEN)
+    world.events.put_rule(Name="all", EventPattern=json.dumps({"source": ["loradrop"]}))
+    world.events.put_targets(Rule="all", Targets=[{"Id": "q", "Arn": f"arn:aws:sqs:us-east-1:123456789012:{SEEN}"}])
+    return world
 
 
-def stream_records(world: dict[str, Any]) -> list[dict[str, Any]]:
+def stream_records(world: World) -> list[dict[str, Any]]:
     """Every record of the table's stream so far (moto's in-process streams API does not answer: read its shard)."""
     from moto.dynamodb.models import dynamodb_backends
 
@@ -45,18 +39,20 @@ def stream_records(world: dict[str, Any]) -> list[dict[str, Any]]:
     return [record.to_json() for record in shard.items]
 
 
-def published(world: dict[str, Any]) -> list[dict[str, Any]]:
-    answer = world["sqs"].receive_message(QueueUrl=world["url"], MaxNumberOfMessages=10)
+def published(world: World) -> list[dict[str, Any]]:
+    url = world.sqs.get_queue_url(QueueName=SEEN)["QueueUrl"]
+    answer = world.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
     return [json.loads(m["Body"]) for m in answer.get("Messages", [])]
 
 
-def test_each_end_the_table_records_is_one_event_with_an_id_for_its_transition(world: dict[str, Any]) -> None:
+def test_each_end_the_table_records_is_one_event_with_an_id_for_its_transition(world: World) -> None:
     # Given a job that failed, was retried, and completed, and a note added to it afterwards
-    jobs = world["jobs"]
+    jobs = world.jobs
     job_in(jobs, JobStatus.TRAINING)
-    end_job(jobs, "ana-1", {JobStatus.TRAINING}, JobStatus.FAILED, "5003", "unavailable")
-    jobs.transition("ana-1", {JobStatus.FAILED}, JobStatus.STORING, note="copy retried")
-    jobs.transition("ana-1", {JobStatus.STORING}, JobStatus.COMPLETED, fields={"weights_uri": "s3://w/k"})
+    failed = jobs.end("ana-1", {JobStatus.TRAINING}, JobStatus.FAILED, "5003", "unavailable").job
+    assert failed is not None
+    jobs.reopen(failed, JobStatus.STORING, "copy retried")
+    jobs.complete("ana-1", {"weights_uri": "s3://w/k"})
     done = jobs.get("ana-1")
     assert done is not None
     jobs.record_stray_task(done, "late-task", "a task of an earlier attempt", counted=True)
@@ -66,7 +62,7 @@ def test_each_end_the_table_records_is_one_event_with_an_id_for_its_transition(w
     assert [(e.job.job_id, e.job.status) for e in ends] == [("ana-1", JobStatus.FAILED), ("ana-1", JobStatus.COMPLETED)]
     assert len({e.event_id for e in ends}) == 2
     assert ends[0].event_id.startswith("ana-1/FAILED/")
-    assert EventPublisher(world["events"], "default").publish(ends) is None
+    assert EventPublisher(world.events, "default").publish(ends) is None
     seen = published(world)
     assert [e["detail-type"] for e in seen] == ["Job Failed", "Job Completed"]
     assert [e["detail"]["event_id"] for e in seen] == [e.event_id for e in ends]
@@ -74,7 +70,7 @@ def test_each_end_the_table_records_is_one_event_with_an_id_for_its_transition(w
     assert "settling" not in seen[1]["detail"]  # the job item without internals
 
 
-def test_a_record_that_cannot_be_read_is_counted_and_skipped_never_retried(world: dict[str, Any]) -> None:
+def test_a_record_that_cannot_be_read_is_counted_and_skipped_never_retried(world: World) -> None:
     record = {
         "eventName": "MODIFY",
         "dynamodb": {"SequenceNumber": "7", "NewImage": {"status": {"S": "FAILED"}, "job_id": {"S": "odd"}}},
@@ -101,7 +97,7 @@ class FlakyBus:
 
 
 def ends(count: int) -> list[JobEnd]:
-    from loradrop.jobs import Job
+    from loradrop.job import Job
 
     return [
         JobEnd(
@@ -119,7 +115,7 @@ def ends(count: int) -> list[JobEnd]:
     ]
 
 
-def test_ten_to_a_call_and_a_failed_end_says_where_the_stream_resumes(world: dict[str, Any]) -> None:
+def test_ten_to_a_call_and_a_failed_end_says_where_the_stream_resumes(world: World) -> None:
     bus = FlakyBus({"j13"})
     publisher = EventPublisher(bus, "default")
     batch = ends(25)
@@ -132,14 +128,14 @@ def test_ten_to_a_call_and_a_failed_end_says_where_the_stream_resumes(world: dic
     assert bus.calls[2:] == [[f"j{i:02d}" for i in (13, 20, 21, 22, 23, 24)]]
 
 
-def test_a_bus_that_cannot_be_reached_fails_the_batch_from_its_first_end(world: dict[str, Any]) -> None:
+def test_a_bus_that_cannot_be_reached_fails_the_batch_from_its_first_end(world: World) -> None:
     assert EventPublisher(FlakyBus(set(), raises=True), "default").publish(ends(3)) == "100"
     assert Metrics().metric_set["EventsNotPublished"]["Value"] == [3.0]
 
 
-def test_events_fit_putevents_however_long_a_jobs_names(world: dict[str, Any]) -> None:
+def test_events_fit_putevents_however_long_a_jobs_names(world: World) -> None:
     from loradrop.events import BYTES_PER_CALL, DETAIL_BYTES
-    from loradrop.jobs import Job
+    from loradrop.job import Job
 
     # Given ends of jobs whose ZIPs have hundreds of 600-character file names in their survey and warnings
     long = "photo-" + "x" * 600 + ".jpg"

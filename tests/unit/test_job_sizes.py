@@ -9,8 +9,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from loradrop.jobs import EVENT_HISTORY, HISTORY_KEEP_LATEST, HISTORY_LIMIT, Job, JobStore
-from loradrop.models import JobStatus
+from loradrop.job import EVENT_HISTORY, HISTORY_KEEP_LATEST, HISTORY_LIMIT, Job
+from loradrop.jobs import JobStore
+from loradrop.models import JobStatus, Task
 from tests.unit.tables import create_jobs_table
 
 
@@ -41,23 +42,23 @@ def test_history_keeps_its_first_entry_every_move_every_task_and_the_latest_and_
     jobs: JobStore,
 ) -> None:
     job = new_job(jobs)
-    jobs.transition(job.job_id, {JobStatus.RECEIVED}, JobStatus.SUBMITTING)
-    jobs.transition(job.job_id, {JobStatus.SUBMITTING}, JobStatus.SUBMITTED, fields={"prediction_id": "task-1"})
-    storing = jobs.transition(job.job_id, {JobStatus.SUBMITTED}, JobStatus.STORING)
+    jobs.begin_submission(job.job_id, found={}, params={}, warnings=[], link="L1", at=job.created_at)
+    jobs.record_task(job.job_id, Task(id="task-1", status="created"))
+    storing = jobs.start_storing(job.job_id).job
     for i in range(120):  # a job the reconciler touched for days
-        jobs.transition(job.job_id, {JobStatus.STORING}, JobStatus.STORING, note=f"touch {i} " + "x" * 200)
+        jobs.requeue_store(job.job_id, f"touch {i} " + "x" * 200)
     stored = jobs.get(job.job_id)
     assert stored is not None
     assert storing is not None
     assert len(stored.history) <= HISTORY_LIMIT
-    assert [e["status"] for e in stored.history[:4]] == ["RECEIVED", "SUBMITTING", "SUBMITTED", "STORING"]
-    assert "note" not in stored.history[3]
-    assert [e for e in stored.history if e.get("prediction_id")] == [stored.history[2]]
-    assert stored.history[2]["prediction_id"] == "task-1"
+    assert [e.status for e in stored.history[:4]] == ["RECEIVED", "SUBMITTING", "SUBMITTED", "STORING"]
+    assert stored.history[3].note is None
+    assert [e for e in stored.history if e.prediction_id] == [stored.history[2]]
+    assert stored.history[2].prediction_id == "task-1"
     # when the job entered STORING is still known, after 120 notes within the state
     assert stored.entered(JobStatus.STORING) == storing.updated_at
-    assert stored.history[-1]["note"].startswith("touch 119 ")
-    assert [e["note"][:9] for e in stored.history[-HISTORY_KEEP_LATEST:]][-3:] == [
+    assert stored.history[-1].note.startswith("touch 119 ")
+    assert [e.note[:9] for e in stored.history[-HISTORY_KEEP_LATEST:]][-3:] == [
         "touch 117",
         "touch 118",
         "touch 119",

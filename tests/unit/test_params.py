@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from loradrop.models import InvalidParameters, Prediction, TrainingParams
+from loradrop.models import InvalidParameters, Task, TrainingParams
 
 DEFAULTS = TrainingParams()
 
@@ -73,15 +73,15 @@ def test_wavespeed_body_uses_documented_field_names() -> None:
 
 
 def test_prediction_picks_safetensors_output_else_first() -> None:
-    both = Prediction(id="t", outputs=["https://cdn/x/log.txt", "https://cdn/x/lora.safetensors?sig=1"])
+    both = Task(id="t", outputs=["https://cdn/x/log.txt", "https://cdn/x/lora.safetensors?sig=1"])
     assert both.weights_url == "https://cdn/x/lora.safetensors?sig=1"
-    assert Prediction(id="t", outputs=["https://cdn/x/weights.bin"]).weights_url == "https://cdn/x/weights.bin"
-    assert Prediction(id="t", outputs=None).weights_url is None  # type: ignore[arg-type]
+    assert Task(id="t", outputs=["https://cdn/x/weights.bin"]).weights_url == "https://cdn/x/weights.bin"
+    assert Task(id="t", outputs=None).weights_url is None  # type: ignore[arg-type]
 
 
 def test_prediction_tolerates_unknown_fields_and_statuses() -> None:
-    prediction = Prediction.model_validate({"id": "t", "status": "quantum", "new_field": 1, "has_nsfw_contents": None})
-    assert prediction.status == "quantum"
+    task = Task.model_validate({"id": "t", "status": "quantum", "new_field": 1, "has_nsfw_contents": None})
+    assert task.status == "quantum"
 
 
 @pytest.mark.parametrize(

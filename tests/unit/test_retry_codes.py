@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loradrop.models import Prediction, describe_failure, retry_kind
+from loradrop.models import Task, describe_failure, retry_kind
 
 DOMAIN = Path(__file__).resolve().parents[2] / "functions" / "loradrop"
 CODE = re.compile(r"^[A-Z][A-Z_]+$")
@@ -23,9 +23,18 @@ def _text(node: ast.expr) -> str:
     return ""
 
 
+def _code(node: ast.expr) -> str:
+    """An error code: `ErrorCode.NAME` (or a literal code, which the enum's test says there are none of)."""
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "ErrorCode":
+        return node.attr
+    if isinstance(node, ast.Constant) and CODE.match(str(node.value)):
+        return str(node.value)
+    return ""
+
+
 def codes_whose_message_says_retry() -> set[str]:
     """Error codes passed beside a message that mentions `loradrop retry`, in any call of the domain package
-    (end_job, a use case's _fail/_end, ...)."""
+    (JobStore.end, a use case's _fail/_end, ...)."""
     found = set()
     for module in DOMAIN.glob("*.py"):
         for node in ast.walk(ast.parse(module.read_text())):
@@ -33,7 +42,7 @@ def codes_whose_message_says_retry() -> set[str]:
                 continue
             args = [*node.args, *(keyword.value for keyword in node.keywords)]
             if any("loradrop retry" in _text(arg) for arg in args):
-                found |= {arg.value for arg in args if isinstance(arg, ast.Constant) and CODE.match(str(arg.value))}
+                found |= {_code(arg) for arg in args if _code(arg)}
     return found
 
 
@@ -53,8 +62,8 @@ def test_every_failure_that_says_retry_can_be_retried(code: str) -> None:
     [("failed", 5003), ("failed", 5000), ("failed", 1402), ("timeout", None), ("cancelled", None), ("deleted", None)],
 )
 def test_every_wavespeed_failure_whose_hint_says_retry_can_be_retried(status: str, code: int | None) -> None:
-    prediction = Prediction(id="t", status=status, code=code)
-    assert "loradrop retry" in describe_failure(prediction)
+    task = Task(id="t", status=status, code=code)
+    assert "loradrop retry" in describe_failure(task)
     assert retry_kind(str(code) if code is not None else status.upper()) == "submit"
 
 

@@ -260,7 +260,7 @@ def key_admits(key_ref: dict[str, Any], service: str) -> bool:
 
 
 def test_job_notifications_reach_an_encrypted_topic_eventbridge_may_use_with_fields_every_event_has() -> None:
-    from loradrop.jobs import Job
+    from loradrop.job import Job
     from loradrop.models import TERMINAL_STATUSES
 
     rule = RESOURCES["JobNotificationRule"]

@@ -6,9 +6,9 @@ import io
 
 from rich.console import Console
 
-from loradrop.jobs import Job, SettleProgress
+from loradrop.job import Job, SettleProgress
 from loradrop.models import JobStatus
-from loradrop_local.view import describe
+from loradrop_cli.view import describe
 
 AT = "2026-11-25T09:00:00.000Z"
 

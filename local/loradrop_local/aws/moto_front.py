@@ -1,6 +1,7 @@
 """moto's server behind a thin WSGI front that sees every AWS request the functions make: who sent it
 (each worker names itself in the User-Agent), which operation, and on what. Fault scenarios use it to
-fail a request as AWS would, or to kill the worker that sent it (a crash at exactly that step)."""
+fail a request as AWS would, or to kill the worker that sent it (a crash at exactly that step). Also
+`make_dynamodb_atomic`: moto's DynamoDB made as atomic as DynamoDB is."""
 
 from __future__ import annotations
 
@@ -239,3 +240,29 @@ def s3_request_for(
         )
 
     return matches
+
+
+_dynamodb_lock = threading.RLock()
+
+
+def make_dynamodb_atomic() -> None:
+    """DynamoDB applies a conditional write atomically; moto's threaded server checks the condition
+    and writes in two steps, so two concurrent writers can both pass. Serialize moto's writes so the
+    local stack keeps DynamoDB's guarantee (the exactly-once tests depend on it) — and its reads: a
+    query sizing an item while a write changes it fails with "dictionary changed size during
+    iteration" (seen at 600 jobs)."""
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend
+
+    operations = ("put_item", "update_item", "delete_item", "transact_write_items", "get_item", "query", "scan")
+    for backend, name in [(DynamoDBBackend, name) for name in operations] + [(DynamoDBStreamsBackend, "get_records")]:
+        original = getattr(backend, name)
+        if getattr(original, "_serialized", False):
+            continue
+
+        def serialized(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with _dynamodb_lock:
+                return _original(self, *args, **kwargs)
+
+        serialized._serialized = True  # type: ignore[attr-defined]
+        setattr(backend, name, serialized)

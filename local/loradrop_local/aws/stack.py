@@ -5,6 +5,9 @@ Secrets Manager, EventBridge, IAM over real HTTP). Each function runs in worker 
 with its own environment and its execution role's credentials, and moto enforces the role's policies.
 Queue pollers play Lambda's SQS event source, an HTTP front plays API Gateway, a thread plays the
 schedule, and the WaveSpeed simulator plays WaveSpeed (or the real API is used when asked).
+
+This module is the stack's lifecycle; how it runs is `options.StackOptions`, and what callers do with it
+once it runs (upload, wait for a job, drain queues) is `probes.StackProbes`.
 """
 
 from __future__ import annotations
@@ -13,12 +16,10 @@ import json
 import logging
 import os
 import threading
-import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import dataclass, field
 from functools import partial
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -29,88 +30,29 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from loradrop_local.aws import iam
-from loradrop_local.aws.cloudformation import TEMPLATE_PATH, Resolver, translate
+from loradrop_local.aws.cloudformation import Resolver, translate
 from loradrop_local.aws.http_api import api_gateway_handler
 from loradrop_local.aws.lambda_runtime import FunctionConfig, FunctionError, FunctionRuntime
-from loradrop_local.aws.moto_front import MotoFront, RequestHooks
+from loradrop_local.aws.moto_front import MotoFront, RequestHooks, make_dynamodb_atomic
+from loradrop_local.aws.options import StackOptions
 from loradrop_local.aws.pollers import poll_queue, poll_stream, run_every
+from loradrop_local.aws.probes import StackProbes
 from loradrop_local.aws.provision import ACCOUNT, REGION, Deployment, Provisioner, schedule_seconds
 from loradrop_local.aws.remote_runtime import RemoteRuntime
 from loradrop_local.loopback import LoopbackHTTPServer
-from loradrop_local.simulator.model import SimulatorConfig
 from loradrop_local.simulator.server import Simulator
 
-# Lambda scales a function up to the account's concurrency (1,000 by default); a 2-core machine cannot
-# run that many workers, so locally a function without reserved concurrency has at most this many.
-LOCAL_ACCOUNT_CONCURRENCY = 4
 # Pollers of an SQS event source without MaximumConcurrency (Lambda starts with 5 and scales; locally 2).
 SQS_DEFAULT_POLLERS = 2
-# Not in the template: the local stack's time compression, and metrics kept out of the logs.
-LOCAL_KNOBS = ("RETRY_DELAY_SCALE", "ABSENCE_CONFIRM_SECONDS", "POWERTOOLS_METRICS_DISABLED")
 ABSENCE_CONFIRM_SECONDS = 300  # the reconciler's default (settings.ReconcilePart), compressed like the rest
 SECRET_NAME = "loradrop/wavespeed"
 PROFILE = "loradrop-local"  # the AWS CLI profile `loradrop local` writes to its state directory
 
-_dynamodb_lock = threading.RLock()
 
+class LocalStack(StackProbes):
+    """The stack's lifecycle (start, stop), its clients and invocations; what callers do with it once it runs
+    (upload, read and wait for jobs, drain queues) is in `StackProbes`."""
 
-def make_dynamodb_atomic() -> None:
-    """DynamoDB applies a conditional write atomically; moto's threaded server checks the condition
-    and writes in two steps, so two concurrent writers can both pass. Serialize moto's writes so the
-    local stack keeps DynamoDB's guarantee (the exactly-once tests depend on it) — and its reads: a
-    query sizing an item while a write changes it fails with "dictionary changed size during
-    iteration" (seen at 600 jobs)."""
-    from moto.dynamodb.models import DynamoDBBackend
-    from moto.dynamodbstreams.models import DynamoDBStreamsBackend
-
-    operations = ("put_item", "update_item", "delete_item", "transact_write_items", "get_item", "query", "scan")
-    for backend, name in [(DynamoDBBackend, name) for name in operations] + [(DynamoDBStreamsBackend, "get_records")]:
-        original = getattr(backend, name)
-        if getattr(original, "_serialized", False):
-            continue
-
-        def serialized(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with _dynamodb_lock:
-                return _original(self, *args, **kwargs)
-
-        serialized._serialized = True  # type: ignore[attr-defined]
-        setattr(backend, name, serialized)
-
-
-@dataclass
-class StackOptions:
-    """How the local stack runs. `time_scale` shortens the template's timeouts and schedules."""
-
-    time_scale: float = 0.01
-    reconcile_every: float | None = None  # default: the template's schedule x time_scale
-    reconcile_after: float | None = None  # default: the template's parameter x time_scale
-    wavespeed_api: str | None = None  # None: run the simulator
-    wavespeed_api_key: str | None = None
-    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
-    webhook_secret_in_secret: bool = False  # else fetched from WaveSpeed, as when the secret has only a key
-    state_dir: Path | None = None
-    log_file: Path | None = None
-    extra_environment: dict[str, str] = field(default_factory=dict)  # given to every function
-    max_attempts: int | None = None
-    parameters: dict[str, str] = field(default_factory=dict)  # template parameters, as `sam deploy` takes them
-    run_reconciler: bool = True  # tests may invoke it themselves instead
-    # Function timeouts (seconds) instead of the template's, e.g. a short StoreWeights timeout so a
-    # copy's lease runs out within a test.
-    function_timeouts: dict[str, float] = field(default_factory=dict)
-    template: Path = TEMPLATE_PATH
-    enforce_iam: bool = True
-    # The most workers a function without reserved concurrency gets (Lambda's account limit, scaled down
-    # to this machine); a throughput run raises it to what the template asks for.
-    account_concurrency: int = LOCAL_ACCOUNT_CONCURRENCY
-    # Under `sam local`: the address the stack's servers listen on (one SAM's containers reach: the Docker
-    # bridge's gateway), SAM's `start-lambda` endpoint that runs the functions, and `start-api`'s URL for
-    # the webhook route. None: the stack runs the functions and serves the route itself.
-    bind_host: str = "127.0.0.1"
-    lambda_endpoint: str | None = None
-    api_url: str | None = None
-
-
-class LocalStack:
     def __init__(self, options: StackOptions | None = None) -> None:
         self.options = options or StackOptions()
         self.stack_name = f"loradrop-local-{uuid.uuid4().hex[:8]}"
@@ -203,26 +145,6 @@ class LocalStack:
                     config=Config(signature_version="s3v4") if service == "s3" else None,
                 )
             return self._clients[cache_key]
-
-    @property
-    def names(self) -> dict[str, str]:
-        return self.deployment.names
-
-    @property
-    def queue_urls(self) -> dict[str, str]:
-        return self.deployment.queue_urls
-
-    @property
-    def uploads_bucket(self) -> str:
-        return self.names["UploadsBucket"]
-
-    @property
-    def weights_bucket(self) -> str:
-        return self.names["WeightsBucket"]
-
-    @property
-    def table_name(self) -> str:
-        return self.names["JobsTable"]
 
     @property
     def wavespeed_api(self) -> str:
@@ -452,77 +374,6 @@ class LocalStack:
 
     def _kill_worker(self, tag: str) -> None:
         self.runtimes[tag.split(".", 1)[0]].kill_worker(tag)
-
-    @property
-    def invocations(self) -> dict[str, int]:
-        return {logical_id: runtime.invocations for logical_id, runtime in self.runtimes.items()}
-
-    # ----- observing -----
-    def job(self, job_id: str) -> dict[str, Any] | None:
-        from loradrop.jobs import JobStore
-
-        found = JobStore(self.client("dynamodb"), self.table_name).get(job_id)
-        return found.public() if found else None
-
-    def upload(self, key: str, body: bytes, metadata: dict[str, str] | None = None) -> str:
-        """PUT a ZIP into the uploads bucket; return the id of the job it will create."""
-        from loradrop.jobs import job_id_for
-
-        answer = self.client("s3").put_object(Bucket=self.uploads_bucket, Key=key, Body=body, Metadata=metadata or {})
-        # moto's notifications carry no versionId (AWS's do), so locally the ETag names the upload.
-        return job_id_for(self.uploads_bucket, key, None, answer["ETag"])
-
-    def wait_for(self, job_id: str, statuses: set[str], timeout: float = 30.0) -> dict[str, Any]:
-        """Poll the job until it reaches one of `statuses`; raise with the last state if it does not."""
-        deadline = time.monotonic() + timeout
-        job = None
-        while time.monotonic() < deadline:
-            job = self.job(job_id)
-            if job is not None and job["status"] in statuses:
-                return job
-            time.sleep(0.05)
-        raise TimeoutError(f"job {job_id} did not reach {sorted(statuses)} in {timeout}s; last: {job}")
-
-    def drain_events(self) -> list[dict[str, Any]]:
-        """Job events published so far (the local subscriber queue's messages), removed from it."""
-        return self.drain_queue("Events")
-
-    def notifications(self, topic: str = "NotificationTopic") -> list[str]:
-        """What the topic would have sent its subscribers (an email's text) since the last call."""
-        inbox = self.deployment.inboxes.get(topic)
-        return [str(body.get("message", body)) for body in self.drain_queue(inbox)] if inbox else []
-
-    def drain_queue(self, logical_id: str) -> list[dict[str, Any]]:
-        """Receive and delete every visible message (SQS allows one purge a minute; this has no limit)."""
-        sqs = self.client("sqs")
-        bodies: list[dict[str, Any]] = []
-        while True:
-            answer = sqs.receive_message(QueueUrl=self.queue_urls[logical_id], MaxNumberOfMessages=10)
-            messages = answer.get("Messages", [])
-            if not messages:
-                return bodies
-            for message in messages:
-                bodies.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=self.queue_urls[logical_id], ReceiptHandle=message["ReceiptHandle"])
-
-    def dead_letters_for(self, logical_id: str, job_id: str, timeout: float = 20.0) -> list[dict[str, Any]]:
-        """Wait for a job's message to reach a dead-letter queue (SQS moves it on the receive after the
-        last failure, seconds after the job ended); return that job's messages. Others found on the way
-        are removed too: each test or scenario owns its own job."""
-        deadline = time.monotonic() + timeout
-        found: list[dict[str, Any]] = []
-        while not found and time.monotonic() < deadline:
-            found = [body for body in self.drain_queue(logical_id) if body.get("job_id") == job_id]
-            if not found:
-                time.sleep(0.1)
-        return found
-
-    def queue_depth(self, logical_id: str) -> int:
-        attributes = self.client("sqs").get_queue_attributes(
-            QueueUrl=self.queue_urls[logical_id],
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 
 def _send_to(sqs: Any, destination: str | None, body: dict[str, Any]) -> None:

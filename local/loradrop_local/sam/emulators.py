@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -36,7 +37,13 @@ WARM = ("--warm-containers", "LAZY")  # one container per function, kept between
 # time (Lambda gives init a phase of its own), and a busy machine doubles it: a function is given at least this long
 # here, in a copy of the built template beside it. Nothing else differs from what `sam build` made.
 EMULATED_TIMEOUT_SECONDS = 300
-EMULATED_TEMPLATE = BUILD / "emulated-template.yaml"  # beside the build's own: its code paths are relative
+EMULATED_TEMPLATE = BUILD / "emulated-template.yaml"
+# `sam local invoke` posts the event to the container's runtime three times within 0.7 s. Under emulation the
+# runtime can take longer to listen, and Docker's port proxy accepts the connection before it does: SAM then says
+# this and waits out the function's timeout before it exits. The event never reached the handler (and every
+# handler is idempotent, as Lambda's at-least-once delivery requires), so the invoke is tried again at once.
+NO_RESPONSE = "No response from invoke container"
+INVOKE_TRIES = 3  # beside the build's own: its code paths are relative
 
 
 def free_port() -> int:
@@ -171,23 +178,51 @@ class SamEmulators:
         """`sam local invoke FUNCTION -e EVENT`, as a user runs it: a container of its own; the handler's answer."""
         event_file = self.state_dir / f"event-{function}-{time.monotonic_ns()}.json"
         event_file.write_text(json.dumps(event))
-        run = subprocess.run(
+        try:
+            for _ in range(INVOKE_TRIES):
+                code, stdout, stderr = self._invoke_once(function, event_file, timeout)
+                if NO_RESPONSE not in stderr:
+                    break
+        finally:
+            event_file.unlink(missing_ok=True)
+        last = [line for line in stdout.strip().splitlines() if line.startswith("{")]
+        if code != 0 or not last:
+            raise RuntimeError(f"sam local invoke {function} failed ({code}): {stderr[-2000:]}")
+        answer: dict[str, Any] = json.loads(last[-1])
+        return answer
+
+    def _invoke_once(self, function: str, event_file: Path, timeout: float) -> tuple[int, str, str]:
+        """One `sam local invoke`: its exit code, output and log; ended at once when SAM gives up on the runtime
+        (it would otherwise wait out the function's whole timeout before exiting)."""
+        process = subprocess.Popen(
             [*sam_command(), "local", "invoke", function, "--event", str(event_file), *self.arguments()],
             cwd=PROJECT_ROOT,
             env=self.environment(),
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
-            check=False,
         )
-        event_file.unlink(missing_ok=True)
+        lines: list[str] = []
+
+        def read_log() -> None:
+            assert process.stderr is not None
+            for line in process.stderr:
+                lines.append(line)
+                if NO_RESPONSE in line:
+                    process.terminate()
+
+        reader = threading.Thread(target=read_log, daemon=True)
+        reader.start()
+        try:
+            process.wait(timeout=timeout)
+        finally:
+            process.kill()
+            reader.join(timeout=10)
+        assert process.stdout is not None
+        stdout, stderr = process.stdout.read(), "".join(lines)
         with self.log_file.open("a") as log:
-            log.write(run.stderr + run.stdout)
-        last = [line for line in run.stdout.strip().splitlines() if line.startswith("{")]
-        if run.returncode != 0 or not last:
-            raise RuntimeError(f"sam local invoke {function} failed ({run.returncode}): {run.stderr[-2000:]}")
-        answer: dict[str, Any] = json.loads(last[-1])
-        return answer
+            log.write(stderr + stdout)
+        return process.returncode, stdout, stderr
 
     def handlers_run(self) -> Counter[str]:
         """How often SAM ran each handler, by its log ("Invoking submit_training.app.handler (python3.13)")."""

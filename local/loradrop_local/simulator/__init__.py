@@ -8,5 +8,6 @@ never held in memory), and delivers v3-signed webhooks with retries. Faults are 
 Its signing code is deliberately its own (not loradrop's), so the two check each other.
 
 `model` (configuration, faults, tasks), `outputs` (safetensors streams), `server` (the Simulator),
-`http_api` (the routes), `__main__` (run it alone).
+`http_api` (the routes, answering for what its `SimulatedWaveSpeed` protocol names, so it does not import
+`server`), `__main__` (run it alone).
 """

@@ -184,8 +184,9 @@ class Simulator:
         return 200, answer
 
     # ----- behaviour -----
-    def _rate_limited(self) -> bool:
-        """WaveSpeed's start limit "resets each minute": count starts per fixed minute window."""
+    def start_refused(self) -> bool:
+        """Whether WaveSpeed's start limit refuses a task start now (counted in `rate_limited`); otherwise the
+        start is counted. The limit "resets each minute": starts are counted per fixed minute window."""
         limit = self.config.starts_per_minute
         now = time.monotonic()
         with self._lock:

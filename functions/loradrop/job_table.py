@@ -1,0 +1,364 @@
+"""The jobs table underneath `jobs.JobStore`: items in and out of DynamoDB, the one conditional move every write
+is, the conditions a move may carry, and the reads. Only `jobs` and this module speak DynamoDB's expression
+language; use cases call `JobStore`'s named operations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from loradrop.job import HISTORY_KEEP_LATEST, HISTORY_LIMIT, Job, JobParams, SettleProgress, iso, state_moves
+from loradrop.models import JobStatus, check_move
+from loradrop.redaction import redact
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+BY_PREDICTION_INDEX = "by-prediction"
+BY_STATUS_INDEX = "by-status"
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+Counter = Literal["lost_submissions", "store_requeues"]
+
+
+class JobPatch(BaseModel):
+    """What a move sets on the job; an attribute given as None is removed. Any other name is refused here, so a
+    misspelled attribute fails loudly instead of being written and never read back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    params: JobParams | None = None
+    archive: dict[str, Any] | None = None
+    dataset: dict[str, Any] | None = None
+    warnings: list[str] | None = None
+    prediction_id: str | None = None
+    task_created_at: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+    weights_uri: str | None = None
+    weights_size: int | None = None
+    weights_sha256: str | None = None
+    model_card_uri: str | None = None
+    submit_started_at: str | None = None
+    submit_url_sha256: str | None = None
+    lost_submissions: int | None = None
+    settling: SettleProgress | None = None
+    task_missing_since: str | None = None
+    store_lease_until: str | None = None
+    store_lease_owner: str | None = None
+
+    def sets(self) -> dict[str, Any]:
+        given = self.model_dump(include=self.model_fields_set, mode="python")
+        if isinstance(given.get("error"), str):  # it can quote WaveSpeed, which can quote our presigned link
+            given["error"] = redact(given["error"])
+        return {name: value for name, value in given.items() if value is not None}
+
+    def removes(self) -> list[str]:
+        return sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+
+
+@dataclass(frozen=True)
+class Moved:
+    """What a move did: `done`, and the job after it, or, refused, the job as it stands (None: no such job)."""
+
+    job: Job | None
+    done: bool
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A move's extra condition, beside the expected status."""
+
+    text: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def __or__(self, other: Condition) -> Condition:
+        return Condition(f"({self.text}) OR ({other.text})", self.values | other.values)
+
+    def __and__(self, other: Condition) -> Condition:
+        return Condition(f"({self.text}) AND ({other.text})", self.values | other.values)
+
+
+def lease_free(now: str) -> Condition:
+    """No copy holds the job's lease at `now` (a copy runs until its lease ends)."""
+    return Condition("attribute_not_exists(store_lease_until) OR store_lease_until < :lease_now", {":lease_now": now})
+
+
+def lease_owner(owner: str | None) -> Condition:
+    return Condition("store_lease_owner = :owner", {":owner": owner})
+
+
+def same_error(code: str | None) -> Condition:
+    """The job still failed for the reason that was looked at."""
+    return Condition("error_code = :code", {":code": code})
+
+
+def same_attempt(link: str | None) -> Condition | None:
+    """The job is still on the attempt that was looked at (its link digest); None for a job without one."""
+    return Condition("submit_url_sha256 = :link", {":link": link}) if link else None
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _to_dynamo(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _serialize(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(_to_dynamo(v)) for k, v in values.items()}
+
+
+def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+def job_from_image(image: dict[str, Any]) -> Job:
+    """A job from an item in DynamoDB's JSON (a change stream record's image)."""
+    return Job.model_validate(_deserialize(image))
+
+
+def _is_condition_failure(err: ClientError) -> bool:
+    return err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class JobTable:
+    def __init__(
+        self, client: DynamoDBClient, table: str, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self._db = client
+        self._table = table
+        self._clock = clock  # what every write is stamped with (tests pass theirs)
+
+    def _now(self) -> str:
+        return iso(self._clock())
+
+    # --- the one write ------------------------------------------------------------------------------------------
+
+    def _move(  # noqa: PLR0913 - one conditional write carries every part of a move
+        self,
+        job_id: str,
+        expected: Collection[JobStatus],
+        to: JobStatus,
+        *,
+        note: str | None = None,
+        patch: JobPatch | None = None,
+        attempts: int = 0,
+        count: Counter | None = None,
+        condition: Condition | None = None,
+    ) -> Moved:
+        """Move a job to `to` if its status is one of `expected` (and `condition` holds). A history entry is
+        added when the status changes or a note is given. `attempts` adds to the count of WaveSpeed tasks that
+        may exist; `count` names a counter to add one to. A move `models.ALLOWED_MOVES` does not allow
+        raises IllegalMove before anything is written."""
+        check_move(expected, to)
+        now = self._now()
+        fields = patch.sets() if patch else {}
+        values: dict[str, Any] = {":to": to.value, ":now": now}
+        names = {"#status": "status"}
+        sets = ["#status = :to", "updated_at = :now"]
+        for i, (name, value) in enumerate(fields.items()):
+            names[f"#f{i}"] = name
+            values[f":f{i}"] = value
+            sets.append(f"#f{i} = :f{i}")
+        if attempts:
+            sets.append("attempts = if_not_exists(attempts, :zero) + :attempts")
+            values.update({":zero": 0, ":attempts": attempts})
+        if count is not None:
+            names["#count"] = count
+            sets.append("#count = if_not_exists(#count, :zero) + :one")
+            values.update({":zero": 0, ":one": 1})
+        entry = {"status": to.value, "at": now}
+        if note:
+            entry["note"] = redact(note)
+        if fields.get("prediction_id"):
+            entry["prediction_id"] = fields["prediction_id"]
+        if fields.get("submit_url_sha256"):  # a new attempt: its link digest, for its tasks found later
+            entry["link"] = fields["submit_url_sha256"]
+        if note or set(expected) != {to}:  # a pure field update of the same state adds no entry
+            sets.append("history = list_append(if_not_exists(history, :empty), :entry)")
+            values.update({":empty": [], ":entry": [entry]})
+        expression = "SET " + ", ".join(sets)
+        if removes := (patch.removes() if patch else []):
+            names |= {f"#r{i}": name for i, name in enumerate(removes)}
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
+        for i, status in enumerate(expected):
+            values[f":e{i}"] = status.value
+        allowed = f"#status IN ({', '.join(f':e{i}' for i in range(len(expected)))})"
+        if condition is not None:
+            allowed += f" AND ({condition.text})"
+            values |= condition.values
+        moved = self.update(job_id, expression, allowed, values, names)
+        if moved.done and moved.job is not None and len(moved.job.history) > HISTORY_LIMIT:
+            return Moved(self._trim_history(moved.job), done=True)
+        return moved
+
+    def update(
+        self, job_id: str, expression: str, condition: str, values: dict[str, Any], names: dict[str, str] | None = None
+    ) -> Moved:
+        """One conditional UpdateItem: the item after it, or as it stands when the condition did not hold."""
+        try:
+            named: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}  # none may be empty
+            answer = self._db.update_item(
+                TableName=self._table,
+                Key=_serialize({"job_id": job_id}),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=_serialize(values),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **named,
+            )
+        except ClientError as err:
+            if not _is_condition_failure(err):
+                raise
+            old = err.response.get("Item")
+            return Moved(Job.model_validate(_deserialize(old)) if old else None, done=False)
+        return Moved(Job.model_validate(_deserialize(answer["Attributes"])), done=True)
+
+    def touch(self, job_id: str, status: str, seen_updated_at: str) -> bool:
+        """Mark a job the reconciler looked at and left as it was: it goes to the back of its state's queue
+        (the status index sorts by `updated_at`), so every stale job is looked at in turn. Only if nothing
+        wrote it since it was listed; works on an item too odd to read."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_serialize({"job_id": job_id}),
+                UpdateExpression="SET updated_at = :now, checked_at = :now",
+                ConditionExpression="#status = :status AND updated_at = :seen",
+                ExpressionAttributeValues=_serialize(
+                    {":now": self._now(), ":status": status, ":seen": seen_updated_at}
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+            )
+        except ClientError as err:
+            if _is_condition_failure(err):
+                return False
+            raise
+        return True
+
+    def _trim_history(self, job: Job) -> Job:
+        """Drop notes from the middle of a long history: never the first entry, the latest, a move between
+        states (when the job entered a state is read from them) or an entry naming a task."""
+        latest_from = len(job.history) - HISTORY_KEEP_LATEST
+        kept = {id(entry) for entry in state_moves(job.history)}
+        drop = [
+            i
+            for i, entry in enumerate(job.history[:latest_from])
+            if i > 0 and not entry.prediction_id and id(entry) not in kept
+        ]
+        if not drop:
+            return job
+        trimmed = self.update(
+            job.job_id,
+            "REMOVE "
+            + ", ".join(f"history[{i}]" for i in drop)
+            + " SET history_omitted = if_not_exists(history_omitted, :zero) + :dropped",
+            "size(history) = :length",  # nobody appended meanwhile
+            {":zero": 0, ":dropped": len(drop), ":length": len(job.history)},
+        )
+        return trimmed.job if trimmed.done and trimmed.job is not None else job  # raced: the next write trims
+
+    # --- reading ------------------------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job | None:
+        answer = self._db.get_item(TableName=self._table, Key=_serialize({"job_id": job_id}), ConsistentRead=True)
+        item = answer.get("Item")
+        return Job.model_validate(_deserialize(item)) if item else None
+
+    def claim(self, job: Job) -> tuple[Job, bool]:
+        """Create the job unless its id exists; return the stored job and whether this call created it."""
+        item = job.model_dump(mode="python", exclude_none=True)
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=_serialize(item),
+                ConditionExpression="attribute_not_exists(job_id)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as err:
+            if not _is_condition_failure(err):
+                raise
+            old = err.response.get("Item")
+            existing = Job.model_validate(_deserialize(old)) if old else self.get(job.job_id)
+            if existing is None:  # deleted between the two calls: treat as claimed by someone else
+                raise
+            return existing, False
+        return job, True
+
+    def find_by_prediction(self, prediction_id: str) -> Job | None:
+        answer = self._db.query(
+            TableName=self._table,
+            IndexName=BY_PREDICTION_INDEX,
+            KeyConditionExpression="prediction_id = :p",
+            ExpressionAttributeValues=_serialize({":p": prediction_id}),
+            Limit=1,
+        )
+        items = answer.get("Items", [])
+        return self.get(_deserialize(items[0])["job_id"]) if items else None
+
+    def stale_keys(self, status: JobStatus, updated_before: str, limit: int) -> Iterator[tuple[str, str]]:
+        """(job id, updated_at) of jobs in `status` not updated since `updated_before`, oldest first, from
+        the status index alone: reading each item is the caller's, so one odd item stops nothing."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": BY_STATUS_INDEX,
+            "KeyConditionExpression": "#status = :s AND updated_at < :t",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": _serialize({":s": status.value, ":t": updated_before}),
+            "Limit": min(limit, 1000),
+        }
+        seen = 0
+        while seen < limit:
+            answer = self._db.query(**kwargs)
+            for item in answer.get("Items", []):
+                keys = _deserialize(item)
+                seen += 1
+                yield str(keys["job_id"]), str(keys["updated_at"])
+                if seen >= limit:
+                    return
+            if "LastEvaluatedKey" not in answer:
+                return
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def in_status(self, status: JobStatus, limit: int = 500) -> Iterator[Job]:
+        """Jobs in `status` (oldest first); for small sets such as SUBMITTING. Items that cannot be read
+        are left out."""
+        for job_id, _ in self.stale_keys(status, "~", limit):  # "~" sorts after every timestamp
+            try:
+                job = self.get(job_id)
+            except ValidationError:
+                continue
+            if job is not None and job.status is status:
+                yield job
+
+    def list(self, status: JobStatus | None = None, limit: int = 50) -> list[Job]:
+        """Newest first; by status through the index, otherwise a bounded scan (for the CLI)."""
+        if status is not None:
+            answer = self._db.query(
+                TableName=self._table,
+                IndexName=BY_STATUS_INDEX,
+                KeyConditionExpression="#status = :s",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_serialize({":s": status.value}),
+                ScanIndexForward=False,
+                Limit=limit,
+            )
+            jobs = [self.get(_deserialize(item)["job_id"]) for item in answer.get("Items", [])]
+            return [j for j in jobs if j is not None]
+        answer = self._db.scan(TableName=self._table, Limit=max(limit, 1000))
+        found = [Job.model_validate(_deserialize(item)) for item in answer.get("Items", [])]
+        return sorted(found, key=lambda j: j.created_at, reverse=True)[:limit]

@@ -1,0 +1,7 @@
+"""`python -m loradrop_cli`: the `loradrop` command."""
+
+import sys
+
+from loradrop_cli.cli import main
+
+sys.exit(main())

@@ -1,1 +1,0 @@
-"""The benchmark behind `make bench` (docs/benchmarks.md): processes, the five measurements, costs, report."""
