@@ -40,8 +40,9 @@ demo: $(VENV)/.installed ## run the whole pipeline locally: ZIP in, weights and 
 	$(VENV)/bin/loradrop demo
 
 test: lint typecheck template build ## every check: ruff, mypy, cfn-lint, sam validate --lint, sam build, pytest
-	@# Unit tests first and alone: their in-process moto resets state a local stack in the same process holds.
-	$(PY) -m pytest --cov --cov-fail-under=0 --cov-report= -q -p no:cacheprovider tests/unit
+	@# Unit tests first, in runs of their own: their in-process moto resets state a local stack in the same process
+	@# holds. On both cores: they share nothing but the source tree.
+	$(PY) -m pytest --cov --cov-fail-under=0 --cov-report= -q -p no:cacheprovider -n 2 tests/unit
 	@# Integration tests on both cores: each xdist worker starts a local stack of its own.
 	$(PY) -m pytest --cov --cov-append --cov-report=term -q -p no:cacheprovider -n 2 --dist loadfile tests/integration
 
