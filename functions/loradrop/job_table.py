@@ -131,6 +131,15 @@ def job_from_image(image: dict[str, Any]) -> Job:
     return Job.model_validate(_deserialize(image))
 
 
+def _readable(item: dict[str, Any] | None) -> Job | None:
+    """The item a refused move found, if it reads as a job: a refusal is an answer, and an odd item must not turn it
+    into an error (whoever needs the job reads it and meets the oddity there)."""
+    try:
+        return Job.model_validate(_deserialize(item)) if item else None
+    except ValidationError:
+        return None
+
+
 def _is_condition_failure(err: ClientError) -> bool:
     return err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -225,8 +234,7 @@ class JobTable:
         except ClientError as err:
             if not _is_condition_failure(err):
                 raise
-            old = err.response.get("Item")
-            return Moved(Job.model_validate(_deserialize(old)) if old else None, done=False)
+            return Moved(_readable(err.response.get("Item")), done=False)
         return Moved(Job.model_validate(_deserialize(answer["Attributes"])), done=True)
 
     def touch(self, job_id: str, status: str, seen_updated_at: str) -> bool:

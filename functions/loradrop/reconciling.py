@@ -167,7 +167,8 @@ class Reconciler:
             logger.warning("WaveSpeed unreachable while reconciling", extra={"reason": err.message})
             return Outcome.UNREACHABLE
         if job.task_missing_since:
-            job = self._jobs.task_missing(job, None).job or job
+            cleared = self._jobs.task_missing(job, None)
+            job = cleared.job if cleared.done and cleared.job is not None else job  # moved meanwhile: as it was read
         _, outcome = self._tracker.apply(job, task, by="reconciler")
         return outcome
 

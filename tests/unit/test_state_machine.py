@@ -147,3 +147,17 @@ def test_only_the_lease_holder_releases_it_and_nobody_takes_it_while_held(store:
     assert released.done
     assert released.job is not None
     assert (released.job.store_lease_owner, released.job.store_lease_until) == (None, None)
+
+
+def test_a_refused_move_on_an_item_too_odd_to_read_is_still_just_refused(store: JobStore) -> None:
+    _received(store)
+    # another tool wrote the row with a creation time that is not text: no Job reads it
+    store._db.update_item(
+        TableName="jobs",
+        Key={"job_id": {"S": "ana-1"}},
+        UpdateExpression="SET created_at = :odd",
+        ExpressionAttributeValues={":odd": {"M": {"odd": {"BOOL": True}}}},
+    )
+    assert store.start_training("ana-1") == Moved(job=None, done=False)
+    with pytest.raises(ValidationError):  # whoever needs the job meets the oddity where it reads it
+        store.get("ana-1")
