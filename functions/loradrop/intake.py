@@ -59,10 +59,10 @@ class IntakeBatch:
             else:
                 self._submitter().resubmit(message.job_id, self._deadline())
             return
-        uploads = _uploads(message.model_dump())
-        if not uploads and not _names_objects(message.model_dump()):
+        created = _created(message.model_dump())
+        if not created:
             raise MalformedMessage("an S3 notification without ObjectCreated records")
-        for upload in uploads:
+        for upload in filter(_is_upload, created):
             self._may_submit()
             self._submitter().accept_upload(upload, self._deadline())
 
@@ -87,21 +87,22 @@ class IntakeBatch:
         return backoff_seconds(receive_count, base=30)
 
 
-def _names_objects(body: dict[str, Any]) -> bool:
-    """ObjectCreated records, folder markers included."""
-    return any(_is_created(record) for record in body.get("Records", []))
+def _created(body: dict[str, Any]) -> list[UploadRef]:
+    """The objects an S3 notification's ObjectCreated records name, folder markers included."""
+    return [
+        UploadRef.from_s3_record(record)
+        for record in body.get("Records", [])
+        if record.get("eventSource") == "aws:s3" and str(record.get("eventName", "")).startswith("ObjectCreated")
+    ]
 
 
-def _is_created(record: dict[str, Any]) -> bool:
-    return record.get("eventSource") == "aws:s3" and str(record.get("eventName", "")).startswith("ObjectCreated")
+def _is_upload(upload: UploadRef) -> bool:
+    """A folder marker (the S3 console's "Create folder") is not an upload."""
+    if upload.is_folder_marker:
+        logger.info("folder marker ignored (the S3 console's 'Create folder')", extra={"key": upload.key})
+        return False
+    return True
 
 
 def _uploads(body: dict[str, Any]) -> list[UploadRef]:
-    """The uploads an S3 notification names (a folder marker, the S3 console's "Create folder", is none)."""
-    uploads = []
-    for upload in (UploadRef.from_s3_record(record) for record in body.get("Records", []) if _is_created(record)):
-        if upload.is_folder_marker:
-            logger.info("folder marker ignored (the S3 console's 'Create folder')", extra={"key": upload.key})
-        else:
-            uploads.append(upload)
-    return uploads
+    return list(filter(_is_upload, _created(body)))
