@@ -17,7 +17,8 @@ from typing import Any
 from loradrop_dev.bench.cold_start import BASELINE, COLD_ENV, FACTORIES, init_code, stock_layer
 from loradrop_dev.bench.processes import ROOT, median
 from loradrop_local.aws.cloudformation import load_template
-from loradrop_local.sam.image import IMAGE, docker, docker_ready, have_image
+from loradrop_local.sam.emulators import sam_problem
+from loradrop_local.sam.image import IMAGE, docker
 
 BUILD = ROOT / ".aws-sam" / "build"
 # Runs inside the container: `repeats` rounds, each a baseline run then a handler run, per handler.
@@ -50,22 +51,10 @@ def functions_by_module() -> dict[str, str]:
     }
 
 
-def why_not() -> str | None:
-    """None when the emulated container can be measured; else what is missing and how to get it."""
-    problem = docker_ready()
-    if problem:
-        return f"{problem} (see the README's 'Test with `sam local`')"
-    if not have_image():
-        return f"no {IMAGE} image: `sudo make sam-image`"
-    if not (BUILD / "template.yaml").exists():
-        return "no `sam build` output: `make build`"
-    return None
-
-
 def bench_emulated_cold_start(repeats: int) -> dict[str, Any]:
     """Medians of each handler's and the baseline's CPU seconds in the container, and each handler's ratio: the
     median of its runs over the baseline run just before each. {"skipped": reason} without Docker."""
-    problem = why_not()
+    problem = sam_problem()
     if problem:
         print(f"  emulated cold start skipped: {problem}", flush=True)
         return {"skipped": problem}
