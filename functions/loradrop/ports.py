@@ -3,6 +3,7 @@ adapters (`wavespeed.WaveSpeedClient`, boto3's SQS client) fit them, and so do t
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Protocol
 
 from loradrop.deadline import Deadline
@@ -14,6 +15,10 @@ class WaveSpeed(Protocol):
     def submit_training(self, model: str, body: dict[str, Any], webhook_url: str) -> Task: ...
 
     def get_result(self, prediction_id: str, deadline: Deadline | None = ...) -> Task: ...
+
+    def quote(self, model: str, body: dict[str, Any], deadline: Deadline | None = ...) -> Decimal: ...
+
+    def balance(self, deadline: Deadline | None = ...) -> Decimal: ...
 
     def list_predictions(  # noqa: PLR0913 - as WaveSpeedClient's
         self,

@@ -1,4 +1,4 @@
-"""WaveSpeed's REST API: submit a training task, read a result, read the webhook secret.
+"""WaveSpeed's REST API: submit a training task, read a result, the webhook secret, a price and the balance.
 
 Errors are typed by what they mean for the caller, because WaveSpeed has no idempotency key and
 bills every task it creates:
@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
@@ -32,6 +33,7 @@ HISTORY_PAGE_SIZE = 100  # the most WaveSpeed's history endpoint gives per page
 # A read is not started with less time than this left before its deadline (it could not get an answer).
 MIN_READ_SECONDS = 0.5
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # a history page of 100 tasks is ~100 KB; anything far bigger is not WaveSpeed
+BALANCE_PATHS = ("/api/v3/balance", "/api/v3/account/balance")  # both documented; which is current is unknown
 
 
 def connect_timeout(submit_timeout: float) -> float:
@@ -116,6 +118,19 @@ def _error_from_answer(status: int, payload: Any, text: str) -> WaveSpeedError:
     return RequestRejected(message, status=status, code=code)
 
 
+def _usd(amount: Any, problem: str, *, may_be_negative: bool = False) -> Decimal:
+    """A USD amount from WaveSpeed's JSON: a number (never a bool or NaN); only a balance may be below zero."""
+    if isinstance(amount, bool) or not isinstance(amount, int | float | str):
+        raise WaveSpeedError(problem)
+    try:
+        value = Decimal(str(amount))
+    except InvalidOperation as err:
+        raise WaveSpeedError(problem) from err
+    if not value.is_finite() or (value < 0 and not may_be_negative):
+        raise WaveSpeedError(problem)
+    return value
+
+
 class WaveSpeedClient:
     """A small synchronous client; one instance per warm Lambda container."""
 
@@ -138,6 +153,7 @@ class WaveSpeedClient:
         self._read_timeout = httpx.Timeout(connect=5.0, read=result_timeout, write=10.0, pool=5.0)
         self._transport = transport
         self._sleep = sleep
+        self._balance_path = BALANCE_PATHS[0]
         self._http = httpx.Client(
             base_url=self._base_url,
             headers=self._headers,
@@ -222,6 +238,29 @@ class WaveSpeedClient:
         if not isinstance(secret, str) or not secret:
             raise WaveSpeedError("WaveSpeed's webhook secret answer has no secret")
         return secret
+
+    def quote(self, model: str, body: dict[str, Any], deadline: Deadline | None = None) -> Decimal:
+        """What WaveSpeed would charge, in USD, for one task of `model` with exactly `body` (its pricing endpoint;
+        a read: nothing is created, so it is retried like one)."""
+        data = self._read("POST", "/api/v3/model/pricing", {"model_id": model, "inputs": body}, deadline)
+        price = data.get("unit_price") if isinstance(data, dict) else None
+        currency = data.get("currency", "USD") if isinstance(data, dict) else None
+        if currency != "USD":
+            raise WaveSpeedError(f"WaveSpeed's price is not in USD: {str(data)[:200]}")
+        return _usd(price, f"WaveSpeed's pricing answer has no price: {str(data)[:200]}")
+
+    def balance(self, deadline: Deadline | None = None) -> Decimal:
+        """The account's balance in USD. Two paths are documented and which is current is not: the one that
+        answered last is asked first, and WaveSpeed's own 404 on it sends the question to the other."""
+        for path in (self._balance_path, *(p for p in BALANCE_PATHS if p != self._balance_path)):
+            try:
+                data = self._get(path, deadline)
+            except NotFound:
+                continue
+            self._balance_path = path
+            amount = data.get("balance") if isinstance(data, dict) else None
+            return _usd(amount, f"WaveSpeed's balance answer has no balance: {str(data)[:200]}", may_be_negative=True)
+        raise WaveSpeedError(f"WaveSpeed answers 404 on both balance paths ({', '.join(BALANCE_PATHS)})", status=404)
 
     def _get(self, path: str, deadline: Deadline | None) -> Any:
         return self._read("GET", path, None, deadline)

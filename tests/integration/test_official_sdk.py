@@ -124,3 +124,39 @@ def test_a_missing_required_parameter_is_1400_and_an_invalid_one_1401(stack: Loc
     result = sdk(stack).run_no_throw(MODEL, {"steps": 1000}, timeout=10)
     assert "HTTP 400" in result["error"]
     assert "data is required" in result["error"]
+
+
+def test_a_task_the_balance_cannot_pay_for_is_refused_before_it_exists(stack: LocalStack, zip_url: str) -> None:
+    assert stack.simulator is not None
+    balance = stack.simulator.config.balance
+    stack.simulator.config.balance = 0.5
+    try:
+        result = sdk(stack).run_no_throw(MODEL, {"data": zip_url, "steps": 1000}, poll_interval=0.05, timeout=10)
+    finally:
+        stack.simulator.config.balance = balance
+    assert result["status"] == "failed"
+    assert "HTTP 403" in result["error"]
+    assert "Insufficient balance" in result["error"]
+    assert tasks_for(stack, zip_url) == []
+
+
+def test_pricing_and_balance_answer_in_the_documented_envelope(stack: LocalStack, zip_url: str) -> None:
+    assert stack.simulator is not None
+    auth = {"Authorization": f"Bearer {stack.simulator.config.api_key}"}
+    base = stack.simulator.url
+    inputs = {"data": zip_url, "steps": 3000}
+    priced = httpx.post(f"{base}/api/v3/model/pricing", json={"model_id": MODEL, "inputs": inputs}, headers=auth)
+    assert priced.json() == {
+        "code": 200,
+        "message": "success",
+        "data": {"model_id": MODEL, "unit_price": 3.0, "currency": "USD"},  # 1 USD per 1,000 steps
+    }
+    turbo = {"model_id": f"{MODEL}-turbo", "inputs": inputs}
+    assert httpx.post(f"{base}/api/v3/model/pricing", json=turbo, headers=auth).json()["data"]["unit_price"] == 2.25
+    assert httpx.post(f"{base}/api/v3/model/pricing", json=turbo).status_code == 401
+    before = httpx.get(f"{base}/api/v3/balance", headers=auth).json()["data"]["balance"]
+    account = httpx.get(f"{base}/api/v3/account/balance", headers=auth).json()["data"]
+    assert account == {"balance": before, "currency": "USD"}
+    sdk(stack).run(MODEL, {"data": zip_url, "steps": 2000}, poll_interval=0.05, timeout=30)
+    after = httpx.get(f"{base}/api/v3/balance", headers=auth).json()["data"]["balance"]
+    assert round(before - after, 4) == 2.0  # the task spent its price

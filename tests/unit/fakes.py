@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -104,6 +105,10 @@ class FakeWaveSpeed:
     posts: list[Post] = field(default_factory=list)
     gets: list[str] = field(default_factory=list)
     listings: list[HistoryRequest] = field(default_factory=list)
+    # The pricing endpoint's answer (or its failure), the account's balance, and the quotes asked for.
+    price: Decimal | WaveSpeedError = Decimal("1.00")
+    account_balance: Decimal | WaveSpeedError = Decimal(100)
+    quotes: list[Post] = field(default_factory=list)
 
     # ----- what a test puts on the account -----
     def add(
@@ -182,6 +187,19 @@ class FakeWaveSpeed:
         size = page_size if self.page_cap is None else min(page_size, self.page_cap)
         items = window[(page - 1) * size : page * size]
         return HistoryPage(items, len(items), len(window) if self.with_total else None)
+
+    def quote(self, model: str, body: dict[str, Any], deadline: Deadline | None = None) -> Decimal:
+        self._request()
+        self.quotes.append(Post(model, body, ""))
+        if isinstance(self.price, WaveSpeedError):
+            raise self.price
+        return self.price
+
+    def balance(self, deadline: Deadline | None = None) -> Decimal:
+        self._request()
+        if isinstance(self.account_balance, WaveSpeedError):
+            raise self.account_balance
+        return self.account_balance
 
     # ----- the webhook function's secret -----
     def get_webhook_secret(self, deadline: Deadline | None = None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from loradrop.wavespeed import (
     RequestRejected,
     TransientError,
     WaveSpeedClient,
+    WaveSpeedError,
 )
 
 PREDICTION = {"id": "task-1", "status": "created", "outputs": [], "model": "wavespeed-ai/flux-dev-lora-trainer"}
@@ -305,3 +307,56 @@ def test_gzip_answers_are_read_as_json() -> None:
     body = gzip.compress(json.dumps({"code": 200, "data": PREDICTION | {"status": "completed"}}).encode())
     answer = httpx.Response(200, content=body, headers={"content-encoding": "gzip", "content-type": "application/json"})
     assert client(lambda _: answer).get_result("t").status == "completed"
+
+
+def test_a_quote_is_asked_for_the_model_and_the_exact_body() -> None:
+    seen: list[httpx.Request] = []
+
+    def pricing(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        data = {"model_id": "wavespeed-ai/flux-dev-lora-trainer", "unit_price": 1.5, "currency": "USD"}
+        return httpx.Response(200, json={"code": 200, "message": "success", "data": data})
+
+    body = {"data": "https://zip", "steps": 1500}
+    assert client(pricing).quote("wavespeed-ai/flux-dev-lora-trainer", body) == Decimal("1.5")
+    (request,) = seen
+    assert (request.method, request.url.path) == ("POST", "/api/v3/model/pricing")
+    assert json.loads(request.content) == {"model_id": "wavespeed-ai/flux-dev-lora-trainer", "inputs": body}
+    assert request.headers["authorization"] == "Bearer key-123"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"unit_price": "n/a"}, {"unit_price": -1}, {"unit_price": True}, {"unit_price": 1, "currency": "EUR"}, None],
+)
+def test_a_price_that_is_not_a_usd_amount_is_no_price(data: object) -> None:
+    answer = httpx.Response(200, json={"code": 200, "data": data})
+    with pytest.raises(WaveSpeedError):
+        client(lambda _: answer).quote("m", {})
+
+
+def test_the_balance_falls_back_to_the_other_documented_path_on_wavespeeds_own_404_and_remembers_it() -> None:
+    paths: list[str] = []
+
+    def account(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        if request.url.path == "/api/v3/balance":
+            return httpx.Response(404, json={"message": "not found"})
+        return httpx.Response(200, json={"code": 200, "data": {"balance": -0.25, "currency": "USD"}})
+
+    wavespeed = client(account)
+    assert wavespeed.balance() == Decimal("-0.25")  # an overdrawn account is still an answer
+    assert wavespeed.balance() == Decimal("-0.25")
+    assert paths == ["/api/v3/balance", "/api/v3/account/balance", "/api/v3/account/balance"]
+
+
+def test_a_proxys_404_on_the_balance_is_not_taken_for_a_missing_path() -> None:
+    paths: list[str] = []
+
+    def proxy(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        return httpx.Response(404, text="<html>Not Found</html>", headers={"content-type": "text/html"})
+
+    with pytest.raises(TransientError):
+        client(proxy, tries=2).balance()
+    assert paths == ["/api/v3/balance"] * 2

@@ -19,6 +19,7 @@ from loradrop_local.simulator.model import (
     RecordedRequest,
     SimulatorConfig,
     Task,
+    price_of,
     take_fault,
     validation_error,
 )
@@ -37,7 +38,7 @@ class SimulatedWaveSpeed(Protocol):
 
     def start_refused(self) -> bool: ...
 
-    def create_task(self, model: str, body: dict[str, Any], webhook: str | None, api_key: str) -> Task: ...
+    def create_task(self, model: str, body: dict[str, Any], webhook: str | None, api_key: str) -> Task | None: ...
 
     def history(self, query: dict[str, Any], api_key: str) -> tuple[int, dict[str, Any] | str]: ...
 
@@ -104,6 +105,8 @@ class WaveSpeedHandler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path == "/api/v3/predictions":
             return self._history(body)
+        if path == "/api/v3/model/pricing":
+            return self._pricing(body)
         if not path.startswith("/api/v3/wavespeed-ai/"):
             return self._error(404, "not found", body=body)
         key = self._api_key()
@@ -135,6 +138,8 @@ class WaveSpeedHandler(BaseHTTPRequestHandler):
         # The query parameter is the documented form; some docs show `webhook_url` in the body.
         webhook = parse_qs(urlsplit(self.path).query).get("webhook", [None])[0] or body.get("webhook_url")
         task = self.sim.create_task(model, body, webhook, key)
+        if task is None:  # WaveSpeed's word on an account problem, before anything is created
+            return self._error(403, "Insufficient balance: top up your account to create this task", body=body)
         if fault == "drop_after_create":
             return self._drop(body)
         if fault in ("502_after_create", "504_after_create"):  # a gateway's page, not WaveSpeed's JSON
@@ -159,6 +164,31 @@ class WaveSpeedHandler(BaseHTTPRequestHandler):
             return self._error(status, answer, 1401, body=body)
         return self._ok(answer, body)
 
+    def _pricing(self, body: Any) -> None:
+        """The documented pricing endpoint: `{model_id, inputs}` → `{model_id, unit_price, currency}`."""
+        if self._api_key() is None:
+            return self._error(401, "Unauthorized: invalid API key", body=body)
+        fault = take_fault(self.sim.faults.pricing) or ""
+        if fault == "500":
+            return self._error(500, "simulated failure", body=body)
+        if fault == "drop":
+            return self._drop(body)
+        if fault == "proxy_502":
+            return self._send_raw(502, b"<html><body>Bad Gateway</body></html>", "text/html", body)
+        model = body.get("model_id") if isinstance(body, dict) else None
+        price = price_of(model, body.get("inputs")) if isinstance(model, str) and isinstance(body, dict) else None
+        if price is None:
+            return self._error(400, f"model {model!r} has no price", 1401, body=body)
+        return self._ok({"model_id": model, "unit_price": price, "currency": "USD"}, body)
+
+    def _balance(self, path: str) -> None:
+        if path not in self.sim.config.balance_paths:
+            return self._error(404, "not found")
+        if (take_fault(self.sim.faults.balance) or "") == "500":
+            return self._error(500, "simulated failure")
+        currency = {"currency": "USD"} if path.endswith("/account/balance") else {}
+        return self._ok({"balance": round(self.sim.config.balance, 4)} | currency)
+
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path.startswith("/outputs/"):
@@ -167,6 +197,8 @@ class WaveSpeedHandler(BaseHTTPRequestHandler):
             return self._error(401, "Unauthorized: invalid API key")
         if path == "/api/v3/webhook/secret":
             return self._ok({"secret": self.sim.config.webhook_secret})
+        if path in ("/api/v3/balance", "/api/v3/account/balance"):
+            return self._balance(path)
         if path.startswith("/api/v3/predictions/") and path.endswith("/result"):
             return self._result(path)
         return self._error(404, "not found")

@@ -8,6 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 TRAINER_MODELS = ("wavespeed-ai/flux-dev-lora-trainer", "wavespeed-ai/flux-dev-lora-trainer-turbo")
+# USD per 1,000 steps: step-priced models cost `base_price * steps / 1000` (WaveSpeed's own MCP server's model);
+# the figures are the third-party ones in wavespeed-api.md, not official.
+BASE_PRICES = {TRAINER_MODELS[0]: 1.0, TRAINER_MODELS[1]: 0.75}
+DEFAULT_STEPS = 1000
+BALANCE_PATHS = ("/api/v3/balance", "/api/v3/account/balance")
 BLOCK = 1024 * 1024
 
 
@@ -31,6 +36,10 @@ class SimulatorConfig:
     # may silently cap below what was asked for.
     history_total: bool = True
     history_page_cap: int = 100
+    # The account's balance in USD, which each created task spends (a POST it cannot pay for is refused, 403),
+    # and which of the two documented balance paths this API answers (the other is a 404).
+    balance: float = 10_000.0
+    balance_paths: tuple[str, ...] = BALANCE_PATHS
 
 
 @dataclass
@@ -42,6 +51,8 @@ class Faults:
             "400_echo" (a refusal quoting the request, presigned link and all)
     result: "500", "429", "drop", "slow:<seconds>", "proxy_404" (a CDN's HTML 404 page, not WaveSpeed's JSON)
     history: "500", "drop" — the next prediction-history requests fail
+    pricing: "500", "drop", "proxy_502" — the next pricing requests fail
+    balance: "500" — the next balance requests fail
     download: "truncate", "vanish", "slow:<seconds>", "reset", "redirect:<url>"
     webhook: "drop", "duplicate:<n>", "out_of_order", "lie:<url>", "early"
     task: (code, message) pairs — the next tasks fail with that WaveSpeed code ("{input}" in the message
@@ -66,6 +77,8 @@ class Faults:
     history: deque[str] = field(default_factory=deque)
     header: deque[bytes] = field(default_factory=deque)
     held: deque[int] = field(default_factory=deque)
+    pricing: deque[str] = field(default_factory=deque)
+    balance: deque[str] = field(default_factory=deque)
 
     def clear(self) -> None:
         for queue in (
@@ -81,6 +94,8 @@ class Faults:
             self.history,
             self.header,
             self.held,
+            self.pricing,
+            self.balance,
         ):
             queue.clear()
 
@@ -153,6 +168,17 @@ def parse_iso(text: str) -> datetime:
 
 
 MISSING_PARAMETER, INVALID_PARAMETER = 1400, 1401
+
+
+def price_of(model: str, inputs: Any) -> float | None:
+    """What a task of `model` with `inputs` costs in USD (None: a model the account cannot price)."""
+    base = BASE_PRICES.get(model)
+    if base is None:
+        return None
+    steps = inputs.get("steps", DEFAULT_STEPS) if isinstance(inputs, dict) else DEFAULT_STEPS
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        steps = DEFAULT_STEPS
+    return round(base * steps / 1000, 4)
 
 
 def validation_error(body: Any) -> tuple[int, str] | None:

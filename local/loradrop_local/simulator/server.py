@@ -23,6 +23,7 @@ from loradrop_local.simulator.model import (
     Task,
     iso,
     parse_iso,
+    price_of,
     take_fault,
 )
 from loradrop_local.simulator.outputs import safetensors_chunks
@@ -198,7 +199,13 @@ class Simulator:
             self.start_times.append(now - self._epoch)
             return False
 
-    def create_task(self, model: str, body: dict[str, Any], webhook: str | None, api_key: str) -> Task:
+    def create_task(self, model: str, body: dict[str, Any], webhook: str | None, api_key: str) -> Task | None:
+        """A task, paid from the balance; None when the balance cannot pay for it (nothing is created)."""
+        price = price_of(f"wavespeed-ai/{model}", body) or 0.0
+        with self._lock:
+            if self.config.balance < price:
+                return None
+            self.config.balance -= price
         task = Task(id=uuid.uuid4().hex, model=f"wavespeed-ai/{model}", input=body, webhook=webhook, api_key=api_key)
         failure = take_fault(self.faults.task)
         ending = take_fault(self.faults.ending)
