@@ -22,8 +22,11 @@ Which module owns which rule:
   answers with what happened (`Moved`);
   `job_table` underneath: DynamoDB items, the one move, its conditions, the reads. No DynamoDB
   expression is written anywhere else.
-- `submission`: upload → one WaveSpeed task (claim, inspect, validate, submit once, `loradrop retry`);
-  `intake`: SubmitTraining's batches (a 429 or a short clock defers the rest).
+- `submission`: upload → one WaveSpeed task (claim, inspect, validate, price, submit once, `loradrop
+  retry`); `intake`: SubmitTraining's batches (a 429 or a short clock defers the rest); `pricing`: the
+  quote for the exact body, MaxJobUsd and the balance (a job waits rather than pay for what cannot be paid).
+- `budgets`: a month's spending (MonthlyBudgetUsd) as a row beside the jobs, reserved and given back in one
+  transaction with the job's move.
 - `tracking`: WaveSpeed task state → job state for the webhook and the reconciler; tasks of earlier
   attempts that turn up later. `webhooks`: the webhook request (size, signature, body, answer).
 - `reconciling`: each stale job checked in isolation and in turn, to a deadline.

@@ -20,6 +20,10 @@ class ErrorCode(StrEnum):
     SUBMIT_FAILED = "SUBMIT_FAILED"  # submissions proven lost too often
     SUBMIT_UNSETTLED = "SUBMIT_UNSETTLED"  # WaveSpeed's records stayed ambiguous until the settle deadline
     NOT_SUBMITTED = "NOT_SUBMITTED"  # rate limits or an outage kept the upload from WaveSpeed too long
+    QUOTE_UNAVAILABLE = "QUOTE_UNAVAILABLE"  # a budget is set and WaveSpeed would not price the task in time
+    OVER_BUDGET = "OVER_BUDGET"  # quoted above the stack's MaxJobUsd
+    BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"  # the month's MonthlyBudgetUsd has no room for the quote
+    INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"  # WaveSpeed's balance stayed below the quote until the deadline
     TASK_GONE = "TASK_GONE"  # WaveSpeed no longer knows the job's task
     NO_OUTPUT = "NO_OUTPUT"  # the task completed without a file to store
     OUTPUT_REFUSED = "OUTPUT_REFUSED"  # the output's host is not one weights may come from

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -140,6 +140,11 @@ class Job(BaseModel):
     store_requeues: int = 0  # copies the reconciler restarted
     store_lease_until: str | None = None  # a copy is running until then (its invocation's end)
     store_lease_owner: str | None = None
+    # What WaveSpeed quoted for the current attempt's task (USD), and, with a MonthlyBudgetUsd, the month whose
+    # total holds it (`budget.month_of`) and the amount the current attempt reserved there (gone once released).
+    quote_usd: Decimal | None = None
+    budget_month: str | None = None
+    reserved_usd: Decimal | None = None
 
     def entered(self, status: JobStatus) -> str | None:
         """When the job last moved into `status` from another state (a retried job's latest attempt is the one
@@ -218,7 +223,7 @@ def state_moves(history: list[HistoryEntry]) -> list[HistoryEntry]:
     return moves
 
 
-_INTERNAL = {"submit_url_sha256", "store_lease_until", "store_lease_owner", "settling"}
+_INTERNAL = {"submit_url_sha256", "store_lease_until", "store_lease_owner", "settling", "reserved_usd"}
 
 
 def _plain_text(text: str, limit: int) -> str:
@@ -236,6 +241,12 @@ def url_digest(url: str) -> str:
 def iso(moment: datetime) -> str:
     """The same text form as utc_now(), for any moment."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def hours(span: timedelta) -> str:
+    """A span as a message says it: `24 hours`, `1 hour`, `0.5 hours`."""
+    count = span.total_seconds() / 3600
+    return f"{count:g} hours" if count != 1 else "1 hour"
 
 
 def parse_iso(text: str) -> datetime:

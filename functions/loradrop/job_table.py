@@ -15,6 +15,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from loradrop.budgets import BudgetChange, MonthTotals, is_budget_row, row_key, write_with_budget
 from loradrop.job import HISTORY_KEEP_LATEST, HISTORY_LIMIT, Job, JobParams, SettleProgress, iso, state_moves
 from loradrop.models import JobStatus, check_move
 from loradrop.redaction import redact
@@ -56,6 +57,9 @@ class JobPatch(BaseModel):
     task_missing_since: str | None = None
     store_lease_until: str | None = None
     store_lease_owner: str | None = None
+    quote_usd: Decimal | None = None
+    budget_month: str | None = None
+    reserved_usd: Decimal | None = None
 
     def sets(self) -> dict[str, Any]:
         given = self.model_dump(include=self.model_fields_set, mode="python")
@@ -168,10 +172,12 @@ class JobTable:
         attempts: int = 0,
         count: Counter | None = None,
         condition: Condition | None = None,
+        budget: BudgetChange | None = None,
     ) -> Moved:
         """Move a job to `to` if its status is one of `expected` (and `condition` holds). A history entry is
         added when the status changes or a note is given. `attempts` adds to the count of WaveSpeed tasks that
-        may exist; `count` names a counter to add one to. A move `models.ALLOWED_MOVES` does not allow
+        may exist; `count` names a counter to add one to; `budget` changes a month's totals in the same
+        transaction (BudgetExhausted when its limit refuses). A move `models.ALLOWED_MOVES` does not allow
         raises IllegalMove before anything is written."""
         check_move(expected, to)
         now = self._now()
@@ -210,27 +216,35 @@ class JobTable:
         if condition is not None:
             allowed += f" AND ({condition.text})"
             values |= condition.values
-        moved = self.update(job_id, expression, allowed, values, names)
+        moved = self.update(job_id, expression, allowed, values, names, budget)
         if moved.done and moved.job is not None and len(moved.job.history) > HISTORY_LIMIT:
             return Moved(self._trim_history(moved.job), done=True)
         return moved
 
-    def update(
-        self, job_id: str, expression: str, condition: str, values: dict[str, Any], names: dict[str, str] | None = None
+    def update(  # noqa: PLR0913, PLR0917 - an UpdateItem's parts, and a month's change to write with it
+        self,
+        job_id: str,
+        expression: str,
+        condition: str,
+        values: dict[str, Any],
+        names: dict[str, str] | None = None,
+        budget: BudgetChange | None = None,
     ) -> Moved:
-        """One conditional UpdateItem: the item after it, or as it stands when the condition did not hold."""
+        """One conditional UpdateItem: the item after it, or as it stands when the condition did not hold. With
+        `budget`, in one transaction with that change to a month's totals (`budgets.write_with_budget`)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": _serialize({"job_id": job_id}),
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": _serialize(values),
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        } | ({"ExpressionAttributeNames": names} if names else {})  # none may be empty
+        if budget is not None:
+            done, refused = write_with_budget(self._db, request, budget.transact_item(self._table, self._now()))
+            return Moved(self.get(job_id), done=True) if done else Moved(_readable(refused), done=False)
         try:
-            named: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}  # none may be empty
-            answer = self._db.update_item(
-                TableName=self._table,
-                Key=_serialize({"job_id": job_id}),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeValues=_serialize(values),
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **named,
-            )
+            answer = self._db.update_item(**request, ReturnValues="ALL_NEW")
         except ClientError as err:
             if not _is_condition_failure(err):
                 raise
@@ -368,5 +382,13 @@ class JobTable:
             jobs = [self.get(_deserialize(item)["job_id"]) for item in answer.get("Items", [])]
             return [j for j in jobs if j is not None]
         answer = self._db.scan(TableName=self._table, Limit=max(limit, 1000))
-        found = [Job.model_validate(_deserialize(item)) for item in answer.get("Items", [])]
+        items = [_deserialize(item) for item in answer.get("Items", [])]
+        found = [Job.model_validate(item) for item in items if not is_budget_row(str(item.get("job_id")))]
         return sorted(found, key=lambda j: j.created_at, reverse=True)[:limit]
+
+    def month_totals(self, month: str) -> MonthTotals:
+        """A month's spending row (`budgets`), zero if nothing was reserved in it."""
+        answer = self._db.get_item(
+            TableName=self._table, Key=_serialize({"job_id": row_key(month)}), ConsistentRead=True
+        )
+        return MonthTotals.from_item(month, answer.get("Item"))

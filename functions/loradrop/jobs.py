@@ -7,11 +7,13 @@ refused, the job as it stands (no second read).
 from __future__ import annotations
 
 from collections.abc import Collection
+from decimal import Decimal
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from loradrop.budgets import BudgetChange, BudgetExhausted, month_of
 from loradrop.codes import ErrorCode
 from loradrop.job import Job, JobParams, SettleProgress
 from loradrop.job_table import (
@@ -34,6 +36,15 @@ _NO_ERROR = {"error": None, "error_code": None}
 _NO_LEASE = {"store_lease_until": None, "store_lease_owner": None}
 
 
+def _give_back(job: Job, patch: JobPatch | None = None) -> tuple[JobPatch, BudgetChange | None]:
+    """`patch`, and what gives the job's current reservation back to its month (None: it holds none)."""
+    patch = patch or JobPatch()
+    if not job.budget_month or job.reserved_usd is None:
+        return patch, None
+    patch = patch.model_copy(update={"reserved_usd": None})
+    return patch, BudgetChange(job.budget_month, committed=-job.reserved_usd)
+
+
 def _task(task: Task) -> dict[str, Any]:
     """What a job records of the task it takes: its id, and when WaveSpeed says it was created."""
     return {"prediction_id": task.id} | ({"task_created_at": task.created_at} if task.created_at else {})
@@ -42,23 +53,61 @@ def _task(task: Task) -> dict[str, Any]:
 class JobStore(JobTable):
     # --- submitting ---------------------------------------------------------------------------------------------
 
-    def begin_submission(  # noqa: PLR0913 - what the inspection found, and the attempt's link
-        self, job_id: str, *, found: dict[str, Any], params: dict[str, Any], warnings: list[str], link: str, at: str
+    def begin_submission(  # noqa: PLR0913 - what the inspection found, the attempt's link and its price
+        self,
+        job_id: str,
+        *,
+        found: dict[str, Any],
+        params: dict[str, Any],
+        warnings: list[str],
+        link: str,
+        at: str,
+        quote: Decimal | None = None,
+        monthly_limit: Decimal | None = None,
     ) -> Moved:
         """RECEIVED → SUBMITTING, counting the task that may exist from here on; `link` is the digest of the ZIP
-        link WaveSpeed is given (its tasks are told by it), `at` when the POST begins."""
+        link WaveSpeed is given (its tasks are told by it), `at` when the POST begins, `quote` its price. With a
+        `monthly_limit`, the quote is reserved in the month's total in the same write (BudgetExhausted when it
+        has no room, and nothing is written)."""
+        reserve = None
+        if quote is not None and monthly_limit is not None:
+            if quote > monthly_limit:  # no month has room for it
+                raise BudgetExhausted(month_of(at), None, monthly_limit)
+            reserve = BudgetChange(month_of(at), committed=quote, limit=monthly_limit)
         patch = JobPatch(
             **found,
+            **_NO_ERROR,  # why it waited in RECEIVED, if it did
             params=JobParams.model_validate(params),
             warnings=warnings,
             submit_started_at=at,
             submit_url_sha256=link,
+            quote_usd=quote,
+            budget_month=reserve.month if reserve else None,
+            reserved_usd=quote if reserve else None,
         )
-        return self._move(job_id, {JobStatus.RECEIVED}, JobStatus.SUBMITTING, patch=patch, attempts=1)
+        return self._move(job_id, {JobStatus.RECEIVED}, JobStatus.SUBMITTING, patch=patch, attempts=1, budget=reserve)
 
-    def submission_deferred(self, job_id: str, note: str) -> Moved:
-        """SUBMITTING → RECEIVED: WaveSpeed certainly created nothing (a 429, no connection); the count goes back."""
-        return self._move(job_id, {JobStatus.SUBMITTING}, JobStatus.RECEIVED, note=note, attempts=-1)
+    def submission_deferred(self, job: Job, note: str) -> Moved:
+        """SUBMITTING → RECEIVED: WaveSpeed certainly created nothing (a 429, no connection); the count goes back,
+        and the attempt's reservation with it."""
+        patch, give_back = _give_back(job)
+        return self._move(
+            job.job_id,
+            {JobStatus.SUBMITTING},
+            JobStatus.RECEIVED,
+            note=note,
+            attempts=-1,
+            patch=patch,
+            budget=give_back,
+        )
+
+    def waiting(self, job: Job, code: ErrorCode, reason: str) -> Moved:
+        """A RECEIVED job that waits before its POST (for a price, for the balance), and why; written when the
+        reason changes, so a wait of many tries adds one note."""
+        if job.error_code == code:
+            return Moved(job, done=False)
+        patch = JobPatch(error_code=code, error=reason)
+        return self._move(job.job_id, {JobStatus.RECEIVED}, JobStatus.RECEIVED, note=f"waiting: [{code}]", patch=patch)
 
     def mark_uncertain(self, job_id: str, error: str) -> Moved:
         """The POST got no usable answer: the job stays SUBMITTING, to be settled by WaveSpeed's records."""
@@ -76,16 +125,19 @@ class JobStore(JobTable):
         )
 
     def submission_lost(self, job: Job, note: str) -> Moved:
-        """SUBMITTING → RECEIVED: WaveSpeed's records proved the attempt created nothing; counted, and tried again."""
+        """SUBMITTING → RECEIVED: WaveSpeed's records proved the attempt created nothing; counted, and tried again
+        (its reservation given back)."""
+        patch, give_back = _give_back(job, JobPatch(**_NO_ERROR, settling=None))
         return self._move(
             job.job_id,
             {JobStatus.SUBMITTING},
             JobStatus.RECEIVED,
             note=note,
-            patch=JobPatch(**_NO_ERROR, settling=None),
+            patch=patch,
             attempts=-1,
             count="lost_submissions",
             condition=same_attempt(job.submit_url_sha256),
+            budget=give_back,
         )
 
     def requeue_received(self, job_id: str, note: str) -> Moved:
@@ -210,12 +262,30 @@ class JobStore(JobTable):
             condition=lease_free(self._now()),
         )
 
-    def complete(self, job_id: str, weights: dict[str, Any], warnings: list[str] | None = None) -> Moved:
-        """STORING → COMPLETED with where the weights are (`weights_uri`, `_size`, `_sha256`, `model_card_uri`)."""
+    def complete(self, job: Job, weights: dict[str, Any], warnings: list[str] | None = None) -> Moved:
+        """STORING → COMPLETED with where the weights are (`weights_uri`, `_size`, `_sha256`, `model_card_uri`);
+        a reserved quote counts as billed in its month."""
         patch = JobPatch.model_validate(weights | _NO_ERROR | _NO_LEASE | ({"warnings": warnings} if warnings else {}))
-        return self._move(job_id, {JobStatus.STORING}, JobStatus.COMPLETED, patch=patch)
+        bill = None
+        if job.budget_month and job.reserved_usd is not None:
+            bill = BudgetChange(job.budget_month, billed=job.reserved_usd)
+        return self._move(job.job_id, {JobStatus.STORING}, JobStatus.COMPLETED, patch=patch, budget=bill)
 
     # --- ending -------------------------------------------------------------------------------------------------
+
+    def fail_submission(self, job: Job, code: str, reason: str, *, created_nothing: bool = False) -> Moved:
+        """SUBMITTING → FAILED, only while the job is on the attempt `job` is. `created_nothing`: WaveSpeed proved
+        the attempt made no task (its refusal, its history), so it is not counted and its reservation goes back."""
+        return self.end(
+            job.job_id,
+            {JobStatus.SUBMITTING},
+            JobStatus.FAILED,
+            code,
+            reason,
+            attempts=-1 if created_nothing else 0,
+            attempt_link=job.submit_url_sha256,
+            give_back=job if created_nothing else None,
+        )
 
     def end(  # noqa: PLR0913 - a job ends from its states, with a code, a reason and what is worth keeping
         self,
@@ -229,11 +299,13 @@ class JobStore(JobTable):
         found: dict[str, Any] | None = None,
         attempt_link: str | None = None,
         unless_copying: bool = False,
+        give_back: Job | None = None,
     ) -> Moved:
         """→ FAILED or REJECTED with a reason a user can act on (and `found`, what an inspection found); only while
         the job is on the attempt `attempt_link` if one is given, and, `unless_copying`, while no copy holds its
         lease. Logged and counted (`JobsFailed`, `JobsRejected`); its event follows from the table's change
-        stream (`loradrop.events`), not from a second call here that a crash could skip."""
+        stream (`loradrop.events`), not from a second call here that a crash could skip. `give_back`: the job as
+        its attempt reserved a quote, WaveSpeed having proven it created nothing (`attempts` -1)."""
         reason = redact(reason)  # it may quote WaveSpeed, which may quote our presigned link
         condition = same_attempt(attempt_link)
         if unless_copying:
@@ -243,7 +315,10 @@ class JobStore(JobTable):
         patch = JobPatch(
             **(found or {}), error_code=code, error=reason, **_NO_LEASE, settling=None, task_missing_since=None
         )
-        ended = self._move(job_id, expected, status, patch=patch, attempts=attempts, condition=condition)
+        patch, release = _give_back(give_back, patch) if give_back else (patch, None)
+        ended = self._move(
+            job_id, expected, status, patch=patch, attempts=attempts, condition=condition, budget=release
+        )
         if ended.done:
             logger.info("job ended", extra={"status": status.value, "error_code": code, "reason": reason})
             metrics.add_metric(name=f"Jobs{status.value.title()}", unit=MetricUnit.Count, value=1)

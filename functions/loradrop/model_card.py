@@ -85,6 +85,8 @@ def build_card(job: Job, task: Task, stored: StoredWeights, stored_at: str) -> d
         "timings": _timings(job, stored_at),
         "warnings": job.warnings,
         "attempts": job.attempts,
+        # WaveSpeed's quote for the task, asked before it was paid for (None: WaveSpeed gave none)
+        "quote_usd": job.public().get("quote_usd"),
     }
 
 
@@ -187,6 +189,8 @@ def _rows(card: dict[str, Any]) -> list[tuple[str, str]]:
             f"stored {_duration(timings['storing_seconds'])}",
         ),
     ]
+    if card.get("quote_usd") is not None:
+        rows.append(("price", f"{card['quote_usd']:.2f} USD, WaveSpeed's quote before the task was started"))
     if dataset:
         rows.insert(
             4,

@@ -81,6 +81,8 @@ SUBMIT_RETRYABLE = frozenset({"1402", "TIMEOUT", "CANCELLED", "DELETED"}) | {
     ErrorCode.TASK_GONE,
     ErrorCode.SUBMIT_FAILED,
     ErrorCode.NOT_SUBMITTED,
+    ErrorCode.QUOTE_UNAVAILABLE,
+    ErrorCode.INSUFFICIENT_BALANCE,
 }
 
 

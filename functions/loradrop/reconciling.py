@@ -15,19 +15,19 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from loradrop.codes import UNSETTLED, ErrorCode, Outcome
 from loradrop.deadline import Deadline
-from loradrop.job import Job, iso, parse_iso, utc_now
+from loradrop.job import Job, hours, iso, parse_iso, utc_now
 from loradrop.jobs import JobStore
 from loradrop.log_context import about_job, forget_job
 from loradrop.models import (
     JobStatus,
 )
 from loradrop.ports import WaveSpeed
+from loradrop.pricing import WAITS
 from loradrop.settings import ReconcileSettings
 from loradrop.settling import (
     CLOCK_SKEW,
     Attempt,
     Settler,
-    hours,
     read_history,
 )
 from loradrop.tracking import TASK_RETENTION, Tracker
@@ -232,9 +232,7 @@ class Reconciler:
                 job.job_id,
                 {JobStatus.RECEIVED},
                 JobStatus.FAILED,
-                ErrorCode.NOT_SUBMITTED,
-                f"the upload could not be submitted to WaveSpeed within {hours(limit)} (rate limits or an outage; "
-                f"see SubmitTraining's logs): `loradrop retry {job.job_id}` when WaveSpeed accepts tasks again",
+                *_why_not_submitted(job, limit),
             )
             return Outcome.FAILED if ended.done else Outcome.UNCHANGED
         touched = self._jobs.requeue_received(job.job_id, "submission re-queued by the reconciler")
@@ -242,6 +240,19 @@ class Reconciler:
             return Outcome.UNCHANGED
         self._tracker.enqueue_resubmit(touched.job)
         return Outcome.RESUBMISSION_REQUEUED
+
+
+def _why_not_submitted(job: Job, limit: timedelta) -> tuple[ErrorCode, str]:
+    """The code and reason of a RECEIVED job that ran out of time: what it waited for (a price, the balance), or
+    rate limits and outages."""
+    if job.error_code in WAITS:
+        code = ErrorCode(job.error_code)
+        return code, f"{job.error}. Gave up after {hours(limit)}: `loradrop retry {job.job_id}` once that is mended"
+    return (
+        ErrorCode.NOT_SUBMITTED,
+        f"the upload could not be submitted to WaveSpeed within {hours(limit)} (rate limits or an outage; see "
+        f"SubmitTraining's logs): `loradrop retry {job.job_id}` when WaveSpeed accepts tasks again",
+    )
 
 
 def _note_age(job: Job, oldest: list[datetime]) -> None:

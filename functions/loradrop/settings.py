@@ -11,7 +11,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class SettingsError(RuntimeError):
@@ -95,6 +95,21 @@ class SubmitPart(_EnvModel):
     # MaximumConcurrency): how long a rate-limited upload waits.
     starts_per_minute: int = Field(alias="WAVESPEED_STARTS_PER_MINUTE", default=2, ge=1)
     submit_concurrency: int = Field(alias="SUBMIT_CONCURRENCY", default=2, ge=1)
+    # Spending limits in USD (empty: none): one job's quote, and the quotes reserved in a calendar month (UTC).
+    max_job_usd: Decimal | None = Field(alias="MAX_JOB_USD", default=None, gt=0)
+    monthly_budget_usd: Decimal | None = Field(alias="MONTHLY_BUDGET_USD", default=None, gt=0)
+    # How long an upload may wait in RECEIVED for a price or a balance before it ends FAILED (as the reconciler's).
+    settle_deadline_seconds: int = Field(alias="SETTLE_DEADLINE_SECONDS", default=86400, ge=0, le=6 * 86400)
+
+    @field_validator("max_job_usd", "monthly_budget_usd", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def budgeted(self) -> bool:
+        """A spending limit is set: no task is started without a price."""
+        return self.max_job_usd is not None or self.monthly_budget_usd is not None
 
 
 class StorePart(_EnvModel):

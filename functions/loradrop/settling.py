@@ -29,7 +29,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from loradrop.codes import UNSETTLED, ErrorCode, Outcome
 from loradrop.deadline import Deadline
-from loradrop.job import Job, SettleProgress, iso, parse_iso, url_digest
+from loradrop.job import Job, SettleProgress, hours, iso, parse_iso, url_digest
 from loradrop.jobs import JobStore
 from loradrop.models import TRAINER_MODELS, JobStatus, Task
 from loradrop.ports import WaveSpeed
@@ -307,7 +307,7 @@ class Settler:
                 ErrorCode.SUBMIT_FAILED,
                 f"{proof}, and {MAX_LOST_SUBMISSIONS} submissions went unanswered: check WaveSpeed's status and "
                 f"this account's network, then `loradrop retry {job.job_id}` (no task was billed)",
-                attempts=-1,
+                created_nothing=True,
             )
         moved = self._jobs.submission_lost(job, f"{proof} ({progress.requests} WaveSpeed requests): submitting again")
         if not moved.done or moved.job is None:
@@ -335,17 +335,8 @@ class Settler:
             "ZIP again.",
         )
 
-    def _fail(self, job: Job, code: ErrorCode, reason: str, *, attempts: int = 0) -> Outcome:
-        """Ends the job, only while it is on the attempt that was looked at."""
-        ended = self._jobs.end(
-            job.job_id,
-            {JobStatus.SUBMITTING},
-            JobStatus.FAILED,
-            code,
-            reason,
-            attempts=attempts,
-            attempt_link=job.submit_url_sha256,
-        )
+    def _fail(self, job: Job, code: ErrorCode, reason: str, *, created_nothing: bool = False) -> Outcome:
+        ended = self._jobs.fail_submission(job, code, reason, created_nothing=created_nothing)
         return Outcome.FAILED if ended.done else Outcome.UNCHANGED
 
 
@@ -378,8 +369,3 @@ def link_object(url: str) -> tuple[str, str, str | None] | None:
 def names_object(url: str, bucket: str, key: str) -> bool:
     found = link_object(url)
     return found is not None and found[:2] == (bucket, key)
-
-
-def hours(span: timedelta) -> str:
-    hours = span.total_seconds() / 3600
-    return f"{hours:g} hours" if hours != 1 else "1 hour"

@@ -219,7 +219,7 @@ class Storer:
             "weights_sha256": stored.sha256,
             "model_card_uri": card_uri,
         }
-        completed = self._jobs.complete(job.job_id, weights, job.warnings + problems if problems else None)
+        completed = self._jobs.complete(job, weights, job.warnings + problems if problems else None)
         if not completed.done:
             return completed.job, Outcome.UNCHANGED
         metrics.add_metric(name="WeightsStoredBytes", unit=MetricUnit.Bytes, value=stored.size)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
@@ -13,14 +15,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from loradrop.archive import Archive, ArchiveLimits, ArchiveRejected, S3RangeReader, open_archive
+from loradrop.budgets import BudgetExhausted
 from loradrop.codes import ErrorCode
 from loradrop.dataset import DatasetReport, survey
 from loradrop.deadline import Deadline
-from loradrop.job import HistoryEntry, Job, job_id_for, url_digest, utc_now
+from loradrop.job import HistoryEntry, Job, hours, job_id_for, parse_iso, url_digest, utc_now
 from loradrop.jobs import JobStore
 from loradrop.log_context import about_job, about_task
 from loradrop.models import InvalidParameters, JobStatus, Task, TrainingParams, retry_kind
 from loradrop.ports import WaveSpeed
+from loradrop.pricing import MustWait, OverBudget, Pricing, exhausted_reason
 from loradrop.settings import SubmitSettings
 from loradrop.wavespeed import (
     OutcomeUncertain,
@@ -195,20 +199,32 @@ class Submitter:
                 raise _Refused(ErrorCode.INVALID_PARAMETERS, f"invalid training parameters: {err}", found) from err
         except _Refused as refused:
             return self._reject(job, refused.code, refused.reason, refused.found)
-        wavespeed = self._ready_to_post(deadline)
+        wavespeed = self._client()
         data_url = self._s3.generate_presigned_url(
             "get_object", Params=target, ExpiresIn=self._settings.presign_expiry_seconds
         )
+        try:
+            quote, price_warnings = self._price(params, params.to_wavespeed(data_url), wavespeed, deadline)
+        except OverBudget as over:
+            return self._reject(job, ErrorCode.OVER_BUDGET, over.reason, found | {"quote_usd": over.quote})
+        except MustWait as wait:
+            return self._wait(job, wait)
+        self._check_time(deadline)
         # From here on a WaveSpeed task may exist: count it now, so a crash anywhere after the POST
         # still leaves attempts == tasks that may exist; a certain refusal takes it back.
-        submitting = self._jobs.begin_submission(
-            job.job_id,
-            found=found,
-            params=params.model_dump(),
-            warnings=archive.report.warnings + fatal + dataset.warnings() + unknown_keys,
-            link=url_digest(data_url),
-            at=utc_now(),
-        )
+        try:
+            submitting = self._jobs.begin_submission(
+                job.job_id,
+                found=found,
+                params=params.model_dump(),
+                warnings=archive.report.warnings + fatal + dataset.warnings() + unknown_keys + price_warnings,
+                link=url_digest(data_url),
+                at=utc_now(),
+                quote=quote,
+                monthly_limit=self._settings.monthly_budget_usd,
+            )
+        except BudgetExhausted as err:
+            return self._reject(job, ErrorCode.BUDGET_EXHAUSTED, exhausted_reason(err, quote), found)
         if not submitting.done or submitting.job is None:  # another delivery got there first
             return submitting.job or job
         return self._post(submitting.job, params, data_url, wavespeed)
@@ -260,35 +276,55 @@ class Submitter:
         }
         return archive, dataset, found
 
-    def _ready_to_post(self, deadline: Deadline | None) -> WaveSpeed:
-        """Everything that can fail before a POST fails here, while nothing is in flight and the job stays
-        RECEIVED: the API key read (Secrets Manager, a malformed secret), and the time for the POST's longest
-        answer and the writes after it. Past this point a failure would leave the outcome uncertain."""
+    def _client(self) -> WaveSpeed:
+        """Everything that can fail before a POST fails before it, while nothing is in flight and the job stays
+        RECEIVED: here the API key read (Secrets Manager, a malformed secret)."""
         try:
-            wavespeed = self._wavespeed()
+            return self._wavespeed()
         except Exception as err:
             metrics.add_metric(name="SubmitDeferred", unit=MetricUnit.Count, value=1)
             logger.exception("the WaveSpeed API key could not be read; the upload waits and tries again")
             raise RetryLater(f"the WaveSpeed API key could not be read: {type(err).__name__}") from err
-        needed = longest_submit_seconds(self._settings.submit_timeout_seconds) + RECORD_SECONDS
+
+    def _post_seconds(self) -> float:
+        """The POST's longest answer and the writes after it."""
+        return longest_submit_seconds(self._settings.submit_timeout_seconds) + RECORD_SECONDS
+
+    def _check_time(self, deadline: Deadline | None) -> None:
+        """The time for the POST: past this point a failure would leave the outcome uncertain."""
+        needed = self._post_seconds()
         if deadline is not None and deadline.remaining() < needed:
             raise RetryLater(f"{deadline.remaining():.0f} s left in this invocation: a POST needs {needed:.0f} s")
-        return wavespeed
+
+    def _price(
+        self, params: TrainingParams, body: dict[str, Any], wavespeed: WaveSpeed, deadline: Deadline | None
+    ) -> tuple[Decimal | None, list[str]]:
+        """The quote for exactly `body`, checked against the spending limits and the balance (`pricing`)."""
+        reads = Deadline(deadline.at - self._post_seconds(), deadline.clock) if deadline else None
+        return Pricing(self._settings, wavespeed, reads).check(params, body)
+
+    def _wait(self, job: Job, wait: MustWait) -> Job:
+        """Nothing can be paid for yet: the job waits in RECEIVED and the message comes back, until the settle
+        deadline (counted from when the job entered RECEIVED), when it ends FAILED with the wait's code."""
+        limit = timedelta(seconds=self._settings.settle_deadline_seconds)
+        if datetime.now(UTC) - parse_iso(job.entered(JobStatus.RECEIVED) or job.created_at) > limit:
+            reason = f"{wait.reason}. Gave up after {hours(limit)}: `loradrop retry {job.job_id}` once that is mended"
+            ended = self._jobs.end(job.job_id, {JobStatus.RECEIVED}, JobStatus.FAILED, wait.code, reason)
+            return ended.job or job
+        self._jobs.waiting(job, wait.code, wait.reason)
+        raise RetryLater(wait.reason)
 
     def _post(self, job: Job, params: TrainingParams, data_url: str, wavespeed: WaveSpeed) -> Job:
         try:
             task = wavespeed.submit_training(params.model, params.to_wavespeed(data_url), self.webhook_url(job.job_id))
         except TransientError as err:  # a 429, or no connection: nothing was created
-            self._jobs.submission_deferred(job.job_id, f"not submitted, will retry: {err.message}")
+            self._jobs.submission_deferred(job, f"not submitted, will retry: {err.message}")
             metrics.add_metric(name="SubmitDeferred", unit=MetricUnit.Count, value=1)
             raise RetryLater(err.message, rate_limited=isinstance(err, RateLimited)) from err
         except RequestRejected as err:  # WaveSpeed's own refusal: nothing was created
-            return self._fail(
-                job,
-                str(err.code or err.status),
-                f"WaveSpeed refused the task (HTTP {err.status}): {err.message}",
-                attempts=-1,
-            )
+            refused = f"WaveSpeed refused the task (HTTP {err.status}): {err.message}"
+            ended = self._jobs.fail_submission(job, str(err.code or err.status), refused, created_nothing=True)
+            return ended.job or job
         except OutcomeUncertain as err:
             metrics.add_metric(name="SubmitUncertain", unit=MetricUnit.Count, value=1)
             logger.error(
@@ -328,8 +364,4 @@ class Submitter:
 
     def _reject(self, job: Job, code: ErrorCode, reason: str, fields: dict[str, Any] | None = None) -> Job:
         ended = self._jobs.end(job.job_id, {JobStatus.RECEIVED}, JobStatus.REJECTED, code, reason, found=fields)
-        return ended.job or job
-
-    def _fail(self, job: Job, code: str, reason: str, *, attempts: int = 0) -> Job:
-        ended = self._jobs.end(job.job_id, {JobStatus.SUBMITTING}, JobStatus.FAILED, code, reason, attempts=attempts)
         return ended.job or job

@@ -54,6 +54,9 @@ def test_bucket_notification_and_versioning_match_template(stack: LocalStack) ->
     assert stack.uploads_bucket.startswith("loradrop-local-uploads-")
 
 
+UNSET_MEANS_NONE = {"MAX_JOB_USD", "MONTHLY_BUDGET_USD"}
+
+
 def test_each_function_gets_only_its_own_variables(stack: LocalStack) -> None:
     lambda_own = {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "_HANDLER", "AWS_EXECUTION_ENV"}
     local_knobs = {"RETRY_DELAY_SCALE", "POWERTOOLS_METRICS_DISABLED"}
@@ -63,7 +66,8 @@ def test_each_function_gets_only_its_own_variables(stack: LocalStack) -> None:
         extra = given - declared - lambda_own - local_knobs - set(stack.options.extra_environment)
         assert all(name.startswith("AWS_LAMBDA_") for name in extra), extra
         assert declared <= given
-        assert all(stack.function_environment(logical_id)[name] for name in declared)
+        # every variable has a value, but a limit whose empty value means "none" (MaxJobUsd, MonthlyBudgetUsd)
+        assert all(stack.function_environment(logical_id)[name] for name in declared - UNSET_MEANS_NONE)
         # and each has its own role's session, not the stack's admin keys
         assert runtime.config.environment["AWS_ACCESS_KEY_ID"] != stack.credentials["AWS_ACCESS_KEY_ID"]
     assert "WEIGHTS_BUCKET" not in stack.function_environment("ReceiveWebhookFunction")

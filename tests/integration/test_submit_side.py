@@ -14,7 +14,7 @@ import pytest
 
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
-from tests.integration.helpers import TERMINAL, log_lines, posts_for, reconcile, s3_notification
+from tests.integration.helpers import TERMINAL, events_for, log_lines, posts_for, reconcile, s3_notification
 from tests.unit.zips import make_zip
 
 pytestmark = pytest.mark.integration
@@ -310,3 +310,57 @@ def test_every_object_under_uploads_gets_a_job_whatever_its_name(stack: LocalSta
     assert stack.queue_depth("IntakeDeadLetterQueue") == 0
     assert '"message":"folder marker ignored (the S3 console\'s \'Create folder\')"' in log_lines(stack)
     assert f'"key":"{key.replace(".zip", "/")}"' in log_lines(stack)
+
+
+def _priced(stack: LocalStack, key: str) -> list[Any]:
+    assert stack.simulator is not None
+    name = key.split("/", 1)[1]
+    return [r for r in stack.simulator.requests if r.path == "/api/v3/model/pricing" and name in str(r.body["inputs"])]
+
+
+def test_the_quote_for_the_exact_body_is_on_the_completed_job_its_card_and_its_event(
+    stack: LocalStack, key: str
+) -> None:
+    job = stack.wait_for(stack.upload(key, training_zip(), {"steps": "2000"}), TERMINAL)
+    assert (job["status"], job["quote_usd"]) == ("COMPLETED", 2)  # the simulator: 1 USD per 1,000 steps
+    (post,) = posts_for(stack, key)
+    (priced,) = _priced(stack, key)
+    assert priced.body == {"model_id": "wavespeed-ai/flux-dev-lora-trainer", "inputs": post.body}
+    bucket, card_key = job["model_card_uri"].removeprefix("s3://").split("/", 1)
+    card = json.loads(stack.client("s3").get_object(Bucket=bucket, Key=card_key)["Body"].read())
+    assert card["quote_usd"] == 2
+    readme = stack.client("s3").get_object(Bucket=bucket, Key=card_key.rsplit("/", 1)[0] + "/README.md")
+    assert "| price | 2.00 USD, WaveSpeed's quote before the task was started |" in readme["Body"].read().decode()
+    (completed,) = events_for(stack, job["job_id"])
+    assert completed["detail"]["quote_usd"] == 2
+
+
+def test_without_a_price_a_stack_without_limits_trains_and_says_so(stack: LocalStack, key: str) -> None:
+    assert stack.simulator is not None
+    stack.simulator.faults.pricing.extend(["500", "proxy_502", "500"])  # every try of one quote
+    job = stack.wait_for(stack.upload(key, training_zip()), TERMINAL)
+    assert job["status"] == "COMPLETED"
+    assert "quote_usd" not in job
+    assert any(w.startswith("WaveSpeed gave no price for this task (") for w in job["warnings"])
+    assert len(posts_for(stack, key)) == 1
+
+
+def test_a_balance_below_the_quote_waits_with_nothing_paid_and_goes_once_topped_up(stack: LocalStack, key: str) -> None:
+    assert stack.simulator is not None
+    balance = stack.simulator.config.balance
+    stack.simulator.config.balance = 0.4
+    try:
+        job_id = stack.upload(key, training_zip())
+        deadline = time.monotonic() + 15
+        while (stack.job(job_id) or {}).get("error_code") != "INSUFFICIENT_BALANCE":
+            assert time.monotonic() < deadline, stack.job(job_id)
+            time.sleep(0.05)
+        waiting = stack.job(job_id) or {}
+        assert waiting["status"] == "RECEIVED"
+        assert "WaveSpeed's balance (0.40 USD) is below this job's quote (1.00 USD): top up" in waiting["error"]
+        assert posts_for(stack, key) == []
+    finally:
+        stack.simulator.config.balance = balance
+    job = stack.wait_for(job_id, TERMINAL, timeout=60)
+    assert (job["status"], job.get("error_code"), job["attempts"]) == ("COMPLETED", None, 1)
+    assert [p.status for p in posts_for(stack, key)] == [200]

@@ -51,8 +51,9 @@ def test_each_end_the_table_records_is_one_event_with_an_id_for_its_transition(w
     job_in(jobs, JobStatus.TRAINING)
     failed = jobs.end("ana-1", {JobStatus.TRAINING}, JobStatus.FAILED, "5003", "unavailable").job
     assert failed is not None
-    jobs.reopen(failed, JobStatus.STORING, "copy retried")
-    jobs.complete("ana-1", {"weights_uri": "s3://w/k"})
+    storing = jobs.reopen(failed, JobStatus.STORING, "copy retried").job
+    assert storing is not None
+    jobs.complete(storing, {"weights_uri": "s3://w/k"})
     done = jobs.get("ana-1")
     assert done is not None
     jobs.record_stray_task(done, "late-task", "a task of an earlier attempt", counted=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from loradrop.models import Task, describe_failure, retry_kind
+from loradrop.pricing import WAITS
 
 DOMAIN = Path(__file__).resolve().parents[2] / "functions" / "loradrop"
 CODE = re.compile(r"^[A-Z][A-Z_]+$")
@@ -34,13 +35,16 @@ def _code(node: ast.expr) -> str:
 
 def codes_whose_message_says_retry() -> set[str]:
     """Error codes passed beside a message that mentions `loradrop retry`, in any call of the domain package
-    (JobStore.end, a use case's _fail/_end, ...)."""
+    (JobStore.end, a use case's _fail/_end, ...) or a (code, message) pair a helper returns for one."""
     found = set()
     for module in DOMAIN.glob("*.py"):
         for node in ast.walk(ast.parse(module.read_text())):
-            if not isinstance(node, ast.Call):
+            if isinstance(node, ast.Call):
+                args = [*node.args, *(keyword.value for keyword in node.keywords)]
+            elif isinstance(node, ast.Tuple):
+                args = list(node.elts)
+            else:
                 continue
-            args = [*node.args, *(keyword.value for keyword in node.keywords)]
             if any("loradrop retry" in _text(arg) for arg in args):
                 found |= {_code(arg) for arg in args if _code(arg)}
     return found
@@ -65,6 +69,11 @@ def test_every_wavespeed_failure_whose_hint_says_retry_can_be_retried(status: st
     task = Task(id="t", status=status, code=code)
     assert "loradrop retry" in describe_failure(task)
     assert retry_kind(str(code) if code is not None else status.upper()) == "submit"
+
+
+@pytest.mark.parametrize("code", sorted(WAITS))
+def test_a_job_that_waited_too_long_for_a_price_or_the_balance_can_be_retried(code: str) -> None:
+    assert retry_kind(code) == "submit"
 
 
 def test_a_refused_output_host_is_retried_as_a_copy_once_the_hosts_are_fixed() -> None:

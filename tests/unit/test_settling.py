@@ -314,7 +314,7 @@ def test_adoption_holds_only_for_the_attempt_the_task_names(world: World) -> Non
     job = uncertain_job(world.jobs)
     world.wavespeed.add("ours", link=OUR_LINK, at=CREATED)
     # When, meanwhile, that attempt was settled as lost and a second attempt is in flight
-    world.jobs.submission_deferred(job.job_id, "not submitted, will retry")
+    world.jobs.submission_deferred(job, "not submitted, will retry")
     world.jobs.begin_submission(job.job_id, found={}, params={}, warnings=[], link="second", at=job.created_at)
     _, said = world.tracker.adopt(job, world.wavespeed.get_result("ours"), "a stale look")
     # Then the task is not taken as the second attempt's, nor forgotten: it is the first attempt's, paid for
@@ -331,7 +331,7 @@ def test_a_task_whose_attempt_was_settled_as_lost_while_its_webhook_was_confirme
     job = uncertain_job(world.jobs)
     world.wavespeed.add("ours", link=OUR_LINK, status="completed", at=CREATED)
     # ...while the reconciler settles the attempt as lost (a queued task the history did not list)
-    world.jobs.submission_deferred(job.job_id, "not submitted, will retry")
+    world.jobs.submission_deferred(job, "not submitted, will retry")
     # When the webhook's adoption lands
     _, said = world.tracker.adopt(job, world.wavespeed.get_result("ours"), "its signed webhook")
     # Then the job, waiting to submit again, takes the task instead of paying for a new one

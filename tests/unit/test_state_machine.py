@@ -109,8 +109,9 @@ def test_a_refused_move_answers_with_the_job_as_it_stands_and_a_missing_job_with
 
 def test_an_adoption_for_an_earlier_attempt_is_refused(store: JobStore) -> None:
     _received(store)
-    store.begin_submission("ana-1", found={}, params={}, warnings=[], link="L1", at="t0")
-    store.submission_deferred("ana-1", "not submitted, will retry: 429")
+    first = store.begin_submission("ana-1", found={}, params={}, warnings=[], link="L1", at="t0").job
+    assert first is not None
+    store.submission_deferred(first, "not submitted, will retry: 429")
     store.begin_submission("ana-1", found={}, params={}, warnings=[], link="L2", at="t1")
     task = Task(id="task-1", status="created")
     stale = store.record_task("ana-1", task, note="task adopted", attempt_link="L1")

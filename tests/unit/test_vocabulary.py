@@ -1,5 +1,6 @@
 """The domain's words are typed: error codes and outcomes come from their enums, DynamoDB's expression
-language stays in the job store, and what is stored or shown keeps its exact text."""
+language stays in the job store (the jobs, and the month rows beside them), and what is stored or shown keeps
+its exact text."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from loradrop.codes import AFTER_TAKING, ErrorCode, Outcome
 
 DOMAIN = Path(__file__).resolve().parents[2] / "functions"
-STORE = {"job_table.py", "jobs.py"}
+STORE = {"job_table.py", "jobs.py", "budgets.py"}
 # What DynamoDB's condition and update expressions are made of: functions, comparisons with a placeholder
 EXPRESSION = re.compile(r"attribute_(not_)?exists\(|if_not_exists\(|list_append\(|contains\(|[\w#]+ (=|<>|<|>) :\w")
 

@@ -14,7 +14,8 @@ from typing import Any
 ENFORCED = (
     "every AWS call a function or its event source mapping makes is signed with the function's role "
     "session and checked by moto against the role's translated policies: action and resource "
-    "(S3 bucket/key, SQS queue, DynamoDB table and index, Secrets Manager secret, EventBridge bus)"
+    "(S3 bucket/key, SQS queue, DynamoDB table and index, each write of a DynamoDB transaction, Secrets Manager "
+    "secret, EventBridge bus)"
 )
 NOT_ENFORCED = (
     "policy conditions (moto evaluates only trust-policy conditions)",
@@ -41,6 +42,42 @@ def _dynamodb_resource(self: Any) -> str:
         return "*"
     arn = f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{table}"
     return f"{arn}/index/{body['IndexName']}" if body.get("IndexName") else arn
+
+
+_TRANSACT_ACTIONS = {
+    "Update": "UpdateItem",
+    "Put": "PutItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+
+
+def _authorize_transactions(original: Any) -> Any:
+    """IAM has no action for TransactWriteItems: AWS checks each of its writes as the action it is (UpdateItem,
+    PutItem, …) on its own table. moto checks `dynamodb:TransactWriteItems`, which no real policy grants."""
+    from moto.iam.access_control import IAMRequest
+
+    def authorize(self: Any, resource: str = "*") -> None:
+        if self._get_action() != "TransactWriteItems" or not enforcing():
+            return original(self, resource)
+        for item in _json_body(self).get("TransactItems", []):
+            kind, write = next(iter(item.items()))
+            request = IAMRequest(
+                account_id=self.current_account,
+                method=self.method,
+                path=self.raw_path,
+                data=self.data,
+                body=self.raw_body,
+                headers=self.headers,
+                action=_TRANSACT_ACTIONS.get(kind, kind),
+            )
+            request.check_signature()
+            table = write.get("TableName", "*")
+            request.check_action_permitted(f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{table}")
+        return None
+
+    authorize._transactions = True  # type: ignore[attr-defined]
+    return authorize
 
 
 def _secret_resource(self: Any) -> str:
@@ -105,7 +142,8 @@ def _authorize_presigned(original: Any) -> Any:
 
 def fill_moto_gaps() -> None:
     """moto checks these services' actions against "*", which no resource-scoped statement matches:
-    give it the resource each request is about. And authorize presigned S3 requests as their signer."""
+    give it the resource each request is about. Authorize presigned S3 requests as their signer, and a
+    DynamoDB transaction as its writes."""
     from moto.dynamodb.responses import DynamoHandler
     from moto.events.responses import EventsHandler
     from moto.s3.responses import S3Response
@@ -113,6 +151,9 @@ def fill_moto_gaps() -> None:
     from moto.sqs.responses import SQSResponse
 
     DynamoHandler._determine_resource = _dynamodb_resource  # type: ignore[attr-defined]
+    if not getattr(DynamoHandler._authenticate_and_authorize_normal_action, "_transactions", False):
+        patched_dynamodb = _authorize_transactions(DynamoHandler._authenticate_and_authorize_normal_action)
+        DynamoHandler._authenticate_and_authorize_normal_action = patched_dynamodb  # type: ignore[method-assign]
     SecretsManagerResponse._determine_resource = _secret_resource  # type: ignore[attr-defined]
     EventsHandler._determine_resource = _event_bus_resource  # type: ignore[attr-defined]
     if not getattr(SQSResponse._determine_resource, "_filled", False):

@@ -1,0 +1,191 @@
+"""The price before paying, rule by rule: a quote on every job, MaxJobUsd, MonthlyBudgetUsd reserved and given
+back with the job's moves, and the balance. moto in process for S3 and DynamoDB, a fake WaveSpeed that prices
+and answers as told."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from aws_lambda_powertools import Logger
+
+from loradrop.budgets import month_of
+from loradrop.codes import ErrorCode
+from loradrop.job import HistoryEntry, iso, utc_now
+from loradrop.models import JobStatus, Task
+from loradrop.redaction import json_for_logs
+from loradrop.submission import RetryLater, UploadRef
+from loradrop.wavespeed import RateLimited, RequestRejected, TransientError
+from loradrop_local.dataset import training_zip
+from tests.unit.conftest import World
+
+Logger(json_serializer=json_for_logs)
+
+
+@pytest.fixture
+def environment() -> dict[str, str]:
+    return {"MAX_JOB_USD": "2.50", "MONTHLY_BUDGET_USD": "3"}
+
+
+def upload(world: World, name: str = "ana", metadata: dict[str, str] | None = None) -> UploadRef:
+    body = training_zip()
+    key = f"uploads/{name}.zip"
+    answer = world.s3.put_object(Bucket="uploads", Key=key, Body=body, Metadata=metadata or {})
+    return UploadRef("uploads", key, None, answer["ETag"].strip('"'), len(body))
+
+
+def month(world: World) -> tuple[Decimal, Decimal]:
+    totals = world.jobs.month_totals(month_of(utc_now()))
+    return totals.committed_usd, totals.billed_usd
+
+
+def test_the_quote_is_asked_for_the_exact_body_posted_and_recorded(world: World) -> None:
+    world.wavespeed.price = Decimal("1.25")
+    job = world.submitter.accept_upload(upload(world))
+    assert (job.status, job.quote_usd, job.budget_month) == (JobStatus.SUBMITTED, Decimal("1.25"), month_of(utc_now()))
+    (quoted,) = world.wavespeed.quotes
+    (post,) = world.wavespeed.posts
+    assert (quoted.model, quoted.body) == (post.model, post.body)
+    assert job.public()["quote_usd"] == 1.25
+    assert month(world) == (Decimal("1.25"), 0)
+
+
+def test_a_quote_over_max_job_usd_is_rejected_with_nothing_posted(world: World) -> None:
+    world.wavespeed.price = Decimal("2.51")
+    job = world.submitter.accept_upload(upload(world, metadata={"steps": "2510"}))
+    assert (job.status, job.error_code, job.quote_usd, job.attempts) == (
+        JobStatus.REJECTED,
+        ErrorCode.OVER_BUDGET,
+        Decimal("2.51"),
+        0,
+    )
+    assert "quotes 2.51 USD for this job (2510 steps on wavespeed-ai/flux-dev-lora-trainer)" in (job.error or "")
+    assert "MaxJobUsd of 2.50 USD" in (job.error or "")
+    assert world.wavespeed.posts == []
+    assert month(world) == (0, 0)
+
+
+def test_a_month_without_room_rejects_the_job_that_would_pass_it(world: World) -> None:
+    world.wavespeed.price = Decimal("1.25")
+    first = world.submitter.accept_upload(upload(world, "one"))
+    second = world.submitter.accept_upload(upload(world, "two"))
+    third = world.submitter.accept_upload(upload(world, "three"))  # 1.25 + 1.25 + 1.25 > 3
+    assert [job.status for job in (first, second, third)] == [JobStatus.SUBMITTED] * 2 + [JobStatus.REJECTED]
+    assert third.error_code == ErrorCode.BUDGET_EXHAUSTED
+    assert third.error is not None
+    assert "(" + month_of(utc_now()) + ": MonthlyBudgetUsd 3.00 USD, of which 2.50 USD is committed)" in third.error
+    assert len(world.wavespeed.posts) == 2
+    assert month(world) == (Decimal("2.50"), 0)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [RateLimited("429 too many requests", status=429), RequestRejected("bad key", status=401, code=401)],
+)
+def test_an_attempt_wavespeed_proves_created_nothing_gives_its_reservation_back(
+    world: World, answer: Exception
+) -> None:
+    world.wavespeed.answer = answer  # type: ignore[assignment]
+    ref = upload(world)
+    with contextlib.suppress(RetryLater):  # a 429 defers; a refusal ends the job
+        world.submitter.accept_upload(ref)
+    job = world.jobs.get(ref.job_id)
+    assert job is not None
+    assert (job.attempts, job.reserved_usd) == (0, None)
+    assert month(world) == (0, 0)
+
+
+def test_an_uncertain_attempt_keeps_its_reservation_and_a_completed_one_is_billed(world: World) -> None:
+    world.wavespeed.answer = TransientError("refused")  # first: certain, given back
+    ref = upload(world)
+    with pytest.raises(RetryLater):
+        world.submitter.accept_upload(ref)
+    world.wavespeed.answer = Task(id="task-1", status="created")
+    job = world.submitter.accept_upload(ref)
+    assert month(world) == (Decimal("1.00"), 0)
+    world.jobs.start_training(job.job_id)
+    storing = world.jobs.start_storing(job.job_id).job
+    assert storing is not None
+    world.jobs.complete(storing, {"weights_uri": "s3://w/k"})
+    assert month(world) == (Decimal("1.00"), Decimal("1.00"))
+
+
+def test_no_quote_with_a_limit_set_waits_and_records_why(world: World) -> None:
+    world.wavespeed.price = TransientError("pricing unavailable")
+    ref = upload(world)
+    with pytest.raises(RetryLater):
+        world.submitter.accept_upload(ref)
+    job = world.jobs.get(ref.job_id)
+    assert job is not None
+    assert (job.status, job.error_code, job.attempts) == (JobStatus.RECEIVED, ErrorCode.QUOTE_UNAVAILABLE, 0)
+    assert world.wavespeed.posts == []
+    # Priced again later: it goes, and the reason it waited is gone
+    world.wavespeed.price = Decimal(1)
+    done = world.submitter.accept_upload(ref)
+    assert (done.status, done.error_code, done.error) == (JobStatus.SUBMITTED, None, None)
+
+
+@pytest.mark.parametrize("environment", [{}])
+def test_no_quote_without_a_limit_is_a_warning_and_the_job_goes_on(world: World) -> None:
+    world.wavespeed.price = TransientError("pricing unavailable")
+    job = world.submitter.accept_upload(upload(world))
+    assert (job.status, job.quote_usd) == (JobStatus.SUBMITTED, None)
+    assert any(w.startswith("WaveSpeed gave no price for this task (pricing unavailable)") for w in job.warnings)
+
+
+def test_a_balance_below_the_quote_waits_until_topped_up(world: World) -> None:
+    world.wavespeed.account_balance = Decimal("0.40")
+    ref = upload(world)
+    for _ in range(2):  # the reason is noted once, however often it is tried
+        with pytest.raises(RetryLater):
+            world.submitter.accept_upload(ref)
+    job = world.jobs.get(ref.job_id)
+    assert job is not None
+    assert (job.status, job.error_code) == (JobStatus.RECEIVED, ErrorCode.INSUFFICIENT_BALANCE)
+    assert "WaveSpeed's balance (0.40 USD) is below this job's quote (1.00 USD): top up" in (job.error or "")
+    assert [entry.note for entry in job.history].count("waiting: [INSUFFICIENT_BALANCE]") == 1
+    assert world.wavespeed.posts == []
+    world.wavespeed.account_balance = Decimal(50)
+    assert world.submitter.accept_upload(ref).status is JobStatus.SUBMITTED
+
+
+def test_an_unreadable_balance_does_not_stop_a_job(world: World) -> None:
+    world.wavespeed.account_balance = TransientError("404 on both balance paths")
+    assert world.submitter.accept_upload(upload(world)).status is JobStatus.SUBMITTED
+
+
+def test_a_wait_past_the_settle_deadline_ends_failed_with_its_own_code(world: World) -> None:
+    world.wavespeed.account_balance = Decimal(0)
+    ref = upload(world)
+    with pytest.raises(RetryLater):
+        world.submitter.accept_upload(ref)
+    # The job entered RECEIVED two days ago (the deadline is a day)
+    job = world.jobs.get(ref.job_id)
+    assert job is not None
+    long_ago = iso(datetime.now(UTC) - timedelta(days=2))
+    world.db.update_item(
+        TableName="jobs",
+        Key={"job_id": {"S": job.job_id}},
+        UpdateExpression="SET history = :h",
+        ExpressionAttributeValues={
+            ":h": {
+                "L": [
+                    {
+                        "M": {
+                            k: {"S": v}
+                            for k, v in HistoryEntry(status="RECEIVED", at=long_ago)
+                            .model_dump(exclude_none=True)
+                            .items()
+                        }
+                    }
+                ]
+            }
+        },
+    )
+    ended = world.submitter.accept_upload(ref)
+    assert (ended.status, ended.error_code) == (JobStatus.FAILED, ErrorCode.INSUFFICIENT_BALANCE)
+    assert ended.error is not None
+    assert ended.error.endswith(f"Gave up after 24 hours: `loradrop retry {job.job_id}` once that is mended")
+    assert world.wavespeed.posts == []
