@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from loradrop_cli.commands import (
     EXIT_CODES,
     EXIT_RUNNING,
     EXIT_USAGE,
+    cmd_budget,
     cmd_fetch,
     cmd_jobs,
     cmd_retry,
@@ -115,10 +117,22 @@ def _add_submit(commands: Subcommands) -> None:
         if field in ("steps", "lora_rank"):
             kind = int
         submit.add_argument(f"--{meta_key}", dest=field, type=kind, help=f"{rule} (default: the stack's)")
+    submit.add_argument(
+        "--quote",
+        action="store_true",
+        help="print WaveSpeed's price for these parameters on this stack, and what its MaxJobUsd, MonthlyBudgetUsd "
+        "and the account's balance make of it; nothing is uploaded",
+    )
     submit.add_argument("--wait", action="store_true", help="follow the job until it ends")
     submit.add_argument("-o", "--output", type=Path, help="with --wait: download the weights to this file")
     submit.add_argument("--timeout", type=float, default=3 * 3600, help="seconds --wait waits (default 3 hours)")
     submit.set_defaults(handler=cmd_submit)
+
+
+def _month(text: str) -> str:
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a month as YYYY-MM (e.g. 2026-12)")
+    return text
 
 
 def _add_job_commands(commands: Subcommands) -> None:
@@ -153,6 +167,14 @@ def _add_job_commands(commands: Subcommands) -> None:
     retry.add_argument("--wait", action="store_true", help="follow the job until it ends again")
     retry.add_argument("--timeout", type=float, default=3 * 3600, help="seconds --wait waits (default 3 hours)")
     retry.set_defaults(handler=cmd_retry)
+
+    budget = commands.add_parser(
+        "budget",
+        help="a month's spending: quotes reserved for tasks that may exist, billed for completed jobs, the limit",
+    )
+    budget.add_argument("--month", type=_month, help="YYYY-MM, UTC (default: this month)")
+    budget.add_argument("--json", action="store_true", help="print the totals as JSON")
+    budget.set_defaults(handler=cmd_budget)
 
     fetch = commands.add_parser("fetch", help="download a completed job's weights, verifying the SHA-256")
     fetch.add_argument("job", help="the job id")

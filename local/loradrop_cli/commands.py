@@ -34,6 +34,8 @@ from loradrop_cli.job_client import (
     stack_target,
     upload,
 )
+from loradrop_cli.spending import cmd_budget as show_budget
+from loradrop_cli.spending import print_quote
 from loradrop_cli.view import console_for, describe, jobs_table
 
 # What a script can rely on: the job's state, or why loradrop could not do what was asked.
@@ -108,6 +110,8 @@ def cmd_submit(args: argparse.Namespace, out: TextIO) -> int:
     metadata = _metadata_from_args(args)
     body = _training_bytes(args.path)
     target = resolve_target(args)
+    if args.quote:
+        return print_quote(target, metadata, out)
     console = console_for(out)
     name = args.name or args.path.resolve().name.removesuffix(".zip").removesuffix(".ZIP")
     key = f"uploads/{name}.zip"
@@ -121,6 +125,10 @@ def cmd_submit(args: argparse.Namespace, out: TextIO) -> int:
     if job.status is JobStatus.COMPLETED and args.output:
         download_weights(target, job, args.output, console)
     return exit_code(job)
+
+
+def cmd_budget(args: argparse.Namespace, out: TextIO) -> int:
+    return show_budget(args, out, resolve_target(args))
 
 
 def cmd_jobs(args: argparse.Namespace, out: TextIO) -> int:

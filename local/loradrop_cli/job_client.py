@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -43,6 +44,9 @@ class Target:
     intake_queue_url: str | None = None
     store_queue_url: str | None = None
     local: bool = False  # moto's S3 notifications carry no versionId, so uploads are named by ETag
+    secrets: Any = None
+    # SubmitTraining's environment (its trainer, defaults, limits and WaveSpeed's address), read on first use
+    read_submit_environment: Callable[[], dict[str, str]] = field(default=dict, repr=False)
 
     def job_id(self, key: str, version_id: str | None, etag: str) -> str:
         """The id SubmitTraining gives the job for this upload."""
@@ -51,6 +55,12 @@ class Target:
     @property
     def jobs(self) -> JobStore:
         return JobStore(self.dynamodb, self.table)
+
+    def submit_environment(self) -> dict[str, str]:
+        environment = self.read_submit_environment()
+        if "WAVESPEED_SECRET_ID" not in environment:
+            raise CliError(f"cannot read SubmitTraining's settings on {self.description}")
+        return environment
 
 
 def local_target(state_dir: Path) -> Target:
@@ -79,6 +89,8 @@ def local_target(state_dir: Path) -> Target:
         intake_queue_url=state["queues"]["IntakeQueue"],
         store_queue_url=state["queues"]["StoreQueue"],
         local=True,
+        secrets=session.client("secretsmanager", endpoint_url=endpoint),
+        read_submit_environment=lambda: dict(state.get("submit_environment", {})),
     )
 
 
@@ -100,9 +112,24 @@ def stack_target(name: str, region: str | None) -> Target:
             sqs=session.client("sqs"),
             intake_queue_url=outputs.get("IntakeQueueUrl"),
             store_queue_url=outputs.get("StoreQueueUrl"),
+            secrets=session.client("secretsmanager"),
+            read_submit_environment=lambda: _function_environment(session, name, "SubmitTrainingFunction"),
         )
     except KeyError as missing:
         raise CliError(f"stack {name!r} has no output {missing}: is it a loradrop stack?") from None
+
+
+def _function_environment(session: boto3.session.Session, stack: str, logical_id: str) -> dict[str, str]:
+    """A deployed function's environment variables (names and settings; the key stays in its secret)."""
+    try:
+        resource = session.client("cloudformation").describe_stack_resource(
+            StackName=stack, LogicalResourceId=logical_id
+        )
+        name = resource["StackResourceDetail"]["PhysicalResourceId"]
+        configuration = session.client("lambda").get_function_configuration(FunctionName=name)
+    except (ClientError, BotoCoreError) as err:
+        raise CliError(f"cannot read {logical_id}'s settings in stack {stack!r}: {err}") from None
+    return dict(configuration.get("Environment", {}).get("Variables", {}))
 
 
 def follow_job(target: Target, job_id: str, timeout: float, out: TextIO) -> Job:

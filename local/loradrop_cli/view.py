@@ -137,17 +137,7 @@ def describe(job: Job, console: Console) -> None:
         details.add_row("archive", f"{job.archive['images']} images, {job.archive['captions']} captions")
     if job.archive and "bytes_read" in job.archive:
         details.add_row("read", reading_summary(data["archive"], job.source_size))
-    if job.prediction_id:
-        details.add_row("task", f"{job.prediction_id} (attempts: {job.attempts})")
-    if job.stray_tasks:
-        strays = f"{', '.join(job.stray_tasks)}: earlier attempts' tasks, paid for (outputs at WaveSpeed ~7 days)"
-        details.add_row("stray", Text(strays, style="yellow"))
-    if job.status is JobStatus.SUBMITTING and job.settling is not None:
-        progress = job.settling
-        found = f"{progress.checked} tasks in WaveSpeed's history checked, {progress.requests} requests"
-        if progress.absent_since:
-            found += f"; none was this upload's at {progress.absent_since} (confirming)"
-        details.add_row("settling", found)
+    _attempt_rows(job, details)
     details.add_row("time", " · ".join(f"{name} {span(s)}" for name, s in phases(job).items()))
     for warning in job.warnings:
         details.add_row("warning", Text(warning, style="yellow"))
@@ -161,6 +151,23 @@ def describe(job: Job, console: Console) -> None:
         details.add_row("card", job.model_card_uri)
     console.print(details)
     console.print(timeline(job))
+
+
+def _attempt_rows(job: Job, details: Table) -> None:
+    """What the job's WaveSpeed task cost and where it stands: the task, the quote, earlier tasks, settling."""
+    if job.prediction_id:
+        details.add_row("task", f"{job.prediction_id} (attempts: {job.attempts})")
+    if job.quote_usd is not None:
+        details.add_row("price", f"{job.quote_usd:.2f} USD (WaveSpeed's quote, before the task was started)")
+    if job.stray_tasks:
+        strays = f"{', '.join(job.stray_tasks)}: earlier attempts' tasks, paid for (outputs at WaveSpeed ~7 days)"
+        details.add_row("stray", Text(strays, style="yellow"))
+    if job.status is JobStatus.SUBMITTING and job.settling is not None:
+        progress = job.settling
+        found = f"{progress.checked} tasks in WaveSpeed's history checked, {progress.requests} requests"
+        if progress.absent_since:
+            found += f"; none was this upload's at {progress.absent_since} (confirming)"
+        details.add_row("settling", found)
 
 
 def timeline(job: Job) -> Table:

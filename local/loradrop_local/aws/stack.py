@@ -349,6 +349,8 @@ class LocalStack(StackProbes):
             "queues": self.queue_urls,
             "webhook_url": self.webhook_url,
             "wavespeed_api": self.wavespeed_api,
+            # for `loradrop submit --quote` and `loradrop budget`: names and settings, no secret
+            "submit_environment": self.function_environment("SubmitTrainingFunction"),
             "pid": os.getpid(),
         }
         path = state_dir / "local.json"

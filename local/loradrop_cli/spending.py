@@ -1,0 +1,122 @@
+"""What training costs, from the command line: `loradrop submit --quote` (WaveSpeed's price for a folder and
+parameters, nothing uploaded) and `loradrop budget` (a month's reserved and billed total).
+
+Both read the stack's settings where SubmitTraining reads them (its environment: the trainer, the defaults, the
+limits, WaveSpeed's address and the secret's name), so a quote here is the quote the upload would get.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from decimal import Decimal
+from typing import Any, TextIO
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from loradrop.budgets import MonthTotals, month_of, usd
+from loradrop.job import utc_now
+from loradrop.models import TrainingParams
+from loradrop.wavespeed import WaveSpeedClient, WaveSpeedError
+from loradrop_cli.job_client import CliError, Target
+from loradrop_cli.view import console_for
+
+EXIT_OK = 0
+# Stands for the upload's link: the price depends on the model and the steps, not on where the ZIP is.
+QUOTE_DATA_URL = "https://uploads.invalid/quote.zip"
+
+
+def _limit(environment: dict[str, str], name: str) -> Decimal | None:
+    value = environment.get(name, "")
+    return Decimal(value) if value else None
+
+
+def _wavespeed(target: Target, environment: dict[str, str]) -> WaveSpeedClient:
+    """A WaveSpeed client with the stack's own key (read from its secret, never printed)."""
+    secret_id = environment["WAVESPEED_SECRET_ID"]
+    try:
+        secret = json.loads(target.secrets.get_secret_value(SecretId=secret_id)["SecretString"])
+    except (ClientError, BotoCoreError, ValueError, KeyError) as err:
+        raise CliError(f"cannot read the WaveSpeed key from the secret {secret_id!r}: {type(err).__name__}") from None
+    base = environment.get("WAVESPEED_API_BASE") or "https://api.wavespeed.ai"
+    return WaveSpeedClient(base, secret["api_key"])
+
+
+def quote_params(environment: dict[str, str], metadata: dict[str, str]) -> TrainingParams:
+    """The parameters SubmitTraining would send: the upload's metadata over the stack's defaults."""
+    defaults = TrainingParams.build(
+        {
+            "trigger_word": environment.get("DEFAULT_TRIGGER_WORD", "p3r5on"),
+            "steps": environment.get("DEFAULT_STEPS", "1000"),
+            "learning_rate": environment.get("DEFAULT_LEARNING_RATE", "0.0004"),
+            "lora_rank": environment.get("DEFAULT_LORA_RANK", "16"),
+            "model": environment.get("TRAINER_MODEL", "wavespeed-ai/flux-dev-lora-trainer"),
+        }
+    )
+    params, _ = TrainingParams.from_metadata(metadata, defaults)
+    return params
+
+
+def print_quote(target: Target, metadata: dict[str, str], out: TextIO) -> int:
+    """WaveSpeed's price for these parameters on this stack, and what the stack's limits would make of it."""
+    environment = target.submit_environment()
+    params = quote_params(environment, metadata)
+    wavespeed = _wavespeed(target, environment)
+    try:
+        price = wavespeed.quote(params.model, params.to_wavespeed(QUOTE_DATA_URL))
+        balance: Decimal | None = None
+        with contextlib.suppress(WaveSpeedError):  # the balance is a hint here; the quote is the answer
+            balance = wavespeed.balance()
+    except WaveSpeedError as err:
+        raise CliError(f"WaveSpeed gave no price: {err.message}") from None
+    finally:
+        wavespeed.close()
+    console = console_for(out)
+    console.print(
+        f"WaveSpeed quotes {usd(price)} for {params.steps} steps on {params.model} (rank {params.lora_rank}, "
+        f"learning rate {params.learning_rate}); nothing was uploaded"
+    )
+    maximum, monthly = _limit(environment, "MAX_JOB_USD"), _limit(environment, "MONTHLY_BUDGET_USD")
+    if maximum is not None:
+        verdict = "within it" if price <= maximum else "over it: the upload would be REJECTED OVER_BUDGET"
+        console.print(f"MaxJobUsd       {usd(maximum)}: {verdict}")
+    if monthly is not None:
+        totals = target.jobs.month_totals(month_of(utc_now()))
+        left = monthly - totals.committed_usd
+        verdict = "fits" if price <= left else "does not fit: the upload would be REJECTED BUDGET_EXHAUSTED"
+        console.print(f"MonthlyBudgetUsd {usd(monthly)}, {usd(left)} left in {totals.month}: {verdict}")
+    if balance is not None:
+        note = "" if balance >= price else ": too low, the upload would wait until the account is topped up"
+        console.print(f"balance         {usd(balance)}{note}")
+    return EXIT_OK
+
+
+def cmd_budget(args: argparse.Namespace, out: TextIO, target: Target) -> int:
+    month = args.month or month_of(utc_now())
+    totals = target.jobs.month_totals(month)
+    limit = _limit(target.submit_environment(), "MONTHLY_BUDGET_USD")
+    if args.json:
+        out.write(json.dumps(_as_dict(totals, limit), indent=2) + "\n")
+        return EXIT_OK
+    console = console_for(out)
+    console.print(f"{month} on {target.description}")
+    console.print(
+        f"  limit      {usd(limit) + ' (MonthlyBudgetUsd)' if limit is not None else 'none (MonthlyBudgetUsd unset)'}"
+    )
+    console.print(f"  reserved   {usd(totals.committed_usd)}  quotes of tasks that may exist")
+    console.print(f"    billed   {usd(totals.billed_usd)}  of jobs that completed")
+    console.print(f"    pending  {usd(totals.in_flight_usd)}  training, failed, or being settled")
+    if limit is not None:
+        console.print(f"  left       {usd(limit - totals.committed_usd)}")
+    return EXIT_OK
+
+
+def _as_dict(totals: MonthTotals, limit: Decimal | None) -> dict[str, Any]:
+    return {
+        "month": totals.month,
+        "limit_usd": float(limit) if limit is not None else None,
+        "reserved_usd": float(totals.committed_usd),
+        "billed_usd": float(totals.billed_usd),
+        "pending_usd": float(totals.in_flight_usd),
+    }
