@@ -45,6 +45,14 @@ def _give_back(job: Job, patch: JobPatch | None = None) -> tuple[JobPatch, Budge
     return patch, BudgetChange(job.budget_month, committed=-job.reserved_usd)
 
 
+def _spent_after_all(job: Job | None) -> BudgetChange | None:
+    """A task of an attempt whose reservation went back (proven lost) turned up after all: it was paid for, so its
+    month holds it again (at the job's latest quote, with no limit: the money is spent)."""
+    if job is None or not job.budget_month or job.quote_usd is None:
+        return None
+    return BudgetChange(job.budget_month, committed=job.quote_usd)
+
+
 def _task(task: Task) -> dict[str, Any]:
     """What a job records of the task it takes: its id, and when WaveSpeed says it was created."""
     return {"prediction_id": task.id} | ({"task_created_at": task.created_at} if task.created_at else {})
@@ -154,10 +162,11 @@ class JobStore(JobTable):
         expected: JobStatus = JobStatus.SUBMITTING,
         note: str | None = None,
         attempt_link: str | None = None,
-        counted: bool = False,
+        counted: Job | None = None,
     ) -> Moved:
         """→ SUBMITTED with its task: the submitter's own, one adopted by evidence (only while the job is on the
-        attempt `attempt_link`), or an earlier attempt's taken from RECEIVED (`counted`: it adds to `attempts`)."""
+        attempt `attempt_link`), or an earlier attempt's taken from RECEIVED (`counted`: the job as read; the task
+        adds to `attempts`, and to its month's budget again)."""
         return self._move(
             job_id,
             {expected},
@@ -166,6 +175,7 @@ class JobStore(JobTable):
             patch=JobPatch(**_task(task), **_NO_ERROR, settling=None),
             attempts=1 if counted else 0,
             condition=same_attempt(attempt_link),
+            budget=_spent_after_all(counted),
         )
 
     def start_training(self, job_id: str) -> Moved:
@@ -199,6 +209,7 @@ class JobStore(JobTable):
             patch=patch,
             attempts=1 if counted else 0,
             condition=same_error(job.error_code),
+            budget=_spent_after_all(job if counted else None),
         )
 
     def record_stray_task(self, job: Job, task_id: str, note: str, *, counted: bool) -> Moved:
@@ -226,6 +237,7 @@ class JobStore(JobTable):
             " AND (attribute_not_exists(prediction_id) OR prediction_id <> :task_id)",
             values,
             {"#status": "status"},
+            _spent_after_all(job if counted else None),
         )
 
     # --- storing ------------------------------------------------------------------------------------------------

@@ -184,7 +184,7 @@ class Tracker:
                 task,
                 expected=JobStatus.RECEIVED,
                 note=f"a task of an earlier attempt turned up ({evidence}) and is taken instead of a new one",
-                counted=True,
+                counted=job,
             )
             if not taken.done or taken.job is None:
                 return None, taken.job

@@ -5,19 +5,21 @@ and answers as told."""
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from aws_lambda_powertools import Logger
 
-from loradrop.budgets import month_of
+from loradrop.budgets import BudgetExhausted, month_of
 from loradrop.codes import ErrorCode
-from loradrop.job import HistoryEntry, iso, utc_now
+from loradrop.job import HistoryEntry, Job, iso, utc_now
 from loradrop.models import JobStatus, Task
 from loradrop.redaction import json_for_logs
 from loradrop.submission import RetryLater, UploadRef
-from loradrop.wavespeed import RateLimited, RequestRejected, TransientError
+from loradrop.wavespeed import OutcomeUncertain, RateLimited, RequestRejected, TransientError
+from loradrop_local.aws.moto_front import make_dynamodb_atomic
 from loradrop_local.dataset import training_zip
 from tests.unit.conftest import World
 
@@ -189,3 +191,61 @@ def test_a_wait_past_the_settle_deadline_ends_failed_with_its_own_code(world: Wo
     assert ended.error is not None
     assert ended.error.endswith(f"Gave up after 24 hours: `loradrop retry {job.job_id}` once that is mended")
     assert world.wavespeed.posts == []
+
+
+def test_a_lost_attempt_gives_its_reservation_back_and_its_task_turning_up_after_all_takes_it_again(
+    world: World,
+) -> None:
+    # An uncertain POST keeps its reservation: a task may exist
+    world.wavespeed.answer = OutcomeUncertain("no answer after sending the task")
+    lost = world.submitter.accept_upload(upload(world))
+    assert (lost.status, lost.reserved_usd) == (JobStatus.SUBMITTING, Decimal("1.00"))
+    assert month(world) == (Decimal("1.00"), 0)
+    # WaveSpeed's history proves the attempt created nothing: the reservation goes back with the move
+    back = world.jobs.submission_lost(lost, "history proves nothing was created")
+    assert back.job is not None
+    assert (back.job.status, back.job.attempts, back.job.reserved_usd) == (JobStatus.RECEIVED, 0, None)
+    assert month(world) == (0, 0)
+    # Its task turns up after all: paid for, so the month holds it again
+    recorded = world.jobs.record_stray_task(back.job, "task-1", "it turned up", counted=True)
+    assert recorded.done
+    assert month(world) == (Decimal("1.00"), 0)
+
+
+def test_submitters_racing_for_one_month_never_pass_its_limit_together(world: World) -> None:
+    # moto checks a condition and writes in two steps; DynamoDB (and the local stack's moto) does both at once
+    make_dynamodb_atomic()
+    # Eight jobs ready at once, each quoted 1.00 against 3 USD: three reservations fit, whatever the order
+    now = utc_now()
+    for i in range(8):
+        world.jobs.claim(
+            Job(
+                job_id=f"job-{i}",
+                status=JobStatus.RECEIVED,
+                source_bucket="b",
+                source_key=f"k{i}",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+    def begin(i: int) -> str:
+        try:
+            moved = world.jobs.begin_submission(
+                f"job-{i}",
+                found={},
+                params={},
+                warnings=[],
+                link=f"L{i}",
+                at=now,
+                quote=Decimal(1),
+                monthly_limit=Decimal(3),
+            )
+        except BudgetExhausted:
+            return "exhausted"
+        return "reserved" if moved.done else "refused"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(begin, range(8)))
+    assert sorted(results) == ["exhausted"] * 5 + ["reserved"] * 3
+    assert month(world) == (Decimal(3), 0)
