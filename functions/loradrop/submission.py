@@ -203,6 +203,7 @@ class Submitter:
         data_url = self._s3.generate_presigned_url(
             "get_object", Params=target, ExpiresIn=self._settings.presign_expiry_seconds
         )
+        self._check_time(deadline)  # the price is asked only with time left for the POST after it
         try:
             quote, price_warnings = self._price(params, params.to_wavespeed(data_url), wavespeed, deadline)
         except OverBudget as over:
@@ -224,7 +225,9 @@ class Submitter:
                 monthly_limit=self._settings.monthly_budget_usd,
             )
         except BudgetExhausted as err:
-            return self._reject(job, ErrorCode.BUDGET_EXHAUSTED, exhausted_reason(err, quote), found)
+            return self._reject(
+                job, ErrorCode.BUDGET_EXHAUSTED, exhausted_reason(err, quote), found | {"quote_usd": quote}
+            )
         if not submitting.done or submitting.job is None:  # another delivery got there first
             return submitting.job or job
         return self._post(submitting.job, params, data_url, wavespeed)

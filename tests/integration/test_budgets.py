@@ -97,7 +97,7 @@ def test_two_uploads_at_once_against_a_month_with_room_for_one_start_exactly_one
     assert run["pair_posts"] == 1
     assert completed["quote_usd"] == 1
     assert completed["attempts"] == 1
-    assert rejected["error_code"] == "BUDGET_EXHAUSTED"
+    assert (rejected["error_code"], rejected["quote_usd"]) == ("BUDGET_EXHAUSTED", 1)
     assert (
         "MonthlyBudgetUsd 1.50 USD, of which 1.00 USD is committed) has no room for this job's quote of 1.00"
         in (rejected["error"])

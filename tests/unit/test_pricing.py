@@ -75,7 +75,7 @@ def test_a_month_without_room_rejects_the_job_that_would_pass_it(world: World) -
     second = world.submitter.accept_upload(upload(world, "two"))
     third = world.submitter.accept_upload(upload(world, "three"))  # 1.25 + 1.25 + 1.25 > 3
     assert [job.status for job in (first, second, third)] == [JobStatus.SUBMITTED] * 2 + [JobStatus.REJECTED]
-    assert third.error_code == ErrorCode.BUDGET_EXHAUSTED
+    assert (third.error_code, third.quote_usd, third.attempts) == (ErrorCode.BUDGET_EXHAUSTED, Decimal("1.25"), 0)
     assert third.error is not None
     assert "(" + month_of(utc_now()) + ": MonthlyBudgetUsd 3.00 USD, of which 2.50 USD is committed)" in third.error
     assert len(world.wavespeed.posts) == 2
