@@ -229,8 +229,10 @@ class WaveSpeedHandler(BaseHTTPRequestHandler):
         parts = path.split("/")
         task = self.sim.tasks.get(parts[2]) if len(parts) == 4 else None
         fault = take_fault(self.sim.faults.download) or ""
-        served = self.sim.output_file(task.id, parts[3]) if task is not None else None
-        if task is None or served is None or task.status != "completed" or task.deleted or fault == "vanish":
+        if task is None or task.status != "completed" or task.deleted or fault == "vanish":
+            return self._error(404, "output not found")
+        served = self.sim.output_file(task.id, parts[3])
+        if served is None:  # a name the task does not list (an image past num_images)
             return self._error(404, "output not found")
         if fault.startswith("redirect:"):
             self.sim.requests.append(RecordedRequest("GET", path, {}, None, 302, time.time()))

@@ -3,6 +3,8 @@
 A real image has the requested `size` (1024*1024 by default); these are IMAGE_SIDE pixels square, to stay
 fast to make and to serve. What a real image depends on — prompt, seed, the LoRAs and their scales, its
 place in the batch — picks the colours and the text, so the same request gives the same bytes every time.
+`output_format` is honoured (PNG, JPEG or WebP bytes, served with that content type); the docs give it no
+default, and PNG is the simulator's.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import hashlib
 import io
 import json
 import textwrap
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
@@ -43,7 +45,7 @@ def lora_key(inputs: dict[str, Any]) -> tuple[tuple[str, float], ...]:
     return tuple((str(lora.get("path", "")), float(lora.get("scale", 1.0))) for lora in loras if isinstance(lora, dict))
 
 
-@cache
+@lru_cache(maxsize=256)  # a task's images are fetched more than once (retries, faults, expected_image)
 def render(prompt: str, seed: int, loras: tuple[tuple[str, float], ...], index: int, fmt: str) -> bytes:
     """Image `index` of a task: colours from a digest of what decides it, then its prompt, seed and LoRAs."""
     digest = hashlib.sha256(json.dumps([prompt, seed, loras, index]).encode()).digest()

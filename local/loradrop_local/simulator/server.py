@@ -32,7 +32,7 @@ from loradrop_local.simulator.model import (
 )
 from loradrop_local.simulator.outputs import safetensors_chunks
 
-MAX_SEED = 2**31 - 1  # a seed drawn for -1 stays in the range WaveSpeed's own seeds show
+MAX_SEED = 2**31 - 1  # a drawn seed fits a signed 32-bit integer, so any client can keep and send it back
 
 
 class Simulator:
