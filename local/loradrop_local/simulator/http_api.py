@@ -14,15 +14,15 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from loradrop_local.simulator.model import (
-    TRAINER_MODELS,
+    MODELS,
     Faults,
     RecordedRequest,
     SimulatorConfig,
     Task,
     price_of,
     take_fault,
-    validation_error,
 )
+from loradrop_local.simulator.validation import validation_error
 
 
 class SimulatedWaveSpeed(Protocol):
@@ -42,7 +42,7 @@ class SimulatedWaveSpeed(Protocol):
 
     def history(self, query: dict[str, Any], api_key: str) -> tuple[int, dict[str, Any] | str]: ...
 
-    def output_chunks(self, task_id: str) -> tuple[int, Any]: ...
+    def output_file(self, task_id: str, name: str) -> tuple[int, Any, str] | None: ...
 
 
 class WaveSpeedHandler(BaseHTTPRequestHandler):
@@ -113,12 +113,12 @@ class WaveSpeedHandler(BaseHTTPRequestHandler):
         if key is None:
             return self._error(401, "Unauthorized: invalid API key", body=body)
         model = path.removeprefix("/api/v3/wavespeed-ai/")
-        if f"wavespeed-ai/{model}" not in TRAINER_MODELS:
+        if f"wavespeed-ai/{model}" not in MODELS:
             return self._error(404, f"model wavespeed-ai/{model} not found", body=body)
         return self._submit(model, key, body)
 
     def _submit(self, model: str, key: str, body: Any) -> None:  # noqa: PLR0911 - one answer per submit fault
-        """POST a training task: the submit faults, validation, the start limit, then the task."""
+        """POST a task (training or images): the submit faults, validation, the start limit, then the task."""
         fault = take_fault(self.sim.faults.submit) or ""
         if self.sim.config.submit_latency:
             time.sleep(self.sim.config.submit_latency)
@@ -130,7 +130,8 @@ class WaveSpeedHandler(BaseHTTPRequestHandler):
             return self._error(400, f"invalid request: {json.dumps(body)}", 1401, body=body)
         if fault == "drop_before_create":
             return self._drop(body)
-        problem = validation_error(body)
+        refused = self.sim.config.lora_urls_refused
+        problem = validation_error(f"wavespeed-ai/{model}", body, lora_urls_refused=refused)
         if problem is not None:
             return self._error(400, problem[1], problem[0], body=body)
         if self.sim.start_refused():
@@ -224,10 +225,14 @@ class WaveSpeedHandler(BaseHTTPRequestHandler):
         return self._ok(task.public(self.sim.url, with_input=self.sim.config.result_has_input))
 
     def _output(self, path: str) -> None:
+        """GET an output (weights or an image): the download faults, then its bytes."""
         parts = path.split("/")
         task = self.sim.tasks.get(parts[2]) if len(parts) == 4 else None
         fault = take_fault(self.sim.faults.download) or ""
         if task is None or task.status != "completed" or task.deleted or fault == "vanish":
+            return self._error(404, "output not found")
+        served = self.sim.output_file(task.id, parts[3])
+        if served is None:  # a name the task does not list (an image past num_images)
             return self._error(404, "output not found")
         if fault.startswith("redirect:"):
             self.sim.requests.append(RecordedRequest("GET", path, {}, None, 302, time.time()))
@@ -236,10 +241,10 @@ class WaveSpeedHandler(BaseHTTPRequestHandler):
             self.send_header("content-length", "0")
             self.end_headers()
             return
-        size, chunks = self.sim.output_chunks(task.id)
+        size, chunks, content_type = served
         self.sim.requests.append(RecordedRequest("GET", path, {}, None, 200, time.time()))
         self.send_response(HTTPStatus.OK)
-        self.send_header("content-type", "application/octet-stream")
+        self.send_header("content-type", content_type)
         self.send_header("content-length", str(size))
         self.end_headers()
         sent = 0

@@ -8,10 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 TRAINER_MODELS = ("wavespeed-ai/flux-dev-lora-trainer", "wavespeed-ai/flux-dev-lora-trainer-turbo")
+INFERENCE_MODEL = "wavespeed-ai/flux-dev-lora"  # FLUX dev with LoRAs: the sample images
+MODELS = (*TRAINER_MODELS, INFERENCE_MODEL)
 # USD per 1,000 steps: step-priced models cost `base_price * steps / 1000` (WaveSpeed's own MCP server's model);
 # the figures are the third-party ones in wavespeed-api.md, not official.
 BASE_PRICES = {TRAINER_MODELS[0]: 1.0, TRAINER_MODELS[1]: 0.75}
 DEFAULT_STEPS = 1000
+# USD per image ("per image (ask the pricing endpoint)"); the figure is the simulator's own, not WaveSpeed's.
+IMAGE_PRICES = {INFERENCE_MODEL: 0.025}
 BALANCE_PATHS = ("/api/v3/balance", "/api/v3/account/balance")
 BLOCK = 1024 * 1024
 
@@ -40,11 +44,17 @@ class SimulatorConfig:
     # and which of the two documented balance paths this API answers (the other is a 404).
     balance: float = 10_000.0
     balance_paths: tuple[str, ...] = BALANCE_PATHS
+    # flux-dev-lora: whether a LoRA `path` given as an https URL is refused at the POST (400, 1401), as an
+    # endpoint that takes Hugging Face repo ids only would; the docs leave which one WaveSpeed is unknown.
+    lora_urls_refused: bool = False
 
 
 @dataclass
 class Faults:
     """Queues of faults, each consumed by the next matching request or task.
+
+    They apply alike to training tasks and to `flux-dev-lora`'s image tasks (whose outputs are the images),
+    except `output_size` and `header`, which shape a safetensors output and so mean nothing to an image task.
 
     submit: "429", "500", "503", "slow:<seconds>", "drop_before_create", "drop_after_create",
             "502_after_create", "504_after_create" (a gateway's error after the task was created),
@@ -53,7 +63,8 @@ class Faults:
     history: "500", "drop" — the next prediction-history requests fail
     pricing: "500", "drop", "proxy_502" — the next pricing requests fail
     balance: "500" — the next balance requests fail
-    download: "truncate", "vanish", "slow:<seconds>", "reset", "redirect:<url>"
+    download: "truncate", "vanish", "slow:<seconds>", "reset", "redirect:<url>" — the next GETs of any output,
+              weights or image; a task that fetches a LoRA from the simulator's own /outputs/ takes one too
     webhook: "drop", "duplicate:<n>", "out_of_order", "lie:<url>", "early"
     task: (code, message) pairs — the next tasks fail with that WaveSpeed code ("{input}" in the message
           echoes the task's input)
@@ -133,6 +144,8 @@ class Task:
     webhook_answers: list[int] = field(default_factory=list)  # HTTP status per delivery; 0: no answer
     downloads_completed: int = 0  # outputs served to the last byte
     zip_fetched: bool = False
+    loras_fetched: int = 0  # LoRA links an image task downloaded (Hugging Face repo ids are not fetched)
+    seed: int | None = None  # an image task's seed: the one asked for, or the one drawn for -1 (or none given)
     hostile_output: str | None = None
     output_size: int | None = None  # overrides the simulator's output size for this task
     ended_at: float | None = None  # wall clock when the task ended and its webhook went out
@@ -167,40 +180,21 @@ def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-MISSING_PARAMETER, INVALID_PARAMETER = 1400, 1401
-
-
 def price_of(model: str, inputs: Any) -> float | None:
     """What a task of `model` with `inputs` costs in USD (None: a model the account cannot price)."""
+    inputs = inputs if isinstance(inputs, dict) else {}
+    if model in IMAGE_PRICES:
+        return round(IMAGE_PRICES[model] * image_count(inputs), 4)
     base = BASE_PRICES.get(model)
     if base is None:
         return None
-    steps = inputs.get("steps", DEFAULT_STEPS) if isinstance(inputs, dict) else DEFAULT_STEPS
+    steps = inputs.get("steps", DEFAULT_STEPS)
     if isinstance(steps, bool) or not isinstance(steps, int):
         steps = DEFAULT_STEPS
     return round(base * steps / 1000, 4)
 
 
-def validation_error(body: Any) -> tuple[int, str] | None:
-    """WaveSpeed's documented parameter rules, with its codes (1400 missing, 1401 invalid); the
-    message mimics its 400 answers. Fields it does not know are ignored, as WaveSpeed does."""
-    if not isinstance(body, dict):
-        return INVALID_PARAMETER, "request body must be a JSON object"
-    data = body.get("data")
-    if data is None or data == "":
-        return MISSING_PARAMETER, "data is required"
-    if not isinstance(data, str):
-        return INVALID_PARAMETER, "data must be a URL"
-    rules: dict[str, tuple[Any, float, float]] = {
-        "steps": (int, 1000, 10000),
-        "learning_rate": ((int, float), 0, 1),
-        "lora_rank": (int, 1, 64),
-    }
-    for name, (kind, low, high) in rules.items():
-        if name in body:
-            value = body[name]
-            if isinstance(value, bool) or not isinstance(value, kind) or not low <= float(value) <= high:
-                return INVALID_PARAMETER, f"{name} must be between {low} and {high}"
-    if "trigger_word" in body and not isinstance(body["trigger_word"], str):
-        return INVALID_PARAMETER, "trigger_word must be a string"
-    return None
+def image_count(inputs: dict[str, Any]) -> int:
+    """How many images an inference body asks for (`num_images`, default 1)."""
+    count = inputs.get("num_images", 1)
+    return count if isinstance(count, int) and not isinstance(count, bool) and count >= 1 else 1

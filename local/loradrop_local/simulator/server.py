@@ -1,32 +1,38 @@
-"""The simulated WaveSpeed: tasks, rate limits, ZIP downloads, signed webhooks with retries."""
+"""The simulated WaveSpeed: tasks, rate limits, media downloads, outputs, signed webhooks with retries."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import random
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
 from loradrop_local.loopback import LoopbackHTTPServer
 from loradrop_local.simulator.http_api import make_handler
+from loradrop_local.simulator.images import CONTENT_TYPES, image_format, lora_key, render
+from loradrop_local.simulator.media import lora_problem, zip_problem
 from loradrop_local.simulator.model import (
+    INFERENCE_MODEL,
     Faults,
     RecordedRequest,
     SimulatorConfig,
     Task,
+    image_count,
     iso,
     parse_iso,
     price_of,
     take_fault,
 )
 from loradrop_local.simulator.outputs import safetensors_chunks
+
+MAX_SEED = 2**31 - 1  # a drawn seed fits a signed 32-bit integer, so any client can keep and send it back
 
 
 class Simulator:
@@ -94,7 +100,7 @@ class Simulator:
         if created_at is not None:
             task.created_at = iso(created_at)
         if status == "completed":
-            task.outputs = [f"{self.url}/outputs/{task.id}/lora-{task.id[:8]}.safetensors"]
+            task.outputs = self.output_urls(task)
         with self._lock:
             self.tasks[task.id] = task
         return task
@@ -125,7 +131,7 @@ class Simulator:
             status="completed",
             output_size=output_size,
         )
-        task.outputs = [f"{self.url}/outputs/{task.id}/lora-{task.id[:8]}.safetensors"]
+        task.outputs = self.output_urls(task)
         self.tasks[task.id] = task
         return task
 
@@ -142,6 +148,39 @@ class Simulator:
         for chunk in chunks():
             digest.update(chunk)
         return size, digest.hexdigest()
+
+    def output_names(self, task: Task) -> list[str]:
+        """The file names under /outputs/<task id>/ a completed task lists: its weights, or its images."""
+        if task.model != INFERENCE_MODEL:
+            return [f"lora-{task.id[:8]}.safetensors"]
+        return [f"{index}.{image_format(task.input)}" for index in range(image_count(task.input))]
+
+    def output_urls(self, task: Task) -> list[str]:
+        return [f"{self.url}/outputs/{task.id}/{name}" for name in self.output_names(task)]
+
+    def image(self, task_id: str, index: int) -> bytes:
+        """Image `index` of an image task, as its output URL serves it."""
+        task = self.tasks[task_id]
+        prompt = str(task.input.get("prompt", ""))
+        return render(prompt, task.seed or 0, lora_key(task.input), index, image_format(task.input))
+
+    def expected_image(self, task_id: str, index: int = 0) -> tuple[int, str]:
+        """Size and SHA-256 of image `index` of an image task."""
+        image = self.image(task_id, index)
+        return len(image), hashlib.sha256(image).hexdigest()
+
+    def output_file(self, task_id: str, name: str) -> tuple[int, Any, str] | None:
+        """What GET /outputs/<task id>/<name> serves, as (size, chunk iterator factory, content type); None:
+        no such image. A training task serves its weights under any name (benchmarks pick their own)."""
+        task = self.tasks.get(task_id)
+        if task is None or task.model != INFERENCE_MODEL:
+            size, chunks = self.output_chunks(task_id)
+            return size, chunks, "application/octet-stream"
+        names = self.output_names(task)
+        if name not in names:
+            return None
+        image = self.image(task_id, names.index(name))
+        return len(image), lambda: iter([image]), CONTENT_TYPES[image_format(task.input)]
 
     def sign(self, webhook_id: str, timestamp: str, body: bytes, secret: str | None = None) -> str:
         key = (secret or self.config.webhook_secret).removeprefix("whsec_").encode()
@@ -207,6 +246,11 @@ class Simulator:
                 return None
             self.config.balance -= price
         task = Task(id=uuid.uuid4().hex, model=f"wavespeed-ai/{model}", input=body, webhook=webhook, api_key=api_key)
+        if task.model == INFERENCE_MODEL:
+            # -1 (or no seed) asks for a random one: drawn here and drawn into the images; the task's `input`
+            # stays the body as submitted, as the docs say webhooks carry it.
+            asked = body.get("seed", -1)
+            task.seed = random.randint(0, MAX_SEED) if asked == -1 else asked
         failure = take_fault(self.faults.task)
         ending = take_fault(self.faults.ending)
         if ending is not None:
@@ -234,8 +278,7 @@ class Simulator:
         if self._stopping.wait(self.config.processing_after):
             return
         task.status = "processing"
-        problem = self._fetch_zip(task.input.get("data", ""))
-        task.zip_fetched = problem is None
+        problem = self._fetch_media(task)
         if self._stopping.wait(self.config.train_seconds):
             return
         while hold is not None and self._releases == hold:  # held: processing until the next release()
@@ -249,34 +292,19 @@ class Simulator:
             message = failure[1].replace("{input}", json.dumps(task.input))
             task.status, task.code, task.error = "failed", failure[0], message
         else:
-            task.outputs = [task.hostile_output or f"{self.url}/outputs/{task.id}/lora-{task.id[:8]}.safetensors"]
+            task.outputs = [task.hostile_output] if task.hostile_output else self.output_urls(task)
             task.status = "completed"
         task.ended_at = time.time()
         self._deliver(task, webhook_fault)
 
-    def _fetch_zip(self, url: str) -> tuple[int, str] | None:  # noqa: PLR0911 - one return per documented failure of a ZIP download
-        """Download the training data as WaveSpeed would; a link that does not work fails with 1402."""
-        query = parse_qs(urlsplit(url).query)
-        if query.get("X-Amz-Algorithm") == ["AWS4-HMAC-SHA256"]:
-            try:
-                signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-                expires = int(query["X-Amz-Expires"][0])
-            except (KeyError, ValueError):
-                return 1402, "media URL is not a valid presigned URL"
-            if time.time() > signed.timestamp() + expires:
-                return 1402, "media URL expired"
-        elif "Signature" in query or "X-Amz-Signature" in query:
-            return 1402, "media URL is not signed with SigV4"
-        try:
-            with self._http.stream("GET", url) as answer:
-                if answer.status_code != 200:
-                    return 1402, f"media URL not reachable (HTTP {answer.status_code})"
-                head = next(answer.iter_bytes(4), b"")
-        except httpx.HTTPError as err:
-            return 1402, f"media URL not reachable: {err}"
-        if not head.startswith(b"PK"):
-            return 1401, "data is not a ZIP archive"
-        return None
+    def _fetch_media(self, task: Task) -> tuple[int, str] | None:
+        """Download what the task needs as WaveSpeed would: the training ZIP, or an image task's LoRAs."""
+        if task.model != INFERENCE_MODEL:
+            problem = zip_problem(self._http, task.input.get("data", ""))
+            task.zip_fetched = problem is None
+            return problem
+        problem, task.loras_fetched = lora_problem(self._http, [path for path, _ in lora_key(task.input)])
+        return problem
 
     def _deliver(self, task: Task, fault: str | None, snapshot: dict[str, Any] | None = None) -> None:
         if not task.webhook or fault == "drop" or self._stopping.is_set():
