@@ -37,8 +37,12 @@ def exif_app1(orientation: int, order: bytes = b"II") -> bytes:
 
 
 def phone_jpeg(width: int, height: int, seed: int, orientation: int, order: bytes = b"II") -> bytes:
-    """A JPEG shaped like an iPhone's: the EXIF APP1 right after the start of image, no JFIF segment."""
-    jpeg = photo(width, height, seed)
+    """A photo shaped like an iPhone's JPEG: the EXIF APP1 right after the start of image, no JFIF segment."""
+    return with_orientation(photo(width, height, seed), orientation, order)
+
+
+def with_orientation(jpeg: bytes, orientation: int, order: bytes = b"II") -> bytes:
+    """A JPEG's bytes with a phone's EXIF APP1 in place of its JFIF segment."""
     rest = jpeg[2:]
     if rest[:2] == b"\xff\xe0":  # Pillow's JFIF APP0: a phone writes none
         (length,) = struct.unpack(">H", rest[2:4])
