@@ -18,7 +18,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from loradrop.hygiene import is_junk, junk_label
+from loradrop.hygiene import is_junk, junk_label, shortened
 from loradrop.ranges import TAIL_BYTES, RangeFile, RangeReader, ReadBudgetExceeded
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class ArchiveReport:
             "junk": len(self.junk),
             "compressed_bytes": self.compressed_bytes,
             "uncompressed_bytes": self.uncompressed_bytes,
-        } | ({"junk_examples": list(self.junk[:JUNK_EXAMPLES])} if self.junk else {})
+        } | ({"junk_examples": [shortened(name) for name in self.junk[:JUNK_EXAMPLES]]} if self.junk else {})
 
 
 @dataclass

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from loradrop.hygiene import shortened
+
 CAPTION_BYTES = 1024  # inflated bytes read per caption
 
 
@@ -123,8 +125,8 @@ def caption_summary(facts: list[CaptionFacts], trigger_word: str | None, shown: 
             "captions_mentioning_trigger": len(with_text) - len(_missing_trigger(facts)),
         }
     examples = {
-        "empty_caption_examples": [f.name for f in facts if f.empty][:shown],
-        "non_utf8_caption_examples": [f.name for f in facts if not f.utf8][:shown],
-        "missing_trigger_examples": _missing_trigger(facts)[:shown] if trigger_word else [],
+        "empty_caption_examples": [f.name for f in facts if f.empty],
+        "non_utf8_caption_examples": [f.name for f in facts if not f.utf8],
+        "missing_trigger_examples": _missing_trigger(facts) if trigger_word else [],
     }
-    return summary | {key: value for key, value in examples.items() if value}
+    return summary | {key: [shortened(name) for name in names[:shown]] for key, names in examples.items() if names}

@@ -194,7 +194,7 @@ class Submitter:
                     ErrorCode.INVALID_DATASET,
                     f"the dataset is not fit to train on: {'; '.join(fatal)}. Fix the dataset and upload again (this "
                     "stack's DatasetPolicy is strict; with warn it would have trained anyway)",
-                    found,
+                    found | {"warnings": archive.report.warnings + dataset.warnings()},  # the rest of the findings
                 )
             if invalid:
                 raise _Refused(ErrorCode.INVALID_PARAMETERS, f"invalid training parameters: {invalid}", found)

@@ -131,6 +131,7 @@ def test_a_dataset_unfit_to_train_on_is_rejected_under_the_strict_policy(world: 
     assert "DatasetPolicy is strict" in job.error
     assert job.dataset is not None
     assert job.dataset["usable"] == 3  # what was found stays on the job for `loradrop status`
+    assert any("3 image(s) under 512 px on the shorter side" in w for w in job.warnings)  # and the other findings
     assert world.wavespeed.posts == []
 
 
