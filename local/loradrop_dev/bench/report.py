@@ -19,7 +19,7 @@ from loradrop_dev.bench.transfer import PART_MIB, THREADS, TRANSFER_ROUNDS, Tran
 def write_report(data: dict[str, Any], seconds: float, path: Path = REPORT) -> None:
     charts = path.parent / "charts"
     lines = [
-        *introduction(seconds),
+        *introduction(seconds, data.get("run_at")),
         *inspection_section(data["inspection"], charts),
         *transfer_section(data["transfer"], data["tuning"], charts),
         *cold_start_section(data, charts),
@@ -33,11 +33,12 @@ def write_report(data: dict[str, Any], seconds: float, path: Path = REPORT) -> N
     path.write_text("\n".join(lines) + "\n")
 
 
-def introduction(seconds: float) -> list[str]:
+def introduction(seconds: float, run_at: str | None = None) -> list[str]:
+    """`run_at`: when the full run was (a report rewritten later, or with one part measured again, keeps it)."""
     return [
         "# Benchmarks",
         "",
-        f"`make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {seconds:.0f} s in all. "
+        f"`make bench` on {run_at or f'{datetime.now(UTC):%Y-%m-%d %H:%M} UTC'}, {seconds:.0f} s in all. "
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{platform.platform()}; shared and noisy, so",
         "every figure stands beside its baseline measured in the same run. moto's server and the WaveSpeed",
