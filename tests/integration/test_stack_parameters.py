@@ -72,6 +72,7 @@ def test_strict_policy_rejects_an_unfit_set_before_any_task(run: dict[str, Any])
     assert "only 3 distinct usable image(s): WaveSpeed's trainer wants at least 4" in job["error"]
     assert job["dataset"]["usable"] == 3
     assert run["poor_posts"] == 0
+    assert "1 duplicate image(s) (same content as another): ana/2.jpg = ana/2 copy.jpg" in job["warnings"]
     rejected = [(kind, dataset) for kind, job_id, dataset in run["events"] if job_id == job["job_id"]]
     assert [kind for kind, _ in rejected] == ["Job Rejected"]
     assert rejected[0][1]["duplicates"] == 1
@@ -100,7 +101,9 @@ def test_every_job_end_sends_one_readable_notification_to_the_address(run: dict[
     poor, healthy, flagged, untriggered = run["poor"], run["healthy"], run["flagged"], run["untriggered"]
     assert sorted(run["notifications"]) == sorted(
         [
-            f"loradrop: poor.zip ended REJECTED (job {poor['job_id']}). [INVALID_DATASET] {poor['error']}",
+            # The set's other findings stay on the rejected job: the summary points to them
+            f"loradrop: poor.zip ended REJECTED (job {poor['job_id']}). [INVALID_DATASET] {poor['error']} "
+            f"{len(poor['warnings'])} warning(s): `loradrop status {poor['job_id']}`.",
             f"loradrop: untriggered.zip ended REJECTED (job {untriggered['job_id']}). [INVALID_DATASET] "
             f"{untriggered['error']}",
             f"loradrop: healthy.zip ended COMPLETED (job {healthy['job_id']}). Weights: {healthy['weights_uri']} "
