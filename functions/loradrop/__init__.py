@@ -38,9 +38,10 @@ Which module owns which rule:
 - `ports`: what the use cases need from outside (WaveSpeed, a queue), as protocols the adapters and the
   unit tests' fakes both fit.
 - `archive` (ZIP inspection) over `ranges` (a file of range reads), `dataset` and `images` (the
-  dataset survey), `egress` (where weights may come from), `signing` (webhook HMAC), `wavespeed` (the
-  REST client), `deadline` (time budgets from the invocation), `credentials` (Secrets Manager),
-  `messages` (queue message shapes), `queues` (the partial-batch loop and redelivery delays),
-  `settings` (each function's environment, composed from parts), `redaction` (no secrets in what
-  leaves), `tls` (the one TLS context), `log_context` (job and task keys on log lines).
+  dataset survey; `findings` says what it found, `captions` judges the captions, `hygiene` names zip
+  tools' junk, odd names and EXIF orientations), `egress` (where weights may come from), `signing`
+  (webhook HMAC), `wavespeed` (the REST client), `deadline` (time budgets from the invocation),
+  `credentials` (Secrets Manager), `messages` (queue message shapes), `queues` (the partial-batch loop
+  and redelivery delays), `settings` (each function's environment, composed from parts), `redaction`
+  (no secrets in what leaves), `tls` (the one TLS context), `log_context` (job and task keys on log lines).
 """

@@ -18,6 +18,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from loradrop.hygiene import is_junk, junk_label, shortened
 from loradrop.ranges import TAIL_BYTES, RangeFile, RangeReader, ReadBudgetExceeded
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 CAPTION_EXTENSION = ".txt"
+JUNK_EXAMPLES = 5
 FEW_IMAGES = 4  # WaveSpeed's trainer page: "try to use at least 4 images, in general the more the better"
 
 _EOCD = b"PK\x05\x06"
@@ -63,23 +65,33 @@ class ArchiveReport:
     compressed_bytes: int
     uncompressed_bytes: int
     trailing_bytes: int = 0
+    junk: tuple[str, ...] = ()  # entries zip tools and operating systems add (never images or captions)
 
     @property
     def warnings(self) -> list[str]:
         """What the archive itself is worth saying (the dataset survey judges the images)."""
+        found = []
         if self.trailing_bytes:
-            return [f"{self.trailing_bytes:,} bytes after the end of the ZIP were ignored (as zip tools do)"]
-        return []
+            found.append(f"{self.trailing_bytes:,} bytes after the end of the ZIP were ignored (as zip tools do)")
+        if self.junk:
+            found.append(
+                f"{len(self.junk)} junk entries left by zip tools ({junk_label(list(self.junk))}): ignored; "
+                "`loradrop submit --fix` leaves them out"
+            )
+        return found
 
     def as_dict(self) -> dict[str, Any]:
+        """The job's `archive` counts. `ignored` counts the user's other files (neither image nor caption);
+        `junk` the entries zip tools added, named in `junk_examples`."""
         return {
             "entries": self.entries,
             "images": self.images,
             "captions": self.captions,
             "ignored": self.ignored,
+            "junk": len(self.junk),
             "compressed_bytes": self.compressed_bytes,
             "uncompressed_bytes": self.uncompressed_bytes,
-        }
+        } | ({"junk_examples": [shortened(name) for name in self.junk[:JUNK_EXAMPLES]]} if self.junk else {})
 
 
 @dataclass
@@ -206,7 +218,7 @@ def open_archive(reader: RangeReader, limits: ArchiveLimits) -> Archive:
         raise ArchiveRejected("the ZIP contains no files: add your training images")
     if len(infos) > limits.max_entries:
         raise _too_many(len(infos), limits)
-    images, captions, ignored, compressed, uncompressed = _check_entries(infos, archive.start_dir, limits)
+    images, captions, junk, ignored, (compressed, uncompressed) = _check_entries(infos, archive.start_dir, limits)
     image_stems = {stem_of(info.filename) for info in images}
     report = ArchiveReport(
         entries=len(infos),
@@ -216,15 +228,18 @@ def open_archive(reader: RangeReader, limits: ArchiveLimits) -> Archive:
         compressed_bytes=compressed,
         uncompressed_bytes=uncompressed,
         trailing_bytes=trailing,
+        junk=tuple(junk),
     )
     return Archive(report=report, zip=archive, file=file, images=images, captions=captions)
 
 
 def _check_entries(
     infos: list[zipfile.ZipInfo], directory_start: int, limits: ArchiveLimits
-) -> tuple[list[zipfile.ZipInfo], list[zipfile.ZipInfo], int, int, int]:
+) -> tuple[list[zipfile.ZipInfo], list[zipfile.ZipInfo], list[str], int, tuple[int, int]]:
+    """Images, captions, junk, how many other files, and the compressed and uncompressed bytes in all."""
     images: list[zipfile.ZipInfo] = []
     captions: list[zipfile.ZipInfo] = []
+    junk: list[str] = []
     ignored = compressed_total = uncompressed_total = 0
     for info in infos:
         name = info.filename
@@ -235,8 +250,8 @@ def _check_entries(
         parts = [p for p in name.replace("\\", "/").split("/") if p]
         if not parts:
             raise ArchiveRejected("the ZIP has an entry without a name: re-create the archive")
-        if "__MACOSX" in parts or parts[-1].startswith("."):
-            ignored += 1
+        if is_junk(name):
+            junk.append(name)
             continue
         if encrypted:
             raise ArchiveRejected(f"entry {_shown(name)} is encrypted: upload an archive without a password")
@@ -269,7 +284,7 @@ def _check_entries(
             f"no images found ({', '.join(IMAGE_EXTENSIONS)}) among {len(infos)} entries: "
             "put your training photos in the ZIP (folders are fine)"
         )
-    return images, captions, ignored, compressed_total, uncompressed_total
+    return images, captions, junk, ignored, (compressed_total, uncompressed_total)
 
 
 def _check_layout(info: zipfile.ZipInfo, directory_start: int) -> bool:

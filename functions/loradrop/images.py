@@ -1,6 +1,8 @@
 """What an image file is, and how large, from its first bytes: PNG's IHDR, JPEG's SOF, WebP's VP8/VP8L/VP8X
 headers; other formats are named so a user learns what the trainer was given (an iPhone's HEIC renamed
-.jpg, say)."""
+.jpg, say). For a JPEG also its EXIF orientation, from the APP1 block that lies before the frame header
+(so within the bytes already read). PNG's optional eXIf chunk and WebP's EXIF chunk are not read: cameras
+and phones write orientation into JPEGs, and WebP keeps its EXIF after the image data."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ class ImageHeader:
     width: int | None = None
     height: int | None = None
     complete: bool = True
+    orientation: int | None = None  # EXIF orientation (1 = as stored; 2-8 = mirrored and/or turned)
 
 
 def sniff(data: bytes, *, whole: bool = False) -> ImageHeader:  # noqa: PLR0911 - one return per format
@@ -91,13 +94,15 @@ def _webp(data: bytes, whole: bool) -> ImageHeader:  # noqa: PLR0911 - three chu
 
 
 def _jpeg(data: bytes, whole: bool) -> ImageHeader:
-    """Walk the markers to the frame header; stop at the scan (no frame header before it: no size)."""
+    """Walk the markers to the frame header, noting the EXIF orientation on the way; stop at the scan (no
+    frame header before it: no size)."""
     position = 2
+    orientation = None
     while True:
         if position + 4 > len(data):
-            return ImageHeader("JPEG", complete=whole)
+            return ImageHeader("JPEG", complete=whole, orientation=orientation)
         if data[position] != 0xFF:
-            return ImageHeader("JPEG")  # not a marker where one must be: a damaged file
+            return ImageHeader("JPEG", orientation=orientation)  # not a marker where one must be: a damaged file
         marker = data[position + 1]
         if marker == 0xFF:  # fill byte
             position += 1
@@ -106,13 +111,38 @@ def _jpeg(data: bytes, whole: bool) -> ImageHeader:
             position += 2
             continue
         if marker in (0xD9, 0xDA):
-            return ImageHeader("JPEG")
+            return ImageHeader("JPEG", orientation=orientation)
         (length,) = struct.unpack(">H", data[position + 2 : position + 4])
         if marker in _JPEG_FRAMES:
             if position + 9 > len(data):
-                return ImageHeader("JPEG", complete=whole)
+                return ImageHeader("JPEG", complete=whole, orientation=orientation)
             height, width = struct.unpack(">HH", data[position + 5 : position + 9])
-            return ImageHeader("JPEG", width, height)
+            return ImageHeader("JPEG", width, height, orientation=orientation)
         if length < 2:
-            return ImageHeader("JPEG")
+            return ImageHeader("JPEG", orientation=orientation)
+        segment = data[position + 4 : position + 2 + length]
+        if marker == 0xE1 and orientation is None and segment.startswith(b"Exif\x00\x00"):
+            orientation = exif_orientation(segment[6:])
         position += 2 + length
+
+
+_ORIENTATION_TAG = 0x0112
+_SHORT = 3
+
+
+def exif_orientation(tiff: bytes) -> int | None:
+    """The Orientation tag (0x0112) of IFD0 in an EXIF block's TIFF structure, either byte order; None when
+    the block is cut short, malformed or has no such tag."""
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or len(tiff) < 8 or struct.unpack(order + "H", tiff[2:4])[0] != 42:
+        return None
+    (ifd,) = struct.unpack(order + "I", tiff[4:8])
+    if ifd + 2 > len(tiff):
+        return None
+    (count,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
+    for entry in range(ifd + 2, min(ifd + 2 + 12 * count, len(tiff) - 11), 12):
+        tag, kind, number = struct.unpack(order + "HHI", tiff[entry : entry + 8])
+        if tag == _ORIENTATION_TAG and kind == _SHORT and number == 1:
+            (value,) = struct.unpack(order + "H", tiff[entry + 8 : entry + 10])
+            return value if 1 <= value <= 8 else None
+    return None

@@ -53,21 +53,33 @@ def _wavespeed_timing(task: Task) -> dict[str, Any]:
     return found
 
 
+def trigger_in_captions(dataset: dict[str, Any]) -> str | None:
+    """Whether the captions mention the trigger word: "all", "some" or "none" of those with text; None when
+    there are no captions, or the survey predates the check."""
+    with_text, mentioning = dataset.get("captions_with_text"), dataset.get("captions_mentioning_trigger")
+    if not with_text or mentioning is None:
+        return None
+    return "all" if mentioning == with_text else "some" if mentioning else "none"
+
+
 def build_card(job: Job, task: Task, stored: StoredWeights, stored_at: str) -> dict[str, Any]:
     """The card of a job whose weights were just stored."""
     params = job.public().get("params", {})
-    captions = (job.dataset or {}).get("captions", (job.archive or {}).get("captions", 0))
+    dataset = job.public().get("dataset", {})
+    captions = dataset.get("captions", (job.archive or {}).get("captions", 0))
     return {
         "card_version": CARD_VERSION,
         "name": job.job_id,
         "trigger_word": params.get("trigger_word"),
         # WaveSpeed: "if captions are provided the trigger word will not be used".
         "trigger_word_used": not captions,
+        # With captions, the LoRA answers to the trigger word only as far as the captions say it.
+        "trigger_word_in_captions": trigger_in_captions(dataset) if captions else None,
         "parameters": {key: params[key] for key in _PARAMETERS if key in params},
         "trainer": {"provider": "WaveSpeed", "model": params.get("model"), "task_id": task.id}
         | ({"task_created_at": task.created_at} if task.created_at else {})
         | _wavespeed_timing(task),
-        "dataset": job.public().get("dataset", {}),
+        "dataset": dataset,
         "source": {
             "bucket": job.source_bucket,
             "key": job.source_key,
@@ -120,17 +132,34 @@ def _size_range(dataset: dict[str, Any]) -> str:
     return str(smallest) if smallest == largest else f"{smallest} to {largest}"
 
 
+def _usage(card: dict[str, Any]) -> str:
+    """How to prompt the LoRA: with the trigger word the trainer used, or with what the captions said."""
+    trigger, mentioned = card["trigger_word"], card.get("trigger_word_in_captions")
+    if card["trigger_word_used"]:
+        return f"**Trigger word:** `{trigger}` — put it in your prompts, e.g. `a photo of {trigger}`."
+    said = "**Captions:** the dataset had captions, so WaveSpeed trained on them and ignored the trigger word"
+    dataset = card.get("dataset", {})
+    if mentioned == "all":
+        return f"{said}; every caption mentions `{trigger}`, so the LoRA answers to it: e.g. `a photo of {trigger}`."
+    if mentioned == "some":
+        return (
+            f"{said}; only {dataset.get('captions_mentioning_trigger')} of {dataset.get('captions_with_text')} "
+            f"captions mention `{trigger}`, so the LoRA may answer to it only weakly: prompt with your captions' words."
+        )
+    if mentioned == "none":
+        return (
+            f"{said}; none of them mentions `{trigger}`, so the LoRA will not answer to it: prompt with the words "
+            "your captions used."
+        )
+    return f"{said}: prompt with the words your captions used."
+
+
 def card_readme(card: dict[str, Any]) -> bytes:
     """A short page a person can read."""
     weights, trainer, trigger = card["weights"], card["trainer"], card["trigger_word"]
-    prompt = f"a photo of {trigger}" if card["trigger_word_used"] else "a photo of ... (in your captions' words)"
-    if card["trigger_word_used"]:
-        usage = f"**Trigger word:** `{trigger}` — put it in your prompts, e.g. `a photo of {trigger}`."
-    else:
-        usage = (
-            "**Captions:** the dataset had captions, so WaveSpeed trained on them and did not use a trigger word: "
-            "prompt with the words your captions used."
-        )
+    answers = card["trigger_word_used"] or card.get("trigger_word_in_captions") == "all"
+    prompt = f"a photo of {trigger}" if answers else "a photo of ... (in your captions' words)"
+    usage = _usage(card)
     rows = _rows(card)
     lines = [
         f"# LoRA `{card['name']}`",

@@ -21,6 +21,18 @@ class RangeReader(Protocol):
     def read(self, start: int, length: int) -> bytes: ...
 
 
+class BytesReader:
+    """A RangeReader over bytes in memory: `loradrop submit` checks the archive it is about to upload with the
+    same code SubmitTraining runs over S3."""
+
+    def __init__(self, data: bytes) -> None:
+        self.size = len(data)
+        self._data = data
+
+    def read(self, start: int, length: int) -> bytes:
+        return self._data[start : start + length]
+
+
 class ReadBudgetExceeded(Exception):
     """A read would fetch more than the file's budget allows (a lying directory size, say)."""
 

@@ -184,19 +184,24 @@ class Submitter:
         )
         try:
             head = self._head(job, target)
-            archive, dataset, found = self._inspect(job, head)
+            # Parsed before the survey, which checks the captions for the trigger word; an invalid set is still
+            # refused for its dataset first, as before, and for its parameters only after.
+            try:
+                params, unknown_keys = TrainingParams.from_metadata(head.get("Metadata", {}), self._defaults)
+                invalid = None
+            except InvalidParameters as err:
+                params, unknown_keys, invalid = self._defaults, [], err
+            archive, dataset, found = self._inspect(job, head, None if invalid else params.trigger_word)
             fatal = dataset.fatal()
             if fatal and self._settings.dataset_policy == "strict":
                 raise _Refused(
                     ErrorCode.INVALID_DATASET,
-                    f"the dataset is not fit to train on: {'; '.join(fatal)}. Fix the images and upload again (this "
+                    f"the dataset is not fit to train on: {'; '.join(fatal)}. Fix the dataset and upload again (this "
                     "stack's DatasetPolicy is strict; with warn it would have trained anyway)",
-                    found,
+                    found | {"warnings": archive.report.warnings + dataset.warnings()},  # the rest of the findings
                 )
-            try:
-                params, unknown_keys = TrainingParams.from_metadata(head.get("Metadata", {}), self._defaults)
-            except InvalidParameters as err:
-                raise _Refused(ErrorCode.INVALID_PARAMETERS, f"invalid training parameters: {err}", found) from err
+            if invalid:
+                raise _Refused(ErrorCode.INVALID_PARAMETERS, f"invalid training parameters: {invalid}", found)
         except _Refused as refused:
             return self._reject(job, refused.code, refused.reason, refused.found)
         wavespeed = self._client()
@@ -256,8 +261,11 @@ class Submitter:
             )
         return head
 
-    def _inspect(self, job: Job, head: HeadObjectOutputTypeDef) -> tuple[Archive, DatasetReport, dict[str, Any]]:
-        """The archive checked by range reads and its images surveyed; what was found, as the job keeps it."""
+    def _inspect(
+        self, job: Job, head: HeadObjectOutputTypeDef, trigger_word: str | None
+    ) -> tuple[Archive, DatasetReport, dict[str, Any]]:
+        """The archive checked by range reads, its images and captions surveyed (the captions for the trigger
+        word); what was found, as the job keeps it."""
         reader = S3RangeReader(self._s3, job.source_bucket, job.source_key, head["ContentLength"], job.source_version)
         try:
             archive = open_archive(reader, self._limits)
@@ -265,7 +273,7 @@ class Submitter:
             raise _Refused(ErrorCode.INVALID_UPLOAD, str(err) or "invalid archive") from err
         finally:
             logger.info("archive inspected", extra={"bytes_read": reader.bytes_read, "range_reads": reader.requests})
-        dataset = survey(archive)
+        dataset = survey(archive, trigger_word=trigger_word)
         logger.info(
             "dataset surveyed",
             extra=dataset.read_stats()

@@ -109,8 +109,25 @@ def _add_local_stack_commands(commands: Subcommands) -> None:
 
 
 def _add_submit(commands: Subcommands) -> None:
-    submit = commands.add_parser("submit", help="upload a folder or ZIP of training images")
+    submit = commands.add_parser(
+        "submit",
+        help="check a folder or ZIP of training images, then upload it",
+        description=(
+            "Before uploading, runs the checks SubmitTraining runs (duplicates, formats, sizes; captions that are\n"
+            "empty, not UTF-8 or never name the trigger word; zip tools' junk, images stored turned, odd names)\n"
+            "and prints what the job will say. --fix uploads a clean archive instead: junk left out, JPEGs turned\n"
+            "upright by their EXIF orientation, captions re-encoded as UTF-8."
+        ),
+        epilog="--check exits 0, or 3 when a stack with DatasetPolicy=strict would reject the upload.\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     submit.add_argument("path", type=Path, help="a folder of images (zipped on the fly, captions kept) or a .zip")
+    submit.add_argument("--check", action="store_true", help="only check (and --fix) the dataset: upload nothing")
+    submit.add_argument(
+        "--fix",
+        action="store_true",
+        help="upload a clean archive: no junk, JPEGs turned upright (pixels, not EXIF), captions as UTF-8",
+    )
     submit.add_argument("--name", help="object name under uploads/ (default: the folder or file name)")
     for field, (meta_key, rule) in PARAMETER_METADATA.items():
         kind: Any = str

@@ -10,7 +10,7 @@ import os
 import time
 import zipfile
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -34,9 +34,13 @@ from loradrop_cli.job_client import (
     stack_target,
     upload,
 )
+from loradrop_cli.preflight import check, clean, show, trigger_word_for
 from loradrop_cli.spending import cmd_budget as show_budget
 from loradrop_cli.spending import print_quote
 from loradrop_cli.view import console_for, describe, jobs_table
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # What a script can rely on: the job's state, or why loradrop could not do what was asked.
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_REJECTED, EXIT_RUNNING = 0, 1, 2, 3, 4
@@ -106,13 +110,27 @@ def zip_folder(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
+def _checked(body: bytes, args: argparse.Namespace, console: Console) -> tuple[bytes, bool]:
+    """The archive to upload (cleaned with --fix) after SubmitTraining's checks have been printed, and
+    whether a strict stack would reject it."""
+    trigger_word, default = trigger_word_for(args.trigger_word)
+    if args.fix:
+        body, fixed = clean(body)
+        console.print(f"fixed: {len(fixed) or 'nothing to fix'}" + "".join(f"\n  fixed    {fix}" for fix in fixed))
+    verdict = check(body, trigger_word)
+    show(verdict, trigger_word, default, console)
+    return body, bool(verdict.unfit or verdict.rejected)
+
+
 def cmd_submit(args: argparse.Namespace, out: TextIO) -> int:
     metadata = _metadata_from_args(args)
-    body = _training_bytes(args.path)
-    target = resolve_target(args)
-    if args.quote:
-        return print_quote(target, metadata, out)
     console = console_for(out)
+    body, unfit = _checked(_training_bytes(args.path), args, console)
+    if args.check:
+        return EXIT_REJECTED if unfit else EXIT_OK
+    target = resolve_target(args)
+    if args.quote:  # after the checks: a user sees what the set is worth and what it would cost
+        return print_quote(target, metadata, out)
     name = args.name or args.path.resolve().name.removesuffix(".zip").removesuffix(".ZIP")
     key = f"uploads/{name}.zip"
     job_id = upload(target, key, body, metadata, console)

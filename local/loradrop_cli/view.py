@@ -195,7 +195,12 @@ def dataset_summary(dataset: dict[str, Any]) -> str:
         same = dataset["smallest"] == dataset["largest"]
         sizes = dataset["smallest"] if same else f"{dataset['smallest']} to {dataset['largest']}"
         parts.append(f"{sizes}, {dataset['megapixels']:g} MP in all")
-    parts.append(f"{dataset['captions']} of {dataset['images']} captioned")
+    captioned = f"{dataset['captions']} of {dataset['images']} captioned"
+    if "captions_mentioning_trigger" in dataset:
+        captioned += (
+            f" ({dataset['captions_mentioning_trigger']} of {dataset['captions_with_text']} name the trigger word)"
+        )
+    parts.append(captioned)
     if dataset.get("not_surveyed"):
         parts.append(f"{dataset['not_surveyed']} not surveyed")
     return " · ".join(part for part in parts if part)
@@ -204,10 +209,13 @@ def dataset_summary(dataset: dict[str, Any]) -> str:
 def reading_summary(archive: dict[str, Any], size: int | None) -> str:
     """What inspecting the upload cost, against its size."""
     whole = f" of {size:,}" if size else ""
-    return (
+    text = (
         f"{archive['bytes_read']:,}{whole} bytes in {archive['range_reads']} range GET(s), "
         f"at most {archive.get('survey_bytes_per_image_max', 0):,} per image"
     )
+    if archive.get("captions_read"):
+        text += f"; {archive['caption_bytes_read']:,} for {archive['captions_read']} caption(s)"
+    return text
 
 
 # ----- many jobs -----

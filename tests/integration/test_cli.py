@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from loradrop_cli.cli import main
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import png, training_zip
 from tests.integration.helpers import posts_for
+from tests.integration.test_dataset_insight import macos_set
 
 pytestmark = pytest.mark.integration
 
@@ -312,3 +314,25 @@ def test_on_a_terminal_transfers_show_progress_and_waiting_a_live_line(local_sta
     assert re.search(r"downloading\s+━+\s+1\.0/1\.0 MB", shown)
     assert re.search(r"\[\d\d:\d\d\] COMPLETED\s+completed\s+queue \d+\.\d s · training", shown)
     assert "\x1b[" in out.getvalue()  # coloured
+
+
+def test_submit_fix_uploads_a_clean_archive_that_trains_without_the_findings(stack: LocalStack, tmp_path: Path) -> None:
+    stack.write_state(tmp_path)
+    # Given a ZIP made by macOS Archive Utility, with an iPhone photo stored turned and a Latin-1 caption
+    archive = tmp_path / "mac.zip"
+    archive.write_bytes(macos_set())
+    # When it is submitted with --fix
+    code, output = run("--state-dir", str(tmp_path), "submit", str(archive), "--trigger-word", "zxq", "--fix", "--wait")
+    # Then what was fixed is printed, and the job trains on a clean archive: no junk, nothing turned, UTF-8
+    assert code == 0, output
+    assert "  fixed    12 junk entries left out" in output
+    assert "  fixed    set/IMG_0042.jpg: turned upright (EXIF orientation 6)" in output
+    assert "checked the dataset for trigger word 'zxq': no finding(s)" in output
+    job_id = re.search(r"job id   (\S+)", output).group(1)  # type: ignore[union-attr]
+    job = stack.job(job_id)
+    assert job is not None
+    assert (job["status"], job["warnings"], job["archive"]["junk"]) == ("COMPLETED", [], 0)
+    uploaded = stack.client("s3").get_object(Bucket=stack.uploads_bucket, Key="uploads/mac.zip")["Body"].read()
+    with zipfile.ZipFile(io.BytesIO(uploaded)) as clean:
+        assert not any("__MACOSX" in name or ".DS_Store" in name for name in clean.namelist())
+        assert clean.read("set/IMG_0042.txt").decode() == "zxq in a café"

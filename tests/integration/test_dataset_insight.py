@@ -11,7 +11,8 @@ import pytest
 
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import photo
-from tests.integration.helpers import TERMINAL, log_lines
+from tests.integration.helpers import TERMINAL, events_for, log_lines
+from tests.unit.datasets import macos_zip, phone_jpeg
 
 pytestmark = pytest.mark.integration
 
@@ -59,3 +60,39 @@ def test_the_survey_is_on_the_job_and_its_findings_are_warnings(stack: LocalStac
     assert job["archive"]["survey_bytes_per_image_max"] <= 4096 + 200
     surveyed = [json.loads(line) for line in log_lines(stack).splitlines() if '"dataset surveyed"' in line]
     assert any(line.get("job_id") == job["job_id"] and line["surveyed"] == 5 for line in surveyed)
+
+
+def macos_set() -> bytes:
+    """Five photos compressed with macOS Archive Utility: one an iPhone's, stored turned (EXIF orientation 6),
+    one caption saved by an editor in Latin-1, every caption naming the trigger word "zxq"."""
+    files = {f"{i}.jpg": photo(768, 768, i) for i in range(4)} | {"IMG_0042.jpg": phone_jpeg(800, 600, 42, 6)}
+    captions = {f"{i}.txt": f"a photo of zxq, pose {i}".encode() for i in range(4)}
+    return macos_zip(files | captions | {"IMG_0042.txt": "zxq in a café".encode("latin-1")})
+
+
+def test_a_macos_zip_with_a_latin1_caption_and_a_turned_photo_trains_with_each_finding_named(
+    stack: LocalStack, key: str
+) -> None:
+    job = stack.wait_for(stack.upload(key, macos_set(), {"trigger-word": "zxq"}), TERMINAL)
+    assert job["status"] == "COMPLETED"
+    warnings = job["warnings"]
+    assert [w.split(" ", 2)[1] for w in warnings] == ["junk", "image(s)", "caption(s)"]
+    assert warnings[0].startswith("12 junk entries left by zip tools (.DS_Store, __MACOSX/…): ignored")
+    assert "set/IMG_0042.jpg (turned 90° (shown turned clockwise), EXIF orientation 6)" in warnings[1]
+    assert warnings[2].endswith(
+        "not UTF-8 (the trainer may misread them): save them as UTF-8, or `loradrop submit "
+        "--fix` re-encodes them: set/IMG_0042.txt"
+    )
+    assert (job["archive"]["images"], job["archive"]["captions"], job["archive"]["junk"]) == (5, 5, 12)
+    assert (job["dataset"]["rotated"], job["dataset"]["captions_mentioning_trigger"]) == (1, 5)
+    # The model card carries the warnings and says the LoRA answers to the trigger word its captions name
+    bucket, card_key = job["model_card_uri"].removeprefix("s3://").split("/", 1)
+    s3 = stack.client("s3")
+    card = json.loads(s3.get_object(Bucket=bucket, Key=card_key)["Body"].read())
+    assert (card["trigger_word_used"], card["trigger_word_in_captions"], card["warnings"]) == (False, "all", warnings)
+    readme = s3.get_object(Bucket=bucket, Key=card_key.replace("model-card.json", "README.md"))["Body"].read()
+    assert "every caption mentions `zxq`, so the LoRA answers to it" in readme.decode()
+    assert "- 12 junk entries left by zip tools" in readme.decode()
+    # And so does the "Job Completed" event
+    (event,) = [e for e in events_for(stack, job["job_id"]) if e["detail-type"] == "Job Completed"]
+    assert event["detail"]["warnings"] == warnings

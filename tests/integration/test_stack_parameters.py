@@ -1,6 +1,7 @@
 """A stack deployed with non-default parameters, as `sam deploy --parameter-overrides` would set them:
 DatasetPolicy=strict, NotifyEmail and WaveSpeedTier=Silver. It runs in a process of its own (moto's state
-is per process), and takes an unfit set, a healthy set and a failing task."""
+is per process), and takes an unfit set, a set whose captions never name the trigger word, a healthy set and
+a failing task."""
 
 from __future__ import annotations
 
@@ -21,14 +22,18 @@ import json, time
 from loradrop_local.aws.stack import LocalStack, StackOptions
 from tests.integration.test_dataset_insight import healthy_set, poor_set
 from tests.integration.helpers import TERMINAL, posts_for
+from loradrop_local.dataset import training_zip
 parameters = {{"DatasetPolicy": "strict", "NotifyEmail": "{EMAIL}", "WaveSpeedTier": "Silver"}}
 with LocalStack(StackOptions(parameters=parameters, run_reconciler=False)) as stack:
     poor = stack.wait_for(stack.upload("uploads/poor.zip", poor_set()), TERMINAL)
     healthy = stack.wait_for(stack.upload("uploads/healthy.zip", healthy_set()), TERMINAL)
+    # Captions that say "p3r5on", an upload that asks for "zxq"
+    unnamed = training_zip(images=5, size=640, kind="JPEG", trigger_word="p3r5on")
+    untriggered = stack.wait_for(stack.upload("uploads/untriggered.zip", unnamed, {{"trigger-word": "zxq"}}), TERMINAL)
     stack.simulator.faults.task.append((1200, "an image was flagged"))
     flagged = stack.wait_for(stack.upload("uploads/flagged.zip", healthy_set()), TERMINAL)
     deadline, notes = time.monotonic() + 10, []
-    while len(notes) < 3 and time.monotonic() < deadline:
+    while len(notes) < 4 and time.monotonic() < deadline:
         notes += stack.notifications()
         time.sleep(0.1)
     sns = stack.client("sns")
@@ -38,6 +43,7 @@ with LocalStack(StackOptions(parameters=parameters, run_reconciler=False)) as st
         "policy": stack.function_environment("SubmitTrainingFunction")["DATASET_POLICY"],
         "poor": poor, "healthy": healthy, "flagged": flagged,
         "poor_posts": len(posts_for(stack, "uploads/poor.zip")),
+        "untriggered": untriggered, "untriggered_posts": len(posts_for(stack, "uploads/untriggered.zip")),
         "events": [(e["detail-type"], e["detail"]["job_id"], e["detail"].get("dataset")) for e in stack.drain_events()],
         "notifications": notes,
         "subscriptions": [(s["Protocol"], s["Endpoint"]) for s in subscribed],
@@ -66,9 +72,21 @@ def test_strict_policy_rejects_an_unfit_set_before_any_task(run: dict[str, Any])
     assert "only 3 distinct usable image(s): WaveSpeed's trainer wants at least 4" in job["error"]
     assert job["dataset"]["usable"] == 3
     assert run["poor_posts"] == 0
+    assert "1 duplicate image(s) (same content as another): ana/2.jpg = ana/2 copy.jpg" in job["warnings"]
     rejected = [(kind, dataset) for kind, job_id, dataset in run["events"] if job_id == job["job_id"]]
     assert [kind for kind, _ in rejected] == ["Job Rejected"]
     assert rejected[0][1]["duplicates"] == 1
+
+
+def test_strict_policy_rejects_captions_that_never_name_the_trigger_word_before_any_task(run: dict[str, Any]) -> None:
+    job = run["untriggered"]
+    assert (job["status"], job["error_code"]) == ("REJECTED", "INVALID_DATASET")
+    assert job["error"].startswith(
+        "the dataset is not fit to train on: no caption mentions the trigger word 'zxq': with captions WaveSpeed "
+        "ignores trigger_word, so the LoRA would not answer to it"
+    )
+    assert (job["dataset"]["captions_with_text"], job["dataset"]["captions_mentioning_trigger"]) == (5, 0)
+    assert run["untriggered_posts"] == 0
 
 
 def test_strict_policy_trains_a_healthy_set(run: dict[str, Any]) -> None:
@@ -80,10 +98,14 @@ def test_strict_policy_trains_a_healthy_set(run: dict[str, Any]) -> None:
 
 def test_every_job_end_sends_one_readable_notification_to_the_address(run: dict[str, Any]) -> None:
     assert run["subscriptions"] == [["email", EMAIL]]
-    poor, healthy, flagged = run["poor"], run["healthy"], run["flagged"]
+    poor, healthy, flagged, untriggered = run["poor"], run["healthy"], run["flagged"], run["untriggered"]
     assert sorted(run["notifications"]) == sorted(
         [
-            f"loradrop: poor.zip ended REJECTED (job {poor['job_id']}). [INVALID_DATASET] {poor['error']}",
+            # The set's other findings stay on the rejected job: the summary points to them
+            f"loradrop: poor.zip ended REJECTED (job {poor['job_id']}). [INVALID_DATASET] {poor['error']} "
+            f"{len(poor['warnings'])} warning(s): `loradrop status {poor['job_id']}`.",
+            f"loradrop: untriggered.zip ended REJECTED (job {untriggered['job_id']}). [INVALID_DATASET] "
+            f"{untriggered['error']}",
             f"loradrop: healthy.zip ended COMPLETED (job {healthy['job_id']}). Weights: {healthy['weights_uri']} "
             f"({healthy['weights_size'] / 1024**2:,.1f} MiB, SHA-256 {healthy['weights_sha256']}). "
             f"Model card: {healthy['model_card_uri']}.",

@@ -26,7 +26,7 @@ def rejection(data: bytes, limits: ArchiveLimits = LIMITS) -> str:
     return str(caught.value)
 
 
-def test_counts_images_and_matching_captions_and_ignores_mac_litter() -> None:
+def test_counts_images_and_matching_captions_and_names_mac_litter_as_junk() -> None:
     data = make_zip(
         {
             "set/a.jpg": b"1",
@@ -42,8 +42,11 @@ def test_counts_images_and_matching_captions_and_ignores_mac_litter() -> None:
         }
     )
     report = inspect(data)
-    assert (report.images, report.captions, report.ignored, report.entries) == (4, 1, 3, 10)
-    assert report.warnings == []
+    assert (report.images, report.captions, report.ignored, report.entries) == (4, 1, 1, 10)
+    assert report.junk == ("__MACOSX/set/._a.jpg", "set/.DS_Store")
+    assert report.warnings == [
+        "2 junk entries left by zip tools (__MACOSX/…, .DS_Store): ignored; `loradrop submit --fix` leaves them out"
+    ]
 
 
 def test_few_images_is_not_a_rejection_the_dataset_survey_judges_it() -> None:

@@ -8,7 +8,8 @@ import struct
 import pytest
 from PIL import Image
 
-from loradrop.images import sniff
+from loradrop.images import exif_orientation, sniff
+from tests.unit.datasets import exif_app1, phone_jpeg
 
 
 def encoded(kind: str, size: tuple[int, int], **options: object) -> bytes:
@@ -83,3 +84,25 @@ def test_a_cut_off_header_asks_for_more_unless_the_file_ended() -> None:
 def test_a_damaged_jpeg_ends_the_walk_without_a_size() -> None:
     header = sniff(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(5) + b"garbage where a marker must be")
     assert (header.format, header.width, header.complete) == ("JPEG", None, True)
+
+
+@pytest.mark.parametrize("order", [b"II", b"MM"], ids=["little-endian", "big-endian"])
+def test_a_phones_exif_orientation_is_read_from_the_app1_block_in_either_byte_order(order: bytes) -> None:
+    data = phone_jpeg(800, 600, 1, orientation=6, order=order)
+    assert Image.open(io.BytesIO(data)).getexif()[0x0112] == 6  # Pillow reads the same bytes the same way
+    header = sniff(data[:4096])
+    assert (header.format, header.width, header.height, header.orientation) == ("JPEG", 800, 600, 6)
+
+
+def test_a_jpeg_without_exif_or_with_an_upright_one_has_no_turn_to_report() -> None:
+    assert sniff(encoded("JPEG", (64, 64))[:4096]).orientation is None
+    assert sniff(phone_jpeg(64, 64, 1, orientation=1)[:4096]).orientation == 1
+
+
+def test_an_app1_that_is_not_exif_or_is_cut_short_gives_no_orientation() -> None:
+    xmp = b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta/>"
+    jpeg = encoded("JPEG", (64, 64))
+    data = jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(xmp) + 2) + xmp + jpeg[2:]
+    assert sniff(data).orientation is None
+    cut = exif_app1(6)[:20]  # the TIFF header but not its directory
+    assert exif_orientation(cut[10:]) is None

@@ -143,6 +143,7 @@ def test_a_model_card_and_readme_are_written_beside_the_weights(world: World) ->
     assert job.model_card_uri == "s3://weights/loras/ana-1/model-card.json"
     card = json.loads(world.s3.get_object(Bucket="weights", Key="loras/ana-1/model-card.json")["Body"].read())
     assert (card["trigger_word"], card["trigger_word_used"]) == ("zxq", True)  # no captions: the word was used
+    assert card["trigger_word_in_captions"] is None
     assert card["parameters"] == {"steps": 1500, "learning_rate": 0.0004, "lora_rank": 16}
     assert card["trainer"] == {"provider": "WaveSpeed", "model": "m", "task_id": TASK}
     assert card["weights"]["sha256"] == hashlib.sha256(world.cdn.body).hexdigest() == job.weights_sha256
@@ -158,6 +159,28 @@ def test_a_model_card_and_readme_are_written_beside_the_weights(world: World) ->
     assert "**Trigger word:** `zxq`" in text
     assert f"`{job.weights_sha256}`" in text
     assert "3 (BF16 2, F32 1)" in text
+
+
+@pytest.mark.parametrize(
+    ("mentioning", "in_captions", "says"),
+    [
+        (5, "all", "every caption mentions `zxq`, so the LoRA answers to it: e.g. `a photo of zxq`."),
+        (2, "some", "only 2 of 5 captions mention `zxq`, so the LoRA may answer to it only weakly"),
+        (0, "none", "none of them mentions `zxq`, so the LoRA will not answer to it"),
+    ],
+)
+def test_the_model_card_says_whether_the_captions_name_the_trigger_word(
+    world: World, mentioning: int, in_captions: str, says: str
+) -> None:
+    world.cdn.body = safetensors_file(LORA, {"format": "pt"})
+    dataset = {"images": 5, "captions": 5, "captions_with_text": 5, "captions_mentioning_trigger": mentioning}
+    job_in(world.jobs, JobStatus.STORING, params={"trigger_word": "zxq", "model": "m"}, dataset=dataset)
+    store(world)
+    card = json.loads(world.s3.get_object(Bucket="weights", Key="loras/ana-1/model-card.json")["Body"].read())
+    assert (card["trigger_word_used"], card["trigger_word_in_captions"]) == (False, in_captions)
+    text = world.s3.get_object(Bucket="weights", Key="loras/ana-1/README.md")["Body"].read().decode()
+    assert "the dataset had captions, so WaveSpeed trained on them and ignored the trigger word" in text
+    assert says in text
 
 
 def test_weights_that_are_no_safetensors_file_complete_with_a_warning(world: World) -> None:

@@ -131,6 +131,7 @@ def test_a_dataset_unfit_to_train_on_is_rejected_under_the_strict_policy(world: 
     assert "DatasetPolicy is strict" in job.error
     assert job.dataset is not None
     assert job.dataset["usable"] == 3  # what was found stays on the job for `loradrop status`
+    assert any("3 image(s) under 512 px on the shorter side" in w for w in job.warnings)  # and the other findings
     assert world.wavespeed.posts == []
 
 
@@ -142,6 +143,49 @@ def test_a_healthy_dataset_passes_the_strict_policy(world: World) -> None:
     assert job.warnings == []
     assert job.dataset is not None
     assert job.dataset["smallest"] == "640x640"
+
+
+def strict(world: World) -> None:
+    world.submitter._settings = world.submitter._settings.model_copy(update={"dataset_policy": "strict"})
+
+
+def test_captions_are_checked_for_the_trigger_word_the_upload_asks_for(world: World) -> None:
+    # Given captions that say "p3r5on" (the stack's default) but an upload that asks for "zxq"
+    job = world.submitter.accept_upload(
+        upload(world, training_zip(images=5, size=640, kind="JPEG"), {"trigger-word": "zxq"})
+    )
+    # Then under warn it trains, and the job says why the LoRA will not answer to "zxq"
+    assert job.status is JobStatus.SUBMITTED
+    assert any(w.startswith("no caption mentions the trigger word 'zxq'") for w in job.warnings)
+    assert job.dataset is not None
+    assert job.archive is not None
+    assert (job.dataset["captions_with_text"], job.dataset["captions_mentioning_trigger"]) == (5, 0)
+    assert job.archive["captions_read"] == 5
+    assert 0 < job.archive["caption_bytes_read"] <= job.archive["survey_bytes_read"]
+    # The tail, then at most a request per image: each caption came with its neighbour
+    assert job.archive["survey_range_reads"] == job.archive["range_reads"] - 1 <= 5
+
+
+def test_captions_that_never_name_the_trigger_word_are_rejected_under_strict_before_any_post(world: World) -> None:
+    strict(world)
+    job = world.submitter.accept_upload(
+        upload(world, training_zip(images=5, size=640, kind="JPEG"), {"trigger-word": "zxq"})
+    )
+    assert (job.status, job.error_code) == (JobStatus.REJECTED, "INVALID_DATASET")
+    assert "no caption mentions the trigger word 'zxq'" in job.error
+    assert world.wavespeed.posts == []
+
+
+def test_with_bad_parameters_an_unfit_set_is_still_refused_for_its_dataset_first(world: World) -> None:
+    strict(world)
+    unfit = world.submitter.accept_upload(upload(world, training_zip(images=3), {"steps": "many"}))
+    assert unfit.error_code == "INVALID_DATASET"
+    world.s3.delete_object(Bucket="uploads", Key="uploads/ana.zip")
+    fit = world.submitter.accept_upload(upload(world, training_zip(images=5, size=640, kind="JPEG"), {"steps": "many"}))
+    assert (fit.error_code, fit.error) == (
+        "INVALID_PARAMETERS",
+        "invalid training parameters: steps='many' is invalid: must be a whole number from 1000 to 10000",
+    )
 
 
 def test_a_retry_that_met_a_429_carries_on_when_its_message_comes_back(world: World) -> None:

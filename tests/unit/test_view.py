@@ -48,3 +48,38 @@ def test_tasks_of_earlier_attempts_are_named_as_paid_for() -> None:
     text = shown(job)
     assert "first: earlier attempts' tasks, paid for" in text
     assert "second (attempts: 2)" in text
+
+
+def test_the_surveys_caption_findings_and_costs_are_shown_with_its_warnings() -> None:
+    warning = "no caption mentions the trigger word 'zxq': with captions WaveSpeed ignores trigger_word"
+    job = Job(
+        job_id="ana-1",
+        status=JobStatus.COMPLETED,
+        source_bucket="b",
+        source_key="uploads/ana.zip",
+        source_size=900_000,
+        dataset={
+            "images": 5,
+            "distinct": 5,
+            "usable": 5,
+            "captions": 5,
+            "captions_with_text": 5,
+            "captions_mentioning_trigger": 0,
+            "formats": {"JPEG": 5},
+        },
+        archive={
+            "bytes_read": 70_000,
+            "range_reads": 3,
+            "survey_bytes_per_image_max": 4200,
+            "captions_read": 5,
+            "caption_bytes_read": 410,
+            "junk": 12,
+        },
+        warnings=[warning],
+        created_at=AT,
+        updated_at=AT,
+    )
+    text = shown(job)
+    assert "5 of 5 captioned (0 of 5 name the trigger word)" in text
+    assert "70,000 of 900,000 bytes in 3 range GET(s), at most 4,200 per image; 410 for 5 caption(s)" in text
+    assert f"warning  {warning}" in text

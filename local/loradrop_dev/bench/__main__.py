@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from loradrop_dev.bench.cold_start import bench_cold_start, deployment_sizes
@@ -31,14 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from docs/benchmarks.json")
+    parser.add_argument(
+        "--only",
+        choices=["dataset"],
+        help="measure this part alone and rewrite the report with the other parts' last figures (docs/benchmarks.json)",
+    )
     args = parser.parse_args(argv)
     if args.command == "transfer-worker":
         transfer_worker(args)
         return 0
-    if args.report_only:
-        raw = json.loads(RAW.read_text())
-        raw["transfer"] = [TransferResult(**r) for r in raw["transfer"]]
-        write_report(raw, raw["seconds"])
+    if args.report_only or args.only:
+        rewrite_report(args.only, args.quick)
         return 0
     started = time.monotonic()
     quick = args.quick
@@ -69,10 +73,24 @@ def main(argv: list[str] | None = None) -> int:
     print("pipeline ...", flush=True)
     data["pipeline"] = bench_pipeline(data["hook_jobs"], data["e2e_jobs"], data["e2e_size"])
     data["seconds"] = time.monotonic() - started
+    data["run_at"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     RAW.write_text(json.dumps(data | {"transfer": [vars(r) for r in data["transfer"]]}, indent=1, default=str))
     write_report(data, data["seconds"])
     print(f"wrote {REPORT}")
     return 0
+
+
+def rewrite_report(only: str | None, quick: bool) -> None:
+    """The report from the last full run's figures (docs/benchmarks.json), with `only` measured again."""
+    raw = json.loads(RAW.read_text())
+    if only == "dataset":
+        with moto_process() as endpoint:
+            print("dataset survey ...", flush=True)
+            raw["dataset"] = bench_dataset(endpoint, [10, 100] if quick else COUNTS, repeats=3)
+        raw["dataset_measured"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        RAW.write_text(json.dumps(raw, indent=1, default=str))
+    raw["transfer"] = [TransferResult(**r) for r in raw["transfer"]]
+    write_report(raw, raw["seconds"])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,5 @@
-"""5. The dataset survey vs image count, beside the naive way: download the ZIP and open every image."""
+"""5. The dataset survey vs image count, captions included, beside the naive way: download the ZIP and open every
+image (and caption)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from loradrop_dev.bench.processes import GIB, download, median, s3_client, timed
 from loradrop_local.dataset import photo
 
 COUNTS = [10, 100, 1000]
+TRIGGER_WORD = "zxq"
 # Phone-like photos: 768x576 JPEGs (no smaller than trainers want) of a photo's entropy, one in ten with
-# a 48 KiB EXIF block before its frame header (the survey's second step), captions for all.
+# a 48 KiB EXIF block before its frame header (the survey's second step), captions for all (the survey
+# reads each one's first KiB for the trigger word).
 WIDTH, HEIGHT, EXIF_EVERY, EXIF_BYTES = 768, 576, 10, 48 * 1024
 
 
@@ -68,7 +71,7 @@ def _survey_row(s3: Any, scratch: Path, count: int, repeats: int, *, on_moto: bo
     size = source.stat().st_size
     local, reports = timed(repeats, lambda: _survey(FileRangeReader(source), limits))
     report = reports[-1]
-    assert len(report.facts) == count, report.not_surveyed
+    assert len(report.facts) == len(report.caption_facts) == count, report.not_surveyed
     s3.upload_file(str(source), "survey", source.name)
     readers = [S3RangeReader(s3, "survey", source.name, size) for _ in range(repeats if on_moto else 0)]
     unused = iter(readers)
@@ -76,6 +79,8 @@ def _survey_row(s3: Any, scratch: Path, count: int, repeats: int, *, on_moto: bo
     counted: Any = readers[-1] if readers else _CountingReader(source)
     if not readers:  # off moto, the same reads counted against the local file
         _survey(counted, limits)
+    images_only = _CountingReader(source)  # the same survey with its caption reads left out, for their cost
+    _survey(images_only, limits, captions=False)
     naive_local, found = timed(repeats, lambda: _naive(source))
     assert found == [count] * repeats
     target = scratch / "download.zip"
@@ -92,6 +97,10 @@ def _survey_row(s3: Any, scratch: Path, count: int, repeats: int, *, on_moto: bo
         "requests": counted.requests,
         "per_image_max": report.read_stats()["survey_bytes_per_image_max"],
         "per_image_mean": report.read_stats()["survey_bytes_per_image_mean"],
+        "caption_bytes": report.read_stats()["caption_bytes_read"],
+        "caption_bytes_max": report.read_stats()["caption_bytes_per_caption_max"],
+        "images_only_bytes": images_only.bytes_read,
+        "images_only_requests": images_only.requests,
         "moto_s": median(ours) if ours else None,
         "local_s": median(local),
         "naive_s": median(naive),
@@ -100,11 +109,14 @@ def _survey_row(s3: Any, scratch: Path, count: int, repeats: int, *, on_moto: bo
     }
 
 
-def _survey(reader: Any, limits: Any) -> Any:
+def _survey(reader: Any, limits: Any, *, captions: bool = True) -> Any:
     from loradrop.archive import open_archive
     from loradrop.dataset import survey
 
-    return survey(open_archive(reader, limits), budget_seconds=600)
+    archive = open_archive(reader, limits)
+    if not captions:
+        archive.captions = []
+    return survey(archive, trigger_word=TRIGGER_WORD, budget_seconds=600)
 
 
 class _CountingReader(FileRangeReader):
