@@ -191,7 +191,9 @@ class Submitter:
                 invalid = None
             except InvalidParameters as err:
                 params, unknown_keys, invalid = self._defaults, [], err
-            archive, dataset, found = self._inspect(job, head, None if invalid else params.trigger_word)
+            # The captions are held to the trigger word the upload asked for; the stack's default is no one's choice
+            asked = "trigger-word" in {key.lower() for key in head.get("Metadata", {})}
+            archive, dataset, found = self._inspect(job, head, params.trigger_word if asked and not invalid else None)
             fatal = dataset.fatal()
             if fatal and self._settings.dataset_policy == "strict":
                 raise _Refused(

@@ -176,6 +176,17 @@ def test_captions_that_never_name_the_trigger_word_are_rejected_under_strict_bef
     assert world.wavespeed.posts == []
 
 
+def test_captions_are_not_held_to_the_stacks_default_trigger_word_nobody_asked_for(world: World) -> None:
+    # Given captions in the user's own words and no trigger word asked for: the captions are the point
+    strict(world)
+    captioned = training_zip(images=5, size=640, kind="JPEG", trigger_word="a woman")
+    job = world.submitter.accept_upload(upload(world, captioned))
+    assert job.status is JobStatus.SUBMITTED
+    assert not any("trigger word" in w for w in job.warnings)
+    assert job.dataset is not None
+    assert "captions_mentioning_trigger" not in job.dataset
+
+
 def test_with_bad_parameters_an_unfit_set_is_still_refused_for_its_dataset_first(world: World) -> None:
     strict(world)
     unfit = world.submitter.accept_upload(upload(world, training_zip(images=3), {"steps": "many"}))

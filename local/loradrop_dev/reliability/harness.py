@@ -288,14 +288,16 @@ def simulator_settings(harness: Harness, **changes: Any) -> Iterator[None]:
 
 
 # What every stack that runs the scenarios needs (the test stack too): a 1 s submit timeout, a 2 s
-# grace before the history counts as proof and absence confirmed 1 s later, a 10 s settle deadline,
-# and a 6 s StoreWeights timeout so that a dead copy's lease runs out within a scenario.
+# grace before the history counts as proof and absence confirmed 1 s later, a 20 s settle deadline (10 s
+# was too short for a lost POST to be proven lost on a loaded 2-core machine, with each submission now also
+# priced and its captions read), and a 6 s StoreWeights timeout so that a dead copy's lease runs out within a
+# scenario.
 SCENARIO_ENVIRONMENT = {
     "SUBMIT_TIMEOUT_SECONDS": "1",
     "WEIGHTS_PART_SIZE_MIB": "5",
     "UNCERTAIN_GRACE_SECONDS": "2",
     "ABSENCE_CONFIRM_SECONDS": "1",
-    "SETTLE_DEADLINE_SECONDS": "10",
+    "SETTLE_DEADLINE_SECONDS": "20",
     "MAX_WEIGHTS_MIB": "64",
 }
 SCENARIO_TIMEOUTS = {"StoreWeightsFunction": 6.0}

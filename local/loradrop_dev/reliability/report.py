@@ -23,7 +23,7 @@ def write_report(  # noqa: PLR0913, PLR0917 - the report of every part of a run
     scale: str,
     seconds: float,
     path: Path = REPORT,
-    settle_deadline: float = 10.0,
+    settle_deadline: float = 20.0,
 ) -> None:
     lines = [
         *_scenarios(outcomes, scale, seconds, settle_deadline),
