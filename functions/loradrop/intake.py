@@ -15,7 +15,7 @@ from loradrop.job import Job
 from loradrop.messages import MalformedMessage, S3Notification, S3TestEvent, SubmitRequest, read_intake
 from loradrop.queues import Deferred, QueueRecord, backoff_seconds, rate_limit_backoff_seconds
 from loradrop.settings import SubmitSettings
-from loradrop.submission import RECORD_SECONDS, RetryLater, Submitter, UploadRef
+from loradrop.submission import PRICE_SECONDS, RECORD_SECONDS, RetryLater, Submitter, UploadRef
 from loradrop.wavespeed import longest_submit_seconds
 
 logger = Logger(child=True)
@@ -69,8 +69,13 @@ class IntakeBatch:
     def _may_submit(self) -> None:
         if self.rate_limited:
             raise RetryLater("rate limited earlier in this batch", rate_limited=True)
-        # Room for the dataset survey before the POST, the longest POST, and the writes after it.
-        needed = SURVEY_SECONDS + longest_submit_seconds(self._settings.submit_timeout_seconds) + RECORD_SECONDS
+        # Room for the dataset survey and the price before the POST, the longest POST, and the writes after it.
+        needed = (
+            SURVEY_SECONDS
+            + PRICE_SECONDS
+            + longest_submit_seconds(self._settings.submit_timeout_seconds)
+            + RECORD_SECONDS
+        )
         if self._remaining_ms() < needed * 1000:
             raise RetryLater("not enough time left in this invocation for another submission")
 

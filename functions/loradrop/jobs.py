@@ -53,6 +53,14 @@ def _spent_after_all(job: Job | None) -> BudgetChange | None:
     return BudgetChange(job.budget_month, committed=job.quote_usd)
 
 
+def _held_again(job: Job | None) -> dict[str, Any]:
+    """What the job records when a task it had given up on becomes its task again: the month holds the quote
+    again (`_spent_after_all`), so the job holds it too, and completing bills it."""
+    if job is None or _spent_after_all(job) is None:
+        return {}
+    return {"reserved_usd": job.quote_usd, "budget_month": job.budget_month}
+
+
 def _task(task: Task) -> dict[str, Any]:
     """What a job records of the task it takes: its id, and when WaveSpeed says it was created."""
     return {"prediction_id": task.id} | ({"task_created_at": task.created_at} if task.created_at else {})
@@ -106,16 +114,17 @@ class JobStore(JobTable):
             note=note,
             attempts=-1,
             patch=patch,
+            condition=same_attempt(job.submit_url_sha256),
             budget=give_back,
         )
 
     def waiting(self, job: Job, code: ErrorCode, reason: str) -> Moved:
-        """A RECEIVED job that waits before its POST (for a price, for the balance), and why; written when the
-        reason changes, so a wait of many tries adds one note."""
-        if job.error_code == code:
-            return Moved(job, done=False)
+        """A RECEIVED job that waits before its POST (for a price, for the balance), and why. Written on every try,
+        so the reconciler sees it tried (not an intake message lost); noted in its history only when the reason
+        changes, so a wait of many tries adds one note."""
+        note = None if job.error_code == code else f"waiting: [{code}]"
         patch = JobPatch(error_code=code, error=reason)
-        return self._move(job.job_id, {JobStatus.RECEIVED}, JobStatus.RECEIVED, note=f"waiting: [{code}]", patch=patch)
+        return self._move(job.job_id, {JobStatus.RECEIVED}, JobStatus.RECEIVED, note=note, patch=patch)
 
     def mark_uncertain(self, job_id: str, error: str) -> Moved:
         """The POST got no usable answer: the job stays SUBMITTING, to be settled by WaveSpeed's records."""
@@ -172,7 +181,7 @@ class JobStore(JobTable):
             {expected},
             JobStatus.SUBMITTED,
             note=note,
-            patch=JobPatch(**_task(task), **_NO_ERROR, settling=None),
+            patch=JobPatch(**_task(task), **_NO_ERROR, settling=None, **_held_again(counted)),
             attempts=1 if counted else 0,
             condition=same_attempt(attempt_link),
             budget=_spent_after_all(counted),
@@ -200,7 +209,13 @@ class JobStore(JobTable):
         if to is JobStatus.RECEIVED:  # a person's retry gets the full count of lost POSTs again
             patch = JobPatch(**_NO_ERROR, prediction_id=None, task_created_at=None, lost_submissions=0)
         else:
-            patch = JobPatch(**_NO_ERROR, **_NO_LEASE, **(_task(task) if task else {}), task_missing_since=None)
+            patch = JobPatch(
+                **_NO_ERROR,
+                **_NO_LEASE,
+                **(_task(task) if task else {}),
+                task_missing_since=None,
+                **_held_again(job if counted else None),
+            )
         return self._move(
             job.job_id,
             {JobStatus.FAILED},

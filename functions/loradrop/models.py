@@ -83,6 +83,8 @@ SUBMIT_RETRYABLE = frozenset({"1402", "TIMEOUT", "CANCELLED", "DELETED"}) | {
     ErrorCode.NOT_SUBMITTED,
     ErrorCode.QUOTE_UNAVAILABLE,
     ErrorCode.INSUFFICIENT_BALANCE,
+    ErrorCode.OVER_BUDGET,  # only a job with earlier tasks ends FAILED for it (a first attempt is REJECTED)
+    ErrorCode.BUDGET_EXHAUSTED,
 }
 
 

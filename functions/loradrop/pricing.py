@@ -21,7 +21,7 @@ from loradrop.deadline import Deadline
 from loradrop.models import TrainingParams
 from loradrop.ports import WaveSpeed
 from loradrop.settings import SubmitSettings
-from loradrop.wavespeed import WaveSpeedError
+from loradrop.wavespeed import MIN_READ_SECONDS, WaveSpeedError
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -35,6 +35,10 @@ class MustWait(Exception):
     def __init__(self, code: ErrorCode, reason: str) -> None:
         super().__init__(reason)
         self.code, self.reason = code, reason
+
+
+class NoTimeToPrice(Exception):
+    """The invocation ran out of time to ask: WaveSpeed was not asked, so this says nothing about its price."""
 
 
 class OverBudget(Exception):
@@ -57,6 +61,8 @@ class Pricing:
         try:
             quote = self._wavespeed.quote(params.model, body, self._deadline)
         except WaveSpeedError as err:
+            if self._deadline is not None and self._deadline.remaining() < MIN_READ_SECONDS:
+                raise NoTimeToPrice(err.message) from err
             logger.warning("no quote from WaveSpeed", extra={"reason": err.message[:300]})
             if not self._settings.budgeted:
                 return None, [f"WaveSpeed gave no price for this task ({err.message[:200]}); it was submitted unpriced"]
@@ -71,8 +77,7 @@ class Pricing:
             raise OverBudget(
                 quote,
                 f"WaveSpeed quotes {usd(quote)} for this job ({params.steps} steps on {params.model}), over this "
-                f"stack's MaxJobUsd of {usd(limit)}: train with fewer steps (x-amz-meta-steps) or raise MaxJobUsd, "
-                "then upload again. Nothing was paid",
+                f"stack's MaxJobUsd of {usd(limit)}: train with fewer steps (x-amz-meta-steps) or raise MaxJobUsd",
             )
         self._check_balance(quote)
         return quote, []
@@ -94,9 +99,13 @@ class Pricing:
 
 def exhausted_reason(err: BudgetExhausted, quote: Decimal | None) -> str:
     """Why a job found no room in its month, and what to do."""
-    committed = f"{usd(err.committed)} is committed" if err.committed is not None else "nothing is committed"
+    price = usd(quote or Decimal(0))
+    if err.committed is None:  # refused before any write: more than the whole month
+        return (
+            f"this job's quote of {price} is more than the whole MonthlyBudgetUsd ({usd(err.limit)}): raise "
+            "MonthlyBudgetUsd, or train with fewer steps"
+        )
     return (
-        f"this month's budget ({err.month}: MonthlyBudgetUsd {usd(err.limit)}, of which {committed}) has no room "
-        f"for this job's quote of {usd(quote or Decimal(0))}: raise MonthlyBudgetUsd, or upload again next month. "
-        "Nothing was paid"
+        f"this month's budget ({err.month}: MonthlyBudgetUsd {usd(err.limit)}, of which {usd(err.committed)} is "
+        f"committed) has no room for this job's quote of {price}: raise MonthlyBudgetUsd, or upload again next month"
     )

@@ -24,7 +24,7 @@ from loradrop.jobs import JobStore
 from loradrop.log_context import about_job, about_task
 from loradrop.models import InvalidParameters, JobStatus, Task, TrainingParams, retry_kind
 from loradrop.ports import WaveSpeed
-from loradrop.pricing import MustWait, OverBudget, Pricing, exhausted_reason
+from loradrop.pricing import MustWait, NoTimeToPrice, OverBudget, Pricing, exhausted_reason
 from loradrop.settings import SubmitSettings
 from loradrop.wavespeed import (
     OutcomeUncertain,
@@ -47,6 +47,8 @@ RECORD_TRIES = 4
 RECORD_PAUSE_SECONDS = 0.25
 # Kept after the longest POST for the writes that record its answer.
 RECORD_SECONDS = 15.0
+# Kept before the POST for asking its price and the balance (reads, each cut to what is left).
+PRICE_SECONDS = 5.0
 
 UNCERTAIN_ERROR = (
     "{reason}. WaveSpeed may or may not have created (and billed) a task, so loradrop will not send it "
@@ -210,13 +212,15 @@ class Submitter:
         data_url = self._s3.generate_presigned_url(
             "get_object", Params=target, ExpiresIn=self._settings.presign_expiry_seconds
         )
-        self._check_time(deadline)  # the price is asked only with time left for the POST after it
+        self._check_time(deadline, PRICE_SECONDS)  # the price is asked only with time left for the POST after it
         try:
             quote, price_warnings = self._price(params, params.to_wavespeed(data_url), wavespeed, deadline)
         except OverBudget as over:
-            return self._reject(job, ErrorCode.OVER_BUDGET, over.reason, found | {"quote_usd": over.quote})
+            return self._over_limit(job, ErrorCode.OVER_BUDGET, over.reason, found | {"quote_usd": over.quote})
         except MustWait as wait:
             return self._wait(job, wait)
+        except NoTimeToPrice as late:
+            raise RetryLater(f"no time left in this invocation to ask WaveSpeed the price ({late})") from late
         self._check_time(deadline)
         # From here on a WaveSpeed task may exist: count it now, so a crash anywhere after the POST
         # still leaves attempts == tasks that may exist; a certain refusal takes it back.
@@ -232,9 +236,8 @@ class Submitter:
                 monthly_limit=self._settings.monthly_budget_usd,
             )
         except BudgetExhausted as err:
-            return self._reject(
-                job, ErrorCode.BUDGET_EXHAUSTED, exhausted_reason(err, quote), found | {"quote_usd": quote}
-            )
+            reason = exhausted_reason(err, quote)
+            return self._over_limit(job, ErrorCode.BUDGET_EXHAUSTED, reason, found | {"quote_usd": quote})
         if not submitting.done or submitting.job is None:  # another delivery got there first
             return submitting.job or job
         return self._post(submitting.job, params, data_url, wavespeed)
@@ -303,11 +306,15 @@ class Submitter:
         """The POST's longest answer and the writes after it."""
         return longest_submit_seconds(self._settings.submit_timeout_seconds) + RECORD_SECONDS
 
-    def _check_time(self, deadline: Deadline | None) -> None:
-        """The time for the POST: past this point a failure would leave the outcome uncertain."""
-        needed = self._post_seconds()
+    def _check_time(self, deadline: Deadline | None, before: float = 0.0) -> None:
+        """The time for the POST (and for reads `before` it): past this point a failure would leave the outcome
+        uncertain."""
+        needed = self._post_seconds() + before
         if deadline is not None and deadline.remaining() < needed:
-            raise RetryLater(f"{deadline.remaining():.0f} s left in this invocation: a POST needs {needed:.0f} s")
+            raise RetryLater(
+                f"{deadline.remaining():.0f} s left in this invocation: a POST needs {needed:.0f} s"
+                + (f" (its price {before:.0f} s of it)" if before else "")
+            )
 
     def _price(
         self, params: TrainingParams, body: dict[str, Any], wavespeed: WaveSpeed, deadline: Deadline | None
@@ -374,6 +381,23 @@ class Submitter:
             # Refused: adopted already (its webhook came first), or moved on; either way the job knows.
             return submitted.job or job
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _over_limit(self, job: Job, code: ErrorCode, reason: str, fields: dict[str, Any]) -> Job:
+        """A spending limit refuses the job's next task. REJECTED says nothing was ever sent to WaveSpeed: true of
+        a first attempt only. A job with earlier tasks (a retry, a resubmission) ends FAILED, retryable once the
+        limit is raised."""
+        if job.attempts == 0:
+            return self._reject(job, code, f"{reason}, then upload again. Nothing was paid", fields)
+        ended = self._jobs.end(
+            job.job_id,
+            {JobStatus.RECEIVED},
+            JobStatus.FAILED,
+            code,
+            f"{reason}, then `loradrop retry {job.job_id}`. No new task was started ({job.attempts} earlier "
+            "task(s) were paid for)",
+            found=fields,
+        )
+        return ended.job or job
 
     def _reject(self, job: Job, code: ErrorCode, reason: str, fields: dict[str, Any] | None = None) -> Job:
         ended = self._jobs.end(job.job_id, {JobStatus.RECEIVED}, JobStatus.REJECTED, code, reason, found=fields)

@@ -104,12 +104,16 @@ def cmd_budget(args: argparse.Namespace, out: TextIO, target: Target) -> int:
         return EXIT_OK
     console = console_for(out)
     console.print(f"{month} on {target.description}")
-    console.print(
-        f"  limit      {usd(limit) + ' (MonthlyBudgetUsd)' if limit is not None else 'none (MonthlyBudgetUsd unset)'}"
-    )
+    if limit is None and not totals.committed_usd:
+        console.print("  MonthlyBudgetUsd is not set on this stack: quotes are recorded on each job, not added up")
+        return EXIT_OK
+    console.print(f"  limit      {usd(limit) + ' (MonthlyBudgetUsd)' if limit is not None else 'none (unset)'}")
     console.print(f"  reserved   {usd(totals.committed_usd)}  quotes of tasks that may exist")
     console.print(f"    billed   {usd(totals.billed_usd)}  of jobs that completed")
-    console.print(f"    pending  {usd(totals.in_flight_usd)}  training, failed, or being settled")
+    console.print(
+        f"    other    {usd(totals.in_flight_usd)}  not completed: training, being settled, or failed "
+        "(WaveSpeed bills failed tasks too)"
+    )
     if limit is not None:
         console.print(f"  left       {usd(limit - totals.committed_usd)}")
     return EXIT_OK
@@ -121,5 +125,5 @@ def _as_dict(totals: MonthTotals, limit: Decimal | None) -> dict[str, Any]:
         "limit_usd": float(limit) if limit is not None else None,
         "reserved_usd": float(totals.committed_usd),
         "billed_usd": float(totals.billed_usd),
-        "pending_usd": float(totals.in_flight_usd),
+        "not_completed_usd": float(totals.in_flight_usd),
     }

@@ -127,7 +127,7 @@ def test_loradrop_budget_shows_the_months_reserved_and_billed_total(run: dict[st
         "limit_usd": 1.5,
         "reserved_usd": 1.0,
         "billed_usd": 1.0,
-        "pending_usd": 0.0,
+        "not_completed_usd": 0.0,
     }
 
 

@@ -14,6 +14,7 @@ from aws_lambda_powertools import Logger
 
 from loradrop.budgets import BudgetExhausted, month_of
 from loradrop.codes import ErrorCode
+from loradrop.deadline import Deadline
 from loradrop.job import HistoryEntry, Job, iso, utc_now
 from loradrop.models import JobStatus, Task
 from loradrop.redaction import json_for_logs
@@ -140,11 +141,15 @@ def test_no_quote_without_a_limit_is_a_warning_and_the_job_goes_on(world: World)
 def test_a_balance_below_the_quote_waits_until_topped_up(world: World) -> None:
     world.wavespeed.account_balance = Decimal("0.40")
     ref = upload(world)
-    for _ in range(2):  # the reason is noted once, however often it is tried
+    tried = []
+    for _ in range(2):  # the reason is noted once, however often it is tried; each try is seen to be one
         with pytest.raises(RetryLater):
             world.submitter.accept_upload(ref)
-    job = world.jobs.get(ref.job_id)
+        tried.append(world.jobs.get(ref.job_id))
+    job = tried[-1]
     assert job is not None
+    assert tried[0] is not None
+    assert job.updated_at > tried[0].updated_at  # the reconciler does not take it for a lost message
     assert (job.status, job.error_code) == (JobStatus.RECEIVED, ErrorCode.INSUFFICIENT_BALANCE)
     assert "WaveSpeed's balance (0.40 USD) is below this job's quote (1.00 USD): top up" in (job.error or "")
     assert [entry.note for entry in job.history].count("waiting: [INSUFFICIENT_BALANCE]") == 1
@@ -249,3 +254,61 @@ def test_submitters_racing_for_one_month_never_pass_its_limit_together(world: Wo
         results = list(pool.map(begin, range(8)))
     assert sorted(results) == ["exhausted"] * 5 + ["reserved"] * 3
     assert month(world) == (Decimal(3), 0)
+
+
+def test_a_task_taken_back_after_its_attempt_was_given_up_is_billed_when_it_completes(world: World) -> None:
+    world.wavespeed.answer = OutcomeUncertain("no answer after sending the task")
+    lost = world.submitter.accept_upload(upload(world))
+    back = world.jobs.submission_lost(lost, "history proves nothing was created").job
+    assert back is not None
+    assert month(world) == (0, 0)
+    # Its task turns up while the job waits in RECEIVED: it becomes the job's task instead of a new one
+    taken = world.jobs.record_task(
+        back.job_id, Task(id="late", status="processing"), expected=JobStatus.RECEIVED, counted=back
+    ).job
+    assert taken is not None
+    assert (taken.status, taken.attempts, taken.reserved_usd) == (JobStatus.SUBMITTED, 1, Decimal("1.00"))
+    world.jobs.start_training(taken.job_id)
+    storing = world.jobs.start_storing(taken.job_id).job
+    assert storing is not None
+    world.jobs.complete(storing, {"weights_uri": "s3://w/k"})
+    assert month(world) == (Decimal("1.00"), Decimal("1.00"))
+
+
+def test_a_limit_met_by_a_job_with_earlier_tasks_fails_it_retryably_instead_of_rejecting_it(world: World) -> None:
+    # Given a job whose first task failed retryably and went back to RECEIVED for another
+    first = world.submitter.accept_upload(upload(world))
+    world.jobs.start_training(first.job_id)
+    world.jobs.send_back(first.job_id, "task failed [5003]: another attempt")
+    # When its next quote is over MaxJobUsd
+    world.wavespeed.price = Decimal(3)
+    job = world.submitter.resubmit(first.job_id)
+    assert job is not None
+    assert (job.status, job.error_code, job.attempts) == (JobStatus.FAILED, ErrorCode.OVER_BUDGET, 1)
+    assert job.error is not None
+    assert job.error.endswith(
+        f"then `loradrop retry {job.job_id}`. No new task was started (1 earlier task(s) were paid for)"
+    )
+    assert len(world.wavespeed.posts) == 1
+
+
+def test_a_quote_over_the_whole_month_says_so(world: World) -> None:
+    world.wavespeed.price = Decimal("2.00")
+    world.submitter._settings = world.submitter._settings.model_copy(update={"monthly_budget_usd": Decimal("1.50")})
+    job = world.submitter.accept_upload(upload(world))
+    assert (job.status, job.error_code) == (JobStatus.REJECTED, ErrorCode.BUDGET_EXHAUSTED)
+    assert job.error == (
+        "this job's quote of 2.00 USD is more than the whole MonthlyBudgetUsd (1.50 USD): raise MonthlyBudgetUsd, or "
+        "train with fewer steps, then upload again. Nothing was paid"
+    )
+
+
+def test_the_price_is_not_asked_without_time_for_the_post_after_it(world: World) -> None:
+    ref = upload(world)
+    short = Deadline.within(world.submitter._post_seconds() + 1)
+    with pytest.raises(RetryLater):
+        world.submitter.accept_upload(ref, short)
+    assert (world.wavespeed.quotes, world.wavespeed.posts) == ([], [])
+    job = world.jobs.get(ref.job_id)
+    assert job is not None
+    assert (job.status, job.error_code) == (JobStatus.RECEIVED, None)
