@@ -107,5 +107,5 @@ def exhausted_reason(err: BudgetExhausted, quote: Decimal | None) -> str:
         )
     return (
         f"this month's budget ({err.month}: MonthlyBudgetUsd {usd(err.limit)}, of which {usd(err.committed)} is "
-        f"committed) has no room for this job's quote of {price}: raise MonthlyBudgetUsd, or upload again next month"
+        f"committed) has no room for this job's quote of {price}: raise MonthlyBudgetUsd or wait for next month"
     )

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 RUN = """
-import io, json, pathlib, tempfile
+import io, json, pathlib, tempfile, time
 from loradrop.budgets import row_key
 from loradrop_cli.cli import main
 from loradrop_local.dataset import png
@@ -26,8 +26,27 @@ from loradrop.jobs import JobStore
 from loradrop_local.aws.stack import LocalStack, StackOptions
 from tests.integration.test_dataset_insight import healthy_set
 from tests.integration.helpers import TERMINAL, posts_for
-parameters = {"MaxJobUsd": "2", "MonthlyBudgetUsd": "1.5"}
-with LocalStack(StackOptions(parameters=parameters, run_reconciler=False)) as stack:
+from loradrop_dev.reliability.harness import SCENARIO_ENVIRONMENT
+from tests.integration.helpers import reconcile
+parameters = {"MaxJobUsd": "2", "MonthlyBudgetUsd": "2.5"}
+options = StackOptions(
+    parameters=parameters, run_reconciler=False, reconcile_after=0, extra_environment=dict(SCENARIO_ENVIRONMENT)
+)
+with LocalStack(options) as stack:
+    # A POST dropped before WaveSpeed created anything: the reservation is held while the outcome is uncertain,
+    # given back when ReconcileJobs (under its own role) proves no task, and taken again by the new attempt
+    stack.simulator.faults.submit.append("drop_before_create")
+    lost_id = stack.upload("uploads/lost.zip", healthy_set())
+    table, row = stack.client("dynamodb"), {"job_id": {"S": row_key(utc_now()[:7])}}
+    held = []
+    while (stack.job(lost_id) or {}).get("error_code") != "SUBMIT_UNCERTAIN":
+        time.sleep(0.05)
+    held.append(table.get_item(TableName=stack.table_name, Key=row)["Item"]["committed_usd"]["N"])
+    deadline = time.monotonic() + 30
+    while (stack.job(lost_id) or {})["status"] == "SUBMITTING" and time.monotonic() < deadline:
+        reconcile(stack)
+        time.sleep(0.3)
+    lost = stack.wait_for(lost_id, TERMINAL, timeout=30)
     over = stack.wait_for(stack.upload("uploads/long.zip", healthy_set(), {"steps": "3000"}), TERMINAL)
     both = [stack.upload(f"uploads/pair-{i}.zip", healthy_set()) for i in range(2)]
     pair = [stack.wait_for(job_id, TERMINAL, timeout=60) for job_id in both]
@@ -46,6 +65,9 @@ with LocalStack(StackOptions(parameters=parameters, run_reconciler=False)) as st
     row = stack.client("dynamodb").get_item(TableName=stack.table_name, Key={"job_id": {"S": row_key(utc_now()[:7])}})
     print(json.dumps({
         "environment": stack.function_environment("SubmitTrainingFunction"),
+        "lost": lost,
+        "lost_posts": [p.status for p in posts_for(stack, "uploads/lost.zip")],
+        "held": held,
         "over": over,
         "over_posts": len(posts_for(stack, "uploads/long.zip")),
         "pair": pair,
@@ -70,7 +92,7 @@ def run() -> dict[str, Any]:
 
 def test_the_limits_reach_the_submitter(run: dict[str, Any]) -> None:
     environment = run["environment"]
-    assert (environment["MAX_JOB_USD"], environment["MONTHLY_BUDGET_USD"]) == ("2", "1.5")
+    assert (environment["MAX_JOB_USD"], environment["MONTHLY_BUDGET_USD"]) == ("2", "2.5")
 
 
 def test_a_job_quoted_over_max_job_usd_is_rejected_before_any_task(run: dict[str, Any]) -> None:
@@ -98,9 +120,9 @@ def test_two_uploads_at_once_against_a_month_with_room_for_one_start_exactly_one
     assert completed["quote_usd"] == 1
     assert completed["attempts"] == 1
     assert (rejected["error_code"], rejected["quote_usd"]) == ("BUDGET_EXHAUSTED", 1)
-    assert (
-        "MonthlyBudgetUsd 1.50 USD, of which 1.00 USD is committed) has no room for this job's quote of 1.00"
-        in (rejected["error"])
+    assert rejected["error"].endswith(
+        "MonthlyBudgetUsd 2.50 USD, of which 2.00 USD is committed) has no room for this job's quote of 1.00 USD: "
+        "raise MonthlyBudgetUsd or wait for next month, then upload again. Nothing was paid"
     )
     assert rejected["attempts"] == 0
 
@@ -109,24 +131,25 @@ def test_the_month_row_holds_the_one_reserved_quote_as_billed_and_is_not_listed_
     run: dict[str, Any],
 ) -> None:
     month = run["month"]
-    assert (float(month["committed_usd"]), float(month["billed_usd"]), float(month["limit_usd"])) == (1.0, 1.0, 1.5)
-    assert len(run["listed"]) == 3
+    # the lost POST's job and one of the pair: two tasks, both completed
+    assert (float(month["committed_usd"]), float(month["billed_usd"]), float(month["limit_usd"])) == (2.0, 2.0, 2.5)
+    assert len(run["listed"]) == 4
     assert not any(job_id.startswith("budget#") for job_id in run["listed"])
 
 
 def test_loradrop_budget_shows_the_months_reserved_and_billed_total(run: dict[str, Any]) -> None:
     code, text = run["cli"]["budget"]
     assert code == 0, text
-    assert "limit      1.50 USD (MonthlyBudgetUsd)" in text
-    assert "reserved   1.00 USD  quotes of tasks that may exist" in text
-    assert "billed   1.00 USD  of jobs that completed" in text
+    assert "limit      2.50 USD (MonthlyBudgetUsd)" in text
+    assert "reserved   2.00 USD  quotes of tasks that may exist" in text
+    assert "billed   2.00 USD  of jobs that completed" in text
     assert "left       0.50 USD" in text
     code, text = run["cli"]["budget_json"]
     assert json.loads(text) | {"month": "-"} == {
         "month": "-",
-        "limit_usd": 1.5,
-        "reserved_usd": 1.0,
-        "billed_usd": 1.0,
+        "limit_usd": 2.5,
+        "reserved_usd": 2.0,
+        "billed_usd": 2.0,
         "not_completed_usd": 0.0,
     }
 
@@ -138,6 +161,17 @@ def test_submit_quote_prices_a_folder_against_the_stacks_limits_without_uploadin
     assert "WaveSpeed quotes 1.50 USD for 1500 steps on wavespeed-ai/flux-dev-lora-trainer" in flat
     assert "nothing was uploaded" in flat
     assert "MaxJobUsd 2.00 USD: within it" in flat
-    assert "MonthlyBudgetUsd 1.50 USD, 0.50 USD left in" in flat
+    assert "MonthlyBudgetUsd 2.50 USD, 0.50 USD left in" in flat
     assert "does not fit: the upload would be REJECTED BUDGET_EXHAUSTED" in flat
-    assert len(run["listed"]) == 3  # no fourth job: nothing was uploaded
+    assert len(run["listed"]) == 4  # no fifth job: nothing was uploaded
+
+
+def test_a_lost_post_holds_its_reservation_until_the_reconciler_proves_it_lost_and_the_new_attempt_takes_it(
+    run: dict[str, Any],
+) -> None:
+    lost = run["lost"]
+    assert (lost["status"], lost["attempts"], lost["lost_submissions"], lost["quote_usd"]) == ("COMPLETED", 1, 1, 1)
+    assert run["lost_posts"] == [0, 200]  # dropped, then the one new submission: never a blind retry
+    assert [float(amount) for amount in run["held"]] == [
+        1.0
+    ]  # while uncertain, the quote stayed reserved: a task might exist
