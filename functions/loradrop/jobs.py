@@ -119,9 +119,9 @@ class JobStore(JobTable):
         )
 
     def waiting(self, job: Job, code: ErrorCode, reason: str) -> Moved:
-        """A RECEIVED job that waits before its POST (for a price, for the balance), and why. Written on every try,
-        so the reconciler sees it tried (not an intake message lost); noted in its history only when the reason
-        changes, so a wait of many tries adds one note."""
+        """A RECEIVED job that waits before its POST (for a price, for the balance), and why: the reconciler
+        queues it again once it has been left alone a while. Noted in its history only when the reason changes,
+        so a wait of many tries adds one note."""
         note = None if job.error_code == code else f"waiting: [{code}]"
         patch = JobPatch(error_code=code, error=reason)
         return self._move(job.job_id, {JobStatus.RECEIVED}, JobStatus.RECEIVED, note=note, patch=patch)

@@ -3,8 +3,9 @@ held against the stack's limits (MaxJobUsd; MonthlyBudgetUsd is reserved with th
 `budgets`) and the account's balance.
 
 Without a limit the price is information: a quote WaveSpeed will not give is a warning on the job. With one, no
-task starts unpriced: the upload waits as it would for a 429. A balance below the quote waits too (a person can
-top up) instead of paying for a task WaveSpeed would refuse or fail; an unreadable balance does not stop a job.
+task starts unpriced: the upload waits in RECEIVED, and the reconciler queues it again. A balance below the
+quote waits too (a person can top up) instead of paying for a task WaveSpeed would refuse or fail; an unreadable
+balance does not stop a job.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class Pricing:
             raise MustWait(
                 ErrorCode.QUOTE_UNAVAILABLE,
                 f"WaveSpeed gave no price for this task ({err.message[:200]}). This stack has a spending limit, so "
-                "no task starts unpriced: the upload waits (nothing is paid) and tries again by itself",
+                "no task starts unpriced: the upload waits (nothing is paid) and is tried again by itself",
             ) from err
         logger.info("WaveSpeed quoted the task", extra={"quote_usd": str(quote), "model": params.model})
         limit = self._settings.max_job_usd

@@ -324,15 +324,18 @@ class Submitter:
         return Pricing(self._settings, wavespeed, reads).check(params, body)
 
     def _wait(self, job: Job, wait: MustWait) -> Job:
-        """Nothing can be paid for yet: the job waits in RECEIVED and the message comes back, until the settle
-        deadline (counted from when the job entered RECEIVED), when it ends FAILED with the wait's code."""
+        """Nothing can be paid for yet: the job waits in RECEIVED with the reason, until the settle deadline
+        (counted from when the job entered RECEIVED), when it ends FAILED with the wait's code. Its message is
+        done with: a wait may last hours (a balance to top up), longer than a message's receives before its
+        dead-letter queue, so the reconciler queues the job again, as it does any RECEIVED job left alone."""
         limit = timedelta(seconds=self._settings.settle_deadline_seconds)
         if datetime.now(UTC) - parse_iso(job.entered(JobStatus.RECEIVED) or job.created_at) > limit:
             reason = f"{wait.reason}. Gave up after {hours(limit)}: `loradrop retry {job.job_id}` once that is mended"
             ended = self._jobs.end(job.job_id, {JobStatus.RECEIVED}, JobStatus.FAILED, wait.code, reason)
             return ended.job or job
-        self._jobs.waiting(job, wait.code, wait.reason)
-        raise RetryLater(wait.reason)
+        logger.warning("the upload waits before its POST", extra={"error_code": wait.code.value})
+        waited = self._jobs.waiting(job, wait.code, wait.reason)
+        return waited.job or job
 
     def _post(self, job: Job, params: TrainingParams, data_url: str, wavespeed: WaveSpeed) -> Job:
         try:

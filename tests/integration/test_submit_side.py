@@ -359,8 +359,17 @@ def test_a_balance_below_the_quote_waits_with_nothing_paid_and_goes_once_topped_
         assert waiting["status"] == "RECEIVED"
         assert "WaveSpeed's balance (0.40 USD) is below this job's quote (1.00 USD): top up" in waiting["error"]
         assert posts_for(stack, key) == []
+        time.sleep(1.0)  # its message is done with: nothing is tried again until the reconciler says so
+        assert posts_for(stack, key) == []
+        assert (stack.job(job_id) or {})["status"] == "RECEIVED"
     finally:
         stack.simulator.config.balance = balance
+    # Topped up: the reconciler's next pass queues the waiting job again, and it trains
+    deadline = time.monotonic() + 30
+    while (stack.job(job_id) or {})["status"] == "RECEIVED" and time.monotonic() < deadline:
+        reconcile(stack)
+        time.sleep(0.3)
     job = stack.wait_for(job_id, TERMINAL, timeout=60)
     assert (job["status"], job.get("error_code"), job["attempts"]) == ("COMPLETED", None, 1)
     assert [p.status for p in posts_for(stack, key)] == [200]
+    assert any(h.get("note") == "submission re-queued by the reconciler" for h in job["history"])

@@ -5,6 +5,7 @@ and answers as told."""
 from __future__ import annotations
 
 import contextlib
+import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -13,7 +14,7 @@ import pytest
 from aws_lambda_powertools import Logger
 
 from loradrop.budgets import BudgetExhausted, month_of
-from loradrop.codes import ErrorCode
+from loradrop.codes import ErrorCode, Outcome
 from loradrop.deadline import Deadline
 from loradrop.job import HistoryEntry, Job, iso, utc_now
 from loradrop.models import JobStatus, Task
@@ -118,10 +119,7 @@ def test_an_uncertain_attempt_keeps_its_reservation_and_a_completed_one_is_bille
 def test_no_quote_with_a_limit_set_waits_and_records_why(world: World) -> None:
     world.wavespeed.price = TransientError("pricing unavailable")
     ref = upload(world)
-    with pytest.raises(RetryLater):
-        world.submitter.accept_upload(ref)
-    job = world.jobs.get(ref.job_id)
-    assert job is not None
+    job = world.submitter.accept_upload(ref)
     assert (job.status, job.error_code, job.attempts) == (JobStatus.RECEIVED, ErrorCode.QUOTE_UNAVAILABLE, 0)
     assert world.wavespeed.posts == []
     # Priced again later: it goes, and the reason it waited is gone
@@ -141,21 +139,32 @@ def test_no_quote_without_a_limit_is_a_warning_and_the_job_goes_on(world: World)
 def test_a_balance_below_the_quote_waits_until_topped_up(world: World) -> None:
     world.wavespeed.account_balance = Decimal("0.40")
     ref = upload(world)
-    tried = []
-    for _ in range(2):  # the reason is noted once, however often it is tried; each try is seen to be one
-        with pytest.raises(RetryLater):
-            world.submitter.accept_upload(ref)
-        tried.append(world.jobs.get(ref.job_id))
-    job = tried[-1]
-    assert job is not None
-    assert tried[0] is not None
-    assert job.updated_at > tried[0].updated_at  # the reconciler does not take it for a lost message
+    world.submitter.accept_upload(ref)  # its message is done with: no retry storm while a person tops up
+    job = world.submitter.accept_upload(ref)  # tried again (the reconciler queues it): the reason noted once
     assert (job.status, job.error_code) == (JobStatus.RECEIVED, ErrorCode.INSUFFICIENT_BALANCE)
     assert "WaveSpeed's balance (0.40 USD) is below this job's quote (1.00 USD): top up" in (job.error or "")
     assert [entry.note for entry in job.history].count("waiting: [INSUFFICIENT_BALANCE]") == 1
     assert world.wavespeed.posts == []
     world.wavespeed.account_balance = Decimal(50)
     assert world.submitter.accept_upload(ref).status is JobStatus.SUBMITTED
+
+
+def test_the_reconciler_queues_a_waiting_job_again_once_it_has_been_left_alone(world: World) -> None:
+    world.wavespeed.account_balance = Decimal(0)
+    job = world.submitter.accept_upload(upload(world))
+    assert job.error_code == ErrorCode.INSUFFICIENT_BALANCE
+    # Within the settle deadline, a pass after 2 x ReconcileAfterSeconds sends it to SubmitTraining again
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert world.reconciler.run(now=later)[Outcome.RESUBMISSION_REQUEUED] == 1
+    sent = world.sqs.receive_message(QueueUrl=world.queues.intake, MaxNumberOfMessages=10).get("Messages", [])
+    assert [json.loads(m["Body"]) for m in sent] == [{"job_id": job.job_id, "action": "resubmit"}]
+    # Past the deadline it ends with the wait's own code and reason
+    ended = world.reconciler.run(now=later + timedelta(days=2))
+    assert ended[Outcome.FAILED] == 1
+    failed = world.jobs.get(job.job_id)
+    assert failed is not None
+    assert (failed.status, failed.error_code) == (JobStatus.FAILED, ErrorCode.INSUFFICIENT_BALANCE)
+    assert "top up the WaveSpeed account" in (failed.error or "")
 
 
 def test_an_unreadable_balance_does_not_stop_a_job(world: World) -> None:
@@ -166,8 +175,7 @@ def test_an_unreadable_balance_does_not_stop_a_job(world: World) -> None:
 def test_a_wait_past_the_settle_deadline_ends_failed_with_its_own_code(world: World) -> None:
     world.wavespeed.account_balance = Decimal(0)
     ref = upload(world)
-    with pytest.raises(RetryLater):
-        world.submitter.accept_upload(ref)
+    world.submitter.accept_upload(ref)
     # The job entered RECEIVED two days ago (the deadline is a day)
     job = world.jobs.get(ref.job_id)
     assert job is not None
