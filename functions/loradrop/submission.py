@@ -74,6 +74,15 @@ class _Refused(Exception):
 
 
 @dataclass(frozen=True)
+class _Checked:
+    """An upload fit to submit: its parameters, what its inspection found (as the job keeps it), its warnings."""
+
+    params: TrainingParams
+    found: dict[str, Any]
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
 class UploadRef:
     """One S3 object version, as an ObjectCreated notification names it."""
 
@@ -185,29 +194,10 @@ class Submitter:
             {"VersionId": job.source_version} if job.source_version else {}
         )
         try:
-            head = self._head(job, target)
-            # Parsed before the survey, which checks the captions for the trigger word; an invalid set is still
-            # refused for its dataset first, as before, and for its parameters only after.
-            try:
-                params, unknown_keys = TrainingParams.from_metadata(head.get("Metadata", {}), self._defaults)
-                invalid = None
-            except InvalidParameters as err:
-                params, unknown_keys, invalid = self._defaults, [], err
-            # The captions are held to the trigger word the upload asked for; the stack's default is no one's choice
-            asked = "trigger-word" in {key.lower() for key in head.get("Metadata", {})}
-            archive, dataset, found = self._inspect(job, head, params.trigger_word if asked and not invalid else None)
-            fatal = dataset.fatal()
-            if fatal and self._settings.dataset_policy == "strict":
-                raise _Refused(
-                    ErrorCode.INVALID_DATASET,
-                    f"the dataset is not fit to train on: {'; '.join(fatal)}. Fix the dataset and upload again (this "
-                    "stack's DatasetPolicy is strict; with warn it would have trained anyway)",
-                    found | {"warnings": archive.report.warnings + dataset.warnings()},  # the rest of the findings
-                )
-            if invalid:
-                raise _Refused(ErrorCode.INVALID_PARAMETERS, f"invalid training parameters: {invalid}", found)
+            checked = self._check_upload(job, target)
         except _Refused as refused:
             return self._reject(job, refused.code, refused.reason, refused.found)
+        params, found = checked.params, checked.found
         wavespeed = self._client()
         data_url = self._s3.generate_presigned_url(
             "get_object", Params=target, ExpiresIn=self._settings.presign_expiry_seconds
@@ -229,7 +219,7 @@ class Submitter:
                 job.job_id,
                 found=found,
                 params=params.model_dump(),
-                warnings=archive.report.warnings + fatal + dataset.warnings() + unknown_keys + price_warnings,
+                warnings=checked.warnings + price_warnings,
                 link=url_digest(data_url),
                 at=utc_now(),
                 quote=quote,
@@ -241,6 +231,32 @@ class Submitter:
         if not submitting.done or submitting.job is None:  # another delivery got there first
             return submitting.job or job
         return self._post(submitting.job, params, data_url, wavespeed)
+
+    def _check_upload(self, job: Job, target: dict[str, Any]) -> _Checked:
+        """The upload as it is to be trained on: its parameters, what its inspection found and the warnings; or
+        _Refused. Parameters are parsed before the survey, which checks the captions for the trigger word; an
+        invalid set is still refused for its dataset first, and for its parameters only after."""
+        head = self._head(job, target)
+        metadata = head.get("Metadata", {})
+        try:
+            params, unknown_keys = TrainingParams.from_metadata(metadata, self._defaults)
+            invalid = None
+        except InvalidParameters as err:
+            params, unknown_keys, invalid = self._defaults, [], err
+        # The captions are held to the trigger word the upload asked for; the stack's default is no one's choice
+        asked = "trigger-word" in {key.lower() for key in metadata}
+        archive, dataset, found = self._inspect(job, head, params.trigger_word if asked and not invalid else None)
+        fatal = dataset.fatal()
+        if fatal and self._settings.dataset_policy == "strict":
+            raise _Refused(
+                ErrorCode.INVALID_DATASET,
+                f"the dataset is not fit to train on: {'; '.join(fatal)}. Fix the dataset and upload again (this "
+                "stack's DatasetPolicy is strict; with warn it would have trained anyway)",
+                found | {"warnings": archive.report.warnings + dataset.warnings()},  # the rest of the findings
+            )
+        if invalid:
+            raise _Refused(ErrorCode.INVALID_PARAMETERS, f"invalid training parameters: {invalid}", found)
+        return _Checked(params, found, archive.report.warnings + fatal + dataset.warnings() + unknown_keys)
 
     def _head(self, job: Job, target: dict[str, Any]) -> HeadObjectOutputTypeDef:
         """The upload's HEAD: its size and metadata, if it is still the object the notification named."""
