@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
+from loradrop.jobs import JobStore
 from loradrop_dev.reliability.harness import Harness, Outcome, Scale, Tracked, times_entered
 from loradrop_local.aws.moto_front import (
     DYNAMODB_SDK_ATTEMPTS,
@@ -128,11 +130,7 @@ def store_recovery(h: Harness, scale: Scale) -> Outcome:
         sqs.send_message(QueueUrl=store_queue, MessageBody=json.dumps(body))
     h.wait(gone, timeout=30, statuses={"COMPLETED"})
     # 3. A copy killed mid-way (no clean-up: its lease stays) is re-queued only once the lease is over.
-    with h.stack.aws_requests.injected(Fault(s3_request_for("store-killed", ("PUT", "POST")), "kill")):
-        killed = h.upload("store-killed", 1)
-        h.wait(killed, timeout=10, statuses={"STORING"})
-        time.sleep(1.0)
-    first = h.reconcile()
+    killed, first = _kill_a_copy(h)
     if first.get("copy running", 0) < 1:
         problems.append(f"the reconciler did not wait for the dead copy's lease: {first}")
     # 4. Two more copies of the same message while a slow copy runs: one copy, one download.
@@ -162,3 +160,26 @@ def store_recovery(h: Harness, scale: Scale) -> Outcome:
     s3.list_objects_v2(Bucket=h.stack.weights_bucket)  # the stack is still answering
     result.problems += problems
     return result
+
+
+def _kill_a_copy(h: Harness) -> tuple[list[Tracked], dict[str, Any]]:
+    """An upload whose copy is killed at its first write, and what the reconciler's next pass did."""
+    with h.stack.aws_requests.injected(Fault(s3_request_for("store-killed", ("PUT", "POST")), "kill")):
+        killed = h.upload("store-killed", 1)
+        h.wait(killed, timeout=10, statuses={"STORING"})
+        # The job is STORING before its copy starts (a loaded machine delays the store message): wait for the
+        # copy's lease, not a fixed second, then for the copy to reach its killing write
+        _wait_for_lease(h, killed[0].job_id, timeout=10)
+        time.sleep(1.0)
+    return killed, h.reconcile()
+
+
+def _wait_for_lease(h: Harness, job_id: str, timeout: float) -> None:
+    """Until a copy holds the job's lease (an internal attribute: read from the table, not the public job)."""
+    jobs = JobStore(h.stack.client("dynamodb"), h.stack.table_name)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = jobs.get(job_id)
+        if job is not None and job.store_lease_until:
+            return
+        time.sleep(0.05)
