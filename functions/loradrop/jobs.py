@@ -56,7 +56,7 @@ def _spent_after_all(job: Job | None) -> BudgetChange | None:
 def _held_again(job: Job | None) -> dict[str, Any]:
     """What the job records when a task it had given up on becomes its task again: the month holds the quote
     again (`_spent_after_all`), so the job holds it too, and completing bills it."""
-    if job is None or _spent_after_all(job) is None:
+    if job is None or not job.budget_month or job.quote_usd is None:
         return {}
     return {"reserved_usd": job.quote_usd, "budget_month": job.budget_month}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from functools import cache
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -25,8 +25,13 @@ class _EnvModel(BaseModel):
 
     @classmethod
     def from_env(cls) -> Self:
+        return cls.from_mapping(dict(os.environ))
+
+    @classmethod
+    def from_mapping(cls, environment: dict[str, str]) -> Self:
+        """From a function's variables as given (the CLI reads a deployed function's)."""
         try:
-            return cls.model_validate(dict(os.environ))
+            return cls.model_validate(environment)
         except ValidationError as err:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
             raise SettingsError(f"{cls.__name__} cannot be read from the environment: {problems}") from err
@@ -105,6 +110,16 @@ class SubmitPart(_EnvModel):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    def training_defaults(self) -> dict[str, Any]:
+        """The training parameters an upload's metadata does not set (`models.TrainingParams.build` checks them)."""
+        return {
+            "trigger_word": self.default_trigger_word,
+            "steps": self.default_steps,
+            "learning_rate": self.default_learning_rate,
+            "lora_rank": self.default_lora_rank,
+            "model": self.trainer_model,
+        }
 
     @property
     def budgeted(self) -> bool:

@@ -133,15 +133,7 @@ class Submitter:
             max_uncompressed_bytes=settings.max_uncompressed_bytes,
             max_compression_ratio=settings.max_compression_ratio,
         )
-        self._defaults = TrainingParams.build(
-            {
-                "trigger_word": settings.default_trigger_word,
-                "steps": settings.default_steps,
-                "learning_rate": settings.default_learning_rate,
-                "lora_rank": settings.default_lora_rank,
-                "model": settings.trainer_model,
-            }
-        )
+        self._defaults = TrainingParams.build(settings.training_defaults())
 
     def accept_upload(self, upload: UploadRef, deadline: Deadline | None = None) -> Job:
         """Claim the upload's job (once per object version) and submit it if nothing else has. `deadline`

@@ -18,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from loradrop.budgets import MonthTotals, month_of, usd
 from loradrop.job import utc_now
 from loradrop.models import TrainingParams
+from loradrop.settings import SettingsError, SubmitSettings
 from loradrop.wavespeed import WaveSpeedClient, WaveSpeedError
 from loradrop_cli.job_client import CliError, Target
 from loradrop_cli.view import console_for
@@ -27,42 +28,35 @@ EXIT_OK = 0
 QUOTE_DATA_URL = "https://uploads.invalid/quote.zip"
 
 
-def _limit(environment: dict[str, str], name: str) -> Decimal | None:
-    value = environment.get(name, "")
-    return Decimal(value) if value else None
+def _settings(target: Target) -> SubmitSettings:
+    """SubmitTraining's settings, read from its environment as it reads them."""
+    try:
+        return SubmitSettings.from_mapping(target.submit_environment())
+    except SettingsError as err:
+        raise CliError(f"cannot read SubmitTraining's settings on {target.description}: {err}") from None
 
 
-def _wavespeed(target: Target, environment: dict[str, str]) -> WaveSpeedClient:
+def _wavespeed(target: Target, settings: SubmitSettings) -> WaveSpeedClient:
     """A WaveSpeed client with the stack's own key (read from its secret, never printed)."""
-    secret_id = environment["WAVESPEED_SECRET_ID"]
+    secret_id = settings.wavespeed_secret_id
     try:
         secret = json.loads(target.secrets.get_secret_value(SecretId=secret_id)["SecretString"])
     except (ClientError, BotoCoreError, ValueError, KeyError) as err:
         raise CliError(f"cannot read the WaveSpeed key from the secret {secret_id!r}: {type(err).__name__}") from None
-    base = environment.get("WAVESPEED_API_BASE") or "https://api.wavespeed.ai"
-    return WaveSpeedClient(base, secret["api_key"])
+    return WaveSpeedClient(settings.wavespeed_api_base, secret["api_key"])
 
 
-def quote_params(environment: dict[str, str], metadata: dict[str, str]) -> TrainingParams:
+def quote_params(settings: SubmitSettings, metadata: dict[str, str]) -> TrainingParams:
     """The parameters SubmitTraining would send: the upload's metadata over the stack's defaults."""
-    defaults = TrainingParams.build(
-        {
-            "trigger_word": environment.get("DEFAULT_TRIGGER_WORD", "p3r5on"),
-            "steps": environment.get("DEFAULT_STEPS", "1000"),
-            "learning_rate": environment.get("DEFAULT_LEARNING_RATE", "0.0004"),
-            "lora_rank": environment.get("DEFAULT_LORA_RANK", "16"),
-            "model": environment.get("TRAINER_MODEL", "wavespeed-ai/flux-dev-lora-trainer"),
-        }
-    )
-    params, _ = TrainingParams.from_metadata(metadata, defaults)
+    params, _ = TrainingParams.from_metadata(metadata, TrainingParams.build(settings.training_defaults()))
     return params
 
 
 def print_quote(target: Target, metadata: dict[str, str], out: TextIO) -> int:
     """WaveSpeed's price for these parameters on this stack, and what the stack's limits would make of it."""
-    environment = target.submit_environment()
-    params = quote_params(environment, metadata)
-    wavespeed = _wavespeed(target, environment)
+    settings = _settings(target)
+    params = quote_params(settings, metadata)
+    wavespeed = _wavespeed(target, settings)
     try:
         price = wavespeed.quote(params.model, params.to_wavespeed(QUOTE_DATA_URL))
         balance: Decimal | None = None
@@ -77,7 +71,7 @@ def print_quote(target: Target, metadata: dict[str, str], out: TextIO) -> int:
         f"WaveSpeed quotes {usd(price)} for {params.steps} steps on {params.model} (rank {params.lora_rank}, "
         f"learning rate {params.learning_rate}); nothing was uploaded"
     )
-    maximum, monthly = _limit(environment, "MAX_JOB_USD"), _limit(environment, "MONTHLY_BUDGET_USD")
+    maximum, monthly = settings.max_job_usd, settings.monthly_budget_usd
     if maximum is not None:
         verdict = "within it" if price <= maximum else "over it: the upload would be REJECTED OVER_BUDGET"
         console.print(f"MaxJobUsd       {usd(maximum)}: {verdict}")
@@ -96,7 +90,7 @@ def cmd_budget(args: argparse.Namespace, out: TextIO, target: Target) -> int:
     month = args.month or month_of(utc_now())
     totals = target.jobs.month_totals(month)
     try:
-        limit = _limit(target.submit_environment(), "MONTHLY_BUDGET_USD")
+        limit = _settings(target).monthly_budget_usd
     except CliError:  # no right to read the function's settings: the limit the month was last reserved under
         limit = totals.limit_usd
     if args.json:
