@@ -5,7 +5,7 @@ reads its event, calls one use case that `services` builds on first use, and ans
 
 - SubmitTraining → `intake.IntakeBatch` (queue messages or a bare S3 event) → `submission.Submitter`;
 - ReceiveWebhook → `webhooks.receive` → `tracking.Tracker.on_webhook`;
-- StoreWeights → `storing.Storer.store_message`;
+- StoreWeights → `storing.Storer.store_message` (a sample's message → `sample_worker.SampleWorker.handle`);
 - ReconcileJobs → `reconciling.Reconciler.run`;
 - PublishEvents → `events.EventPublisher.publish`.
 
@@ -20,8 +20,8 @@ Which module owns which rule:
 - `jobs`: the job store in the use cases' words (begin a submission, record a task, take the copy
   lease, reopen, complete, end — FAILED or REJECTED with a reason, counted), each a conditional move that
   answers with what happened (`Moved`);
-  `job_table` underneath: DynamoDB items, the one move, its conditions, the reads. No DynamoDB
-  expression is written anywhere else.
+  `job_table` underneath: DynamoDB items, the one move (its parts and conditions from `table_moves`), the reads;
+  `sample_table` the same for sample rows. No DynamoDB expression is written anywhere else.
 - `submission`: upload → one WaveSpeed task (claim, inspect, validate, price, submit once, `loradrop
   retry`); `intake`: SubmitTraining's batches (a 429 or a short clock defers the rest); `pricing`: the
   quote for the exact body, MaxJobUsd and the balance (a job waits rather than pay for what cannot be paid).
@@ -34,7 +34,12 @@ Which module owns which rule:
   any size (the window, the order, the cursor, what counts as proof of absence).
 - `storing`: STORING → COMPLETED, one copy at a time under a lease; `weights` streams the bytes,
   `safetensors` reads their header, `model_card` writes what sits beside them.
-- `events`: job ends from the table's change stream → events on the bus (PublishEvents).
+- `samples`: the sample images rendered with a stored LoRA — rows beside the job, their states and the input that
+  tells their tasks apart; `sample_worker` plans, submits once and copies them (StoreWeights), `sampling` tracks
+  their tasks (webhook, reconciler), `sample_reconciling` finishes what a lost webhook or message left and settles
+  an uncertain POST from WaveSpeed's history.
+- `events`: job ends, and a completed job's samples, from the table's change stream → events on the bus
+  (PublishEvents).
 - `ports`: what the use cases need from outside (WaveSpeed, a queue), as protocols the adapters and the
   unit tests' fakes both fit.
 - `archive` (ZIP inspection) over `ranges` (a file of range reads), `dataset` and `images` (the

@@ -30,6 +30,9 @@ class ErrorCode(StrEnum):
     OUTPUT_TOO_LARGE = "OUTPUT_TOO_LARGE"
     STORE_TIMEOUT = "STORE_TIMEOUT"  # the copy could not finish within StoreWeights' timeout
     STORE_FAILED = "STORE_FAILED"  # the copy failed on every try
+    # (samples only: `loradrop.samples`)
+    NOT_TRAINED = "NOT_TRAINED"  # the job's training did not complete: there is no LoRA to render with
+    OUTPUT_GONE = "OUTPUT_GONE"  # WaveSpeed no longer serves the task's output
 
 
 class Outcome(StrEnum):
@@ -73,6 +76,8 @@ class Outcome(StrEnum):
     WAITING_FOR_HISTORY = "waiting for history"
     ABSENT_ONCE = "absent once, confirming"
     PROVEN_LOST = "resubmitted (nothing was created)"
+    # samples
+    SAMPLE_REQUEUED = "sample re-queued"
     # the reconciler's run
     LEFT_FOR_NEXT_RUN = "left for the next run"
 

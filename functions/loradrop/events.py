@@ -37,6 +37,7 @@ DETAIL_TYPES = {
 }
 ENTRIES_PER_CALL = 10  # PutEvents takes at most ten entries...
 BYTES_PER_CALL = 240 * 1024  # ...of at most 256 KB in all
+SAMPLES_READY = "Samples Ready"  # a completed job's sample images all ended (stored, or why not)
 DETAIL_BYTES = 64 * 1024  # one event's detail at most: a job whose ZIP has very long names is slimmed to this
 # What an event keeps whatever else must go to fit.
 ESSENTIAL = (
@@ -52,11 +53,22 @@ class JobEnd:
 
     sequence: str  # the record's SequenceNumber: where Lambda resumes a batch that failed from here
     job: Job
+    samples: bool = False  # not the job's end: its sample images all ended (`loradrop.samples`)
 
     @property
     def event_id(self) -> str:
         """The same for every delivery of this transition, different for the job's next end (after a retry)."""
+        if self.samples:
+            return f"{self.job.job_id}/SAMPLES/{self.job.samples_settled_at}"
         return f"{self.job.job_id}/{self.job.status.value}/{self.job.updated_at}"
+
+    @property
+    def detail_type(self) -> str:
+        return SAMPLES_READY if self.samples else DETAIL_TYPES[self.job.status]
+
+    @property
+    def at(self) -> str:
+        return (self.job.samples_settled_at if self.samples else None) or self.job.updated_at
 
 
 def ends_in(records: Iterable[dict[str, Any]]) -> list[JobEnd]:
@@ -70,10 +82,16 @@ def ends_in(records: Iterable[dict[str, Any]]) -> list[JobEnd]:
         status = (new.get("status") or {}).get("S")
         if record.get("eventName") not in ("INSERT", "MODIFY") or status not in {s.value for s in DETAIL_TYPES}:
             continue
+        samples = False
         if (old.get("status") or {}).get("S") == status:
-            continue  # a note on an ended job (a stray task recorded, say): not a new end
+            # a note on an ended job (a stray task recorded, say) is not a new end; its samples settling is an event
+            samples = (
+                status == JobStatus.COMPLETED.value and "samples_settled_at" in new and "samples_settled_at" not in old
+            )
+            if not samples:
+                continue
         try:
-            ends.append(JobEnd(str(change["SequenceNumber"]), job_from_image(new)))
+            ends.append(JobEnd(str(change["SequenceNumber"]), job_from_image(new), samples))
         except Exception:
             logger.exception("a job's end could not be read from its stream record; no event for it")
             metrics.add_metric(name="EventsUnreadable", unit=MetricUnit.Count, value=1)
@@ -114,12 +132,12 @@ class EventPublisher:
     def _entry(self, end: JobEnd) -> PutEventsRequestEntryTypeDef:
         entry: PutEventsRequestEntryTypeDef = {
             "Source": SOURCE,
-            "DetailType": DETAIL_TYPES[end.job.status],
+            "DetailType": end.detail_type,
             "Detail": _detail(end),
             "EventBusName": self._bus,
         }
         with suppress(ValueError):  # the event's time is when the job ended, not when this delivery happened
-            entry["Time"] = parse_iso(end.job.updated_at)
+            entry["Time"] = parse_iso(end.at)
         return entry
 
     def _remember(self, event_id: str) -> None:

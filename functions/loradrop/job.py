@@ -76,6 +76,7 @@ class JobParams(BaseModel):
     learning_rate: Decimal | None = None
     lora_rank: int | None = None
     model: str | None = None  # the trainer
+    sample_prompts: list[str] | None = None  # as the upload or the stack gave them (`loradrop.samples`)
 
 
 class HistoryEntry(BaseModel):
@@ -145,6 +146,9 @@ class Job(BaseModel):
     quote_usd: Decimal | None = None
     budget_month: str | None = None
     reserved_usd: Decimal | None = None
+    # The sample images (`loradrop.samples`), once every one of them ended, and when that was.
+    samples: list[dict[str, Any]] | None = None
+    samples_settled_at: str | None = None
 
     def entered(self, status: JobStatus) -> str | None:
         """When the job last moved into `status` from another state (a retried job's latest attempt is the one
@@ -191,6 +195,11 @@ class Job(BaseModel):
             text = f"Weights: {self.weights_uri} ({size}, SHA-256 {self.weights_sha256})."
             if self.model_card_uri:
                 text += f" Model card: {self.model_card_uri}."
+            if self.samples is not None:
+                images = [str(sample["image_uri"]) for sample in self.samples if sample.get("image_uri")]
+                text += f" Samples: {len(images)} of {len(self.samples)} rendered" + (
+                    f": {', '.join(images)}." if images else "."
+                )
         else:
             text = f"[{self.error_code}] {self.error}"
         if self.warnings:

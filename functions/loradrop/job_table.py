@@ -1,33 +1,38 @@
-"""The jobs table underneath `jobs.JobStore`: items in and out of DynamoDB, the one conditional move every write
-is, the conditions a move may carry, and the reads. Only `jobs` and this module speak DynamoDB's expression
-language; use cases call `JobStore`'s named operations.
+"""The jobs table underneath `jobs.JobStore`: job items in and out of DynamoDB, the one conditional move every
+write is (its parts built by `table_moves`), and the reads. Only the table modules (`table_moves`, this one,
+`sample_table`, `jobs`, `budgets`) speak DynamoDB's expression language; use cases call `JobStore`'s named
+operations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from loradrop.budgets import BudgetChange, MonthTotals, is_budget_row, row_key, write_with_budget
+from loradrop.budgets import BudgetChange, MonthTotals, row_key, write_with_budget
 from loradrop.job import HISTORY_KEEP_LATEST, HISTORY_LIMIT, Job, JobParams, SettleProgress, iso, state_moves
 from loradrop.models import JobStatus, check_move
 from loradrop.redaction import redact
+from loradrop.samples import SampleStatus
+from loradrop.table_moves import (
+    Condition,
+    build_move,
+    deserialize,
+    is_side_row,
+    serialize,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 BY_PREDICTION_INDEX = "by-prediction"
 BY_STATUS_INDEX = "by-status"
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
 Counter = Literal["lost_submissions", "store_requeues"]
 
@@ -79,67 +84,16 @@ class Moved:
     done: bool
 
 
-@dataclass(frozen=True)
-class Condition:
-    """A move's extra condition, beside the expected status."""
-
-    text: str
-    values: dict[str, Any] = field(default_factory=dict)
-
-    def __or__(self, other: Condition) -> Condition:
-        return Condition(f"({self.text}) OR ({other.text})", self.values | other.values)
-
-    def __and__(self, other: Condition) -> Condition:
-        return Condition(f"({self.text}) AND ({other.text})", self.values | other.values)
-
-
-def lease_free(now: str) -> Condition:
-    """No copy holds the job's lease at `now` (a copy runs until its lease ends)."""
-    return Condition("attribute_not_exists(store_lease_until) OR store_lease_until < :lease_now", {":lease_now": now})
-
-
-def lease_owner(owner: str | None) -> Condition:
-    return Condition("store_lease_owner = :owner", {":owner": owner})
-
-
-def same_error(code: str | None) -> Condition:
-    """The job still failed for the reason that was looked at."""
-    return Condition("error_code = :code", {":code": code})
-
-
-def same_attempt(link: str | None) -> Condition | None:
-    """The job is still on the attempt that was looked at (its link digest); None for a job without one."""
-    return Condition("submit_url_sha256 = :link", {":link": link}) if link else None
-
-
-def _to_dynamo(value: Any) -> Any:
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {k: _to_dynamo(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_to_dynamo(v) for v in value]
-    return value
-
-
-def _serialize(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(_to_dynamo(v)) for k, v in values.items()}
-
-
-def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deserializer.deserialize(v) for k, v in item.items()}
-
-
 def job_from_image(image: dict[str, Any]) -> Job:
     """A job from an item in DynamoDB's JSON (a change stream record's image)."""
-    return Job.model_validate(_deserialize(image))
+    return Job.model_validate(deserialize(image))
 
 
 def _readable(item: dict[str, Any] | None) -> Job | None:
     """The item a refused move found, if it reads as a job: a refusal is an answer, and an odd item must not turn it
     into an error (whoever needs the job reads it and meets the oddity there)."""
     try:
-        return Job.model_validate(_deserialize(item)) if item else None
+        return Job.model_validate(deserialize(item)) if item else None
     except ValidationError:
         return None
 
@@ -182,40 +136,19 @@ class JobTable:
         check_move(expected, to)
         now = self._now()
         fields = patch.sets() if patch else {}
-        values: dict[str, Any] = {":to": to.value, ":now": now}
-        names = {"#status": "status"}
-        sets = ["#status = :to", "updated_at = :now"]
-        for i, (name, value) in enumerate(fields.items()):
-            names[f"#f{i}"] = name
-            values[f":f{i}"] = value
-            sets.append(f"#f{i} = :f{i}")
-        if attempts:
-            sets.append("attempts = if_not_exists(attempts, :zero) + :attempts")
-            values.update({":zero": 0, ":attempts": attempts})
-        if count is not None:
-            names["#count"] = count
-            sets.append("#count = if_not_exists(#count, :zero) + :one")
-            values.update({":zero": 0, ":one": 1})
-        entry = {"status": to.value, "at": now}
-        if note:
-            entry["note"] = redact(note)
-        if fields.get("prediction_id"):
-            entry["prediction_id"] = fields["prediction_id"]
+        move = build_move(
+            [status.value for status in expected],
+            to.value,
+            now,
+            fields=fields,
+            removes=patch.removes() if patch else [],
+            note=note,
+            attempts=attempts,
+            count=count,
+        )
         if fields.get("submit_url_sha256"):  # a new attempt: its link digest, for its tasks found later
-            entry["link"] = fields["submit_url_sha256"]
-        if note or set(expected) != {to}:  # a pure field update of the same state adds no entry
-            sets.append("history = list_append(if_not_exists(history, :empty), :entry)")
-            values.update({":empty": [], ":entry": [entry]})
-        expression = "SET " + ", ".join(sets)
-        if removes := (patch.removes() if patch else []):
-            names |= {f"#r{i}": name for i, name in enumerate(removes)}
-            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
-        for i, status in enumerate(expected):
-            values[f":e{i}"] = status.value
-        allowed = f"#status IN ({', '.join(f':e{i}' for i in range(len(expected)))})"
-        if condition is not None:
-            allowed += f" AND ({condition.text})"
-            values |= condition.values
+            move.entry["link"] = fields["submit_url_sha256"]
+        expression, allowed, values, names = move.parts(condition)
         moved = self.update(job_id, expression, allowed, values, names, budget)
         if moved.done and moved.job is not None and len(moved.job.history) > HISTORY_LIMIT:
             return Moved(self._trim_history(moved.job), done=True)
@@ -232,24 +165,40 @@ class JobTable:
     ) -> Moved:
         """One conditional UpdateItem: the item after it, or as it stands when the condition did not hold. With
         `budget`, in one transaction with that change to a month's totals (`budgets.write_with_budget`)."""
+        done, item = self.write(job_id, expression, condition, values, names, budget)
+        if done:
+            return Moved(Job.model_validate(deserialize(item)) if item else self.get(job_id), done=True)
+        return Moved(_readable(item), done=False)
+
+    def write(  # noqa: PLR0913, PLR0917 - as update()'s
+        self,
+        key: str,
+        expression: str,
+        condition: str,
+        values: dict[str, Any],
+        names: dict[str, str] | None = None,
+        budget: BudgetChange | None = None,
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """update() for any row: whether it was written, and the item after it (None after a transaction: read it),
+        or as it stood when refused (in DynamoDB's JSON)."""
         request: dict[str, Any] = {
             "TableName": self._table,
-            "Key": _serialize({"job_id": job_id}),
+            "Key": serialize({"job_id": key}),
             "UpdateExpression": expression,
             "ConditionExpression": condition,
-            "ExpressionAttributeValues": _serialize(values),
+            "ExpressionAttributeValues": serialize(values),
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         } | ({"ExpressionAttributeNames": names} if names else {})  # none may be empty
         if budget is not None:
             done, refused = write_with_budget(self._db, request, budget.transact_item(self._table, self._now()))
-            return Moved(self.get(job_id), done=True) if done else Moved(_readable(refused), done=False)
+            return (True, None) if done else (False, refused)
         try:
             answer = self._db.update_item(**request, ReturnValues="ALL_NEW")
         except ClientError as err:
             if not _is_condition_failure(err):
                 raise
-            return Moved(_readable(err.response.get("Item")), done=False)
-        return Moved(Job.model_validate(_deserialize(answer["Attributes"])), done=True)
+            return False, err.response.get("Item")
+        return True, answer["Attributes"]
 
     def touch(self, job_id: str, status: str, seen_updated_at: str) -> bool:
         """Mark a job the reconciler looked at and left as it was: it goes to the back of its state's queue
@@ -258,12 +207,10 @@ class JobTable:
         try:
             self._db.update_item(
                 TableName=self._table,
-                Key=_serialize({"job_id": job_id}),
+                Key=serialize({"job_id": job_id}),
                 UpdateExpression="SET updated_at = :now, checked_at = :now",
                 ConditionExpression="#status = :status AND updated_at = :seen",
-                ExpressionAttributeValues=_serialize(
-                    {":now": self._now(), ":status": status, ":seen": seen_updated_at}
-                ),
+                ExpressionAttributeValues=serialize({":now": self._now(), ":status": status, ":seen": seen_updated_at}),
                 ExpressionAttributeNames={"#status": "status"},
             )
         except ClientError as err:
@@ -297,9 +244,9 @@ class JobTable:
     # --- reading ------------------------------------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job | None:
-        answer = self._db.get_item(TableName=self._table, Key=_serialize({"job_id": job_id}), ConsistentRead=True)
+        answer = self._db.get_item(TableName=self._table, Key=serialize({"job_id": job_id}), ConsistentRead=True)
         item = answer.get("Item")
-        return Job.model_validate(_deserialize(item)) if item else None
+        return Job.model_validate(deserialize(item)) if item else None
 
     def claim(self, job: Job) -> tuple[Job, bool]:
         """Create the job unless its id exists; return the stored job and whether this call created it."""
@@ -307,7 +254,7 @@ class JobTable:
         try:
             self._db.put_item(
                 TableName=self._table,
-                Item=_serialize(item),
+                Item=serialize(item),
                 ConditionExpression="attribute_not_exists(job_id)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -315,24 +262,32 @@ class JobTable:
             if not _is_condition_failure(err):
                 raise
             old = err.response.get("Item")
-            existing = Job.model_validate(_deserialize(old)) if old else self.get(job.job_id)
+            existing = Job.model_validate(deserialize(old)) if old else self.get(job.job_id)
             if existing is None:  # deleted between the two calls: treat as claimed by someone else
                 raise
             return existing, False
         return job, True
 
-    def find_by_prediction(self, prediction_id: str) -> Job | None:
+    def key_by_prediction(self, prediction_id: str) -> str | None:
+        """The key of the row (a job's, or a sample's) whose task this is."""
         answer = self._db.query(
             TableName=self._table,
             IndexName=BY_PREDICTION_INDEX,
             KeyConditionExpression="prediction_id = :p",
-            ExpressionAttributeValues=_serialize({":p": prediction_id}),
+            ExpressionAttributeValues=serialize({":p": prediction_id}),
             Limit=1,
         )
         items = answer.get("Items", [])
-        return self.get(_deserialize(items[0])["job_id"]) if items else None
+        return str(deserialize(items[0])["job_id"]) if items else None
 
-    def stale_keys(self, status: JobStatus, updated_before: str, limit: int) -> Iterator[tuple[str, str]]:
+    def find_by_prediction(self, prediction_id: str) -> Job | None:
+        """The job whose training task this is (a sample's task is no job's)."""
+        key = self.key_by_prediction(prediction_id)
+        return self.get(key) if key is not None and not is_side_row(key) else None
+
+    def stale_keys(
+        self, status: JobStatus | SampleStatus, updated_before: str, limit: int
+    ) -> Iterator[tuple[str, str]]:
         """(job id, updated_at) of jobs in `status` not updated since `updated_before`, oldest first, from
         the status index alone: reading each item is the caller's, so one odd item stops nothing."""
         kwargs: dict[str, Any] = {
@@ -340,14 +295,14 @@ class JobTable:
             "IndexName": BY_STATUS_INDEX,
             "KeyConditionExpression": "#status = :s AND updated_at < :t",
             "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": _serialize({":s": status.value, ":t": updated_before}),
+            "ExpressionAttributeValues": serialize({":s": status.value, ":t": updated_before}),
             "Limit": min(limit, 1000),
         }
         seen = 0
         while seen < limit:
             answer = self._db.query(**kwargs)
             for item in answer.get("Items", []):
-                keys = _deserialize(item)
+                keys = deserialize(item)
                 seen += 1
                 yield str(keys["job_id"]), str(keys["updated_at"])
                 if seen >= limit:
@@ -375,20 +330,20 @@ class JobTable:
                 IndexName=BY_STATUS_INDEX,
                 KeyConditionExpression="#status = :s",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_serialize({":s": status.value}),
+                ExpressionAttributeValues=serialize({":s": status.value}),
                 ScanIndexForward=False,
                 Limit=limit,
             )
-            jobs = [self.get(_deserialize(item)["job_id"]) for item in answer.get("Items", [])]
+            jobs = [self.get(deserialize(item)["job_id"]) for item in answer.get("Items", [])]
             return [j for j in jobs if j is not None]
         answer = self._db.scan(TableName=self._table, Limit=max(limit, 1000))
-        items = [_deserialize(item) for item in answer.get("Items", [])]
-        found = [Job.model_validate(item) for item in items if not is_budget_row(str(item.get("job_id")))]
+        items = [deserialize(item) for item in answer.get("Items", [])]
+        found = [Job.model_validate(item) for item in items if not is_side_row(str(item.get("job_id")))]
         return sorted(found, key=lambda j: j.created_at, reverse=True)[:limit]
 
     def month_totals(self, month: str) -> MonthTotals:
         """A month's spending row (`budgets`), zero if nothing was reserved in it."""
         answer = self._db.get_item(
-            TableName=self._table, Key=_serialize({"job_id": row_key(month)}), ConsistentRead=True
+            TableName=self._table, Key=serialize({"job_id": row_key(month)}), ConsistentRead=True
         )
         return MonthTotals.from_item(month, answer.get("Item"))

@@ -16,17 +16,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from loradrop.budgets import BudgetChange, BudgetExhausted, month_of
 from loradrop.codes import ErrorCode
 from loradrop.job import Job, JobParams, SettleProgress
-from loradrop.job_table import (
-    JobPatch,
-    JobTable,
-    Moved,
-    lease_free,
-    lease_owner,
-    same_attempt,
-    same_error,
-)
+from loradrop.job_table import JobPatch, Moved
 from loradrop.models import JobStatus, Task
 from loradrop.redaction import redact
+from loradrop.sample_table import SampleTable
+from loradrop.table_moves import lease_free, lease_owner, same_attempt, same_error
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -66,7 +60,7 @@ def _task(task: Task) -> dict[str, Any]:
     return {"prediction_id": task.id} | ({"task_created_at": task.created_at} if task.created_at else {})
 
 
-class JobStore(JobTable):
+class JobStore(SampleTable):
     # --- submitting ---------------------------------------------------------------------------------------------
 
     def begin_submission(  # noqa: PLR0913 - what the inspection found, the attempt's link and its price

@@ -19,6 +19,15 @@ class StoreRequest(BaseModel):
     prediction_id: str = _ID
 
 
+class SampleRequest(BaseModel):
+    """Store queue: work on this job's sample (`loradrop.samples`): submit it, copy its image, or, once every
+    sample ended, sum them up on the job."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    job_id: str = _ID
+    sample: int = Field(ge=0, lt=16)
+
+
 class SubmitRequest(BaseModel):
     """Intake queue: submit this job again (`resubmit`, after a retryable failure or a proven loss) or on a
     person's `loradrop retry` of a FAILED job (`retry`)."""
@@ -76,8 +85,13 @@ def read_intake(body: str) -> IntakeMessage:
         raise MalformedMessage(f"{problem}: {_problems(err)}") from err
 
 
-def read_store(body: str) -> StoreRequest:
+def read_store(body: str) -> StoreRequest | SampleRequest:
     try:
-        return StoreRequest.model_validate_json(body)
+        value = json.loads(body)
+    except ValueError as err:
+        raise MalformedMessage(f"not a store or sample request: body: not JSON ({err})") from err
+    kind = SampleRequest if isinstance(value, dict) and "sample" in value else StoreRequest
+    try:
+        return kind.model_validate(value)
     except ValidationError as err:
-        raise MalformedMessage(f"not a store request: {_problems(err)}") from err
+        raise MalformedMessage(f"not a store or sample request: {_problems(err)}") from err

@@ -187,9 +187,30 @@ def card_readme(card: dict[str, Any]) -> bytes:
         "",
         f"Check the file first: `sha256sum {weights['file']}` must print `{weights['sha256']}`.",
     ]
+    if card.get("samples"):
+        lines += ["", *_gallery(card["samples"])]
     if card["warnings"]:
         lines += ["", "## Warnings", "", *(f"- {warning}" for warning in card["warnings"])]
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _gallery(samples: list[dict[str, Any]]) -> list[str]:
+    """The sample images (`loradrop.samples`), beside this page in `samples/`, each with its prompt and seed; a sample
+    that was not rendered says why."""
+    lines = ["## Samples", "", "Rendered by WaveSpeed's `wavespeed-ai/flux-dev-lora` with this LoRA at scale 1.0:", ""]
+    for sample in samples:
+        prompt = str(sample.get("prompt", "")).replace("|", "/").replace("\n", " ")
+        if sample.get("image_uri"):
+            relative = "/".join(str(sample["image_uri"]).split("/")[-2:])
+            lines += [
+                f"![{prompt}]({relative})",
+                "",
+                f"`{prompt}` (seed {sample.get('seed')}, SHA-256 `{sample.get('image_sha256')}`)",
+                "",
+            ]
+        else:
+            lines += [f"- `{prompt}`: not rendered ([{sample.get('error_code')}] {sample.get('error')})", ""]
+    return lines[:-1]
 
 
 def _rows(card: dict[str, Any]) -> list[tuple[str, str]]:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from loradrop.codes import ErrorCode
+from loradrop.samples import PROMPTS_RULE, parse_prompts
 
 
 class JobStatus(StrEnum):
@@ -107,6 +108,7 @@ PARAMETER_METADATA = {
     "learning_rate": ("learning-rate", "a number greater than 0 and at most 1"),
     "lora_rank": ("lora-rank", "a whole number from 1 to 64"),
     "model": ("model", "one of " + ", ".join(TRAINER_MODELS)),
+    "sample_prompts": ("sample-prompts", PROMPTS_RULE),
 }
 
 
@@ -141,6 +143,13 @@ class TrainingParams(BaseModel):
     learning_rate: Decimal = Field(default=Decimal("0.0004"), gt=0, le=1)
     lora_rank: int = Field(default=16, ge=1, le=64)
     model: TrainerModel = "wavespeed-ai/flux-dev-lora-trainer"
+    # Rendered with the LoRA once it is stored (`loradrop.sampling`); not sent to the trainer.
+    sample_prompts: tuple[str, ...] = ()
+
+    @field_validator("sample_prompts", mode="before")
+    @classmethod
+    def _prompts(cls, value: Any) -> Any:
+        return parse_prompts(value)
 
     @field_validator("steps", "lora_rank", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -23,6 +24,8 @@ from loradrop.models import (
 )
 from loradrop.ports import WaveSpeed
 from loradrop.pricing import WAITS
+from loradrop.sample_reconciling import SampleReconciler
+from loradrop.samples import SampleStatus
 from loradrop.settings import ReconcileSettings
 from loradrop.settling import (
     CLOCK_SKEW,
@@ -76,6 +79,7 @@ class Reconciler:
             record_stray=tracker.take_stray,
             resubmit=tracker.enqueue_resubmit,
         )
+        self._samples = SampleReconciler(tracker.samples, jobs, wavespeed, settings)
 
     def run(self, now: datetime | None = None, remaining_ms: Callable[[], int] | None = None) -> dict[Outcome, int]:
         """One pass. `remaining_ms` is the invocation's time left: every WaveSpeed call fits in it, and the
@@ -84,12 +88,13 @@ class Reconciler:
         left = (remaining_ms() / 1000 - FLUSH_SECONDS) if remaining_ms is not None else 15 * 60.0
         run_deadline = Deadline.within(left, self._clock)
         after = timedelta(seconds=self._settings.reconcile_after_seconds)
-        passes: list[tuple[JobStatus, timedelta, Callable[[Job, datetime, Deadline], Outcome]]] = [
+        passes: list[tuple[JobStatus | SampleStatus, timedelta, Callable[[Any, datetime, Deadline], Outcome]]] = [
             (JobStatus.SUBMITTING, after, self._settle),
             (JobStatus.SUBMITTED, after, self._check),
             (JobStatus.TRAINING, after, self._check),
             (JobStatus.STORING, after, self._check),
             (JobStatus.RECEIVED, 2 * after, self._requeue_received),
+            *self._samples.passes(after),  # the sample images' tasks (`loradrop.samples`)
         ]
         summary: Counter[Outcome] = Counter()
         oldest: list[datetime] = []
@@ -120,14 +125,14 @@ class Reconciler:
         logger.info("reconciled", extra={"summary": dict(summary)})
         return dict(summary)
 
-    def _stale(self, status: JobStatus, before: str) -> _Listed:
+    def _stale(self, status: JobStatus | SampleStatus, before: str) -> _Listed:
         return _Listed(lambda: self._jobs.stale_keys(status, before, self._settings.reconcile_batch_limit), status)
 
     def _isolated(  # noqa: PLR0913, PLR0917 - one job's turn: which, as listed, and the run's clock
         self,
-        check: Callable[[Job, datetime, Deadline], Outcome],
+        check: Callable[[Any, datetime, Deadline], Outcome],
         job_id: str,
-        status: JobStatus,
+        status: JobStatus | SampleStatus,
         updated_at: str,
         now: datetime,
         deadline: Deadline,
@@ -137,6 +142,12 @@ class Reconciler:
         the job goes to the back of its queue like one that came back unchanged."""
         about_job(job_id)
         try:
+            if isinstance(status, SampleStatus):
+                sample = self._jobs.get_sample(job_id)
+                if sample is None or sample.status is not status:
+                    return Outcome.UNCHANGED  # moved (or unreadable) since it was listed
+                about_job(sample.parent_job_id, sample.prediction_id)
+                return check(sample, now, deadline)
             job = self._jobs.get(job_id)
             if job is None or job.status is not status:
                 return Outcome.UNCHANGED  # moved (or deleted) since it was listed
@@ -272,7 +283,7 @@ class _Listed:
     """A state's stale jobs as listed, one page at a time; a listing that fails ends that state's pass,
     logged and counted, and says so (`listed`)."""
 
-    def __init__(self, keys: Callable[[], Iterable[tuple[str, str]]], status: JobStatus) -> None:
+    def __init__(self, keys: Callable[[], Iterable[tuple[str, str]]], status: JobStatus | SampleStatus) -> None:
         self._keys = keys
         self._status = status
         self.listed = True

@@ -127,13 +127,16 @@ def reconciler() -> Reconciler:
 
 @cache
 def storer() -> Storer:
+    from loradrop.sample_worker import SampleWorker
     from loradrop.storing import Storer
 
     settings = store_settings()
     jobs, wavespeed = _common(settings)
     # A read may stall 20 s at most: the copy's give-up margin (30 s) must cover one.
     http = httpx.Client(timeout=httpx.Timeout(connect=10.0, read=20.0, write=20.0, pool=10.0), verify=tls_context())
-    return Storer(jobs=jobs, s3=aws("s3"), http=http, wavespeed=wavespeed, settings=settings)
+    s3, sqs = aws("s3"), OnFirstUse("sqs")
+    samples = SampleWorker(jobs=jobs, s3=s3, http=http, sqs=sqs, wavespeed=wavespeed, settings=settings)
+    return Storer(jobs=jobs, s3=s3, http=http, wavespeed=wavespeed, settings=settings, samples=samples)
 
 
 @cache

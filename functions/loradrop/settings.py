@@ -82,6 +82,22 @@ class ReconcilePart(_EnvModel):
     absence_confirm_seconds: float = Field(alias="ABSENCE_CONFIRM_SECONDS", default=300, ge=0, le=3600)
 
 
+class LimitsPart(_EnvModel):
+    # Spending limits in USD (empty: none): one job's quote, and the quotes reserved in a calendar month (UTC).
+    max_job_usd: Decimal | None = Field(alias="MAX_JOB_USD", default=None, gt=0)
+    monthly_budget_usd: Decimal | None = Field(alias="MONTHLY_BUDGET_USD", default=None, gt=0)
+
+    @field_validator("max_job_usd", "monthly_budget_usd", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def budgeted(self) -> bool:
+        """A spending limit is set: no task is started without a price."""
+        return self.max_job_usd is not None or self.monthly_budget_usd is not None
+
+
 class SubmitPart(_EnvModel):
     webhook_url: str = Field(alias="WEBHOOK_URL", min_length=1)
     trainer_model: str = Field(alias="TRAINER_MODEL", default="wavespeed-ai/flux-dev-lora-trainer")
@@ -89,6 +105,7 @@ class SubmitPart(_EnvModel):
     default_steps: int = Field(alias="DEFAULT_STEPS", default=1000)
     default_learning_rate: Decimal = Field(alias="DEFAULT_LEARNING_RATE", default=Decimal("0.0004"))
     default_lora_rank: int = Field(alias="DEFAULT_LORA_RANK", default=16)
+    sample_prompts: str = Field(alias="SAMPLE_PROMPTS", default="")  # `|`-separated; empty: no samples
     presign_expiry_seconds: int = Field(alias="PRESIGN_EXPIRY_SECONDS", default=43200, ge=900, le=604800)
     max_archive_bytes: int = Field(alias="MAX_ARCHIVE_BYTES", default=2 * 1024**3, gt=0)
     max_entries: int = Field(alias="MAX_ARCHIVE_ENTRIES", default=2000, gt=0)
@@ -100,16 +117,8 @@ class SubmitPart(_EnvModel):
     # MaximumConcurrency): how long a rate-limited upload waits.
     starts_per_minute: int = Field(alias="WAVESPEED_STARTS_PER_MINUTE", default=2, ge=1)
     submit_concurrency: int = Field(alias="SUBMIT_CONCURRENCY", default=2, ge=1)
-    # Spending limits in USD (empty: none): one job's quote, and the quotes reserved in a calendar month (UTC).
-    max_job_usd: Decimal | None = Field(alias="MAX_JOB_USD", default=None, gt=0)
-    monthly_budget_usd: Decimal | None = Field(alias="MONTHLY_BUDGET_USD", default=None, gt=0)
     # How long an upload may wait in RECEIVED for a price or a balance before it ends FAILED (as the reconciler's).
     settle_deadline_seconds: int = Field(alias="SETTLE_DEADLINE_SECONDS", default=86400, ge=0, le=6 * 86400)
-
-    @field_validator("max_job_usd", "monthly_budget_usd", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: object) -> object:
-        return None if value == "" else value
 
     def training_defaults(self) -> dict[str, Any]:
         """The training parameters an upload's metadata does not set (`models.TrainingParams.build` checks them)."""
@@ -119,12 +128,15 @@ class SubmitPart(_EnvModel):
             "learning_rate": self.default_learning_rate,
             "lora_rank": self.default_lora_rank,
             "model": self.trainer_model,
+            "sample_prompts": self.sample_prompts,
         }
 
-    @property
-    def budgeted(self) -> bool:
-        """A spending limit is set: no task is started without a price."""
-        return self.max_job_usd is not None or self.monthly_budget_usd is not None
+
+class SamplesPart(LimitsPart):
+    """What the sample worker (StoreWeights) needs to start and track sample tasks (`loradrop.samples`)."""
+
+    webhook_url: str = Field(alias="WEBHOOK_URL", min_length=1)
+    store_queue_url: str = Field(alias="STORE_QUEUE_URL", min_length=1)
 
 
 class StorePart(_EnvModel):
@@ -148,7 +160,7 @@ class TrackingSettings(CommonSettings, HandOffPart):
     """What tracking a task needs, from a webhook or the reconciler."""
 
 
-class SubmitSettings(CommonSettings, SubmitPart):
+class SubmitSettings(CommonSettings, SubmitPart, LimitsPart):
     pass
 
 
@@ -156,7 +168,7 @@ class WebhookSettings(TrackingSettings, WebhookPart):
     pass
 
 
-class StoreSettings(CommonSettings, StorePart):
+class StoreSettings(CommonSettings, StorePart, SamplesPart):
     pass
 
 

@@ -24,11 +24,12 @@ from loradrop.egress import DisallowedOutput, OutputPolicy
 from loradrop.job import COPY_FAILED_NOTE, Job, iso, parse_iso, utc_now
 from loradrop.jobs import JobStore
 from loradrop.log_context import about_job
-from loradrop.messages import read_store
+from loradrop.messages import SampleRequest, read_store
 from loradrop.model_card import CARD_NAME, README_NAME, build_card, card_json, card_readme, card_warnings
 from loradrop.models import STORE_RETRYABLE, JobStatus, Task
 from loradrop.ports import WaveSpeed
 from loradrop.queues import Deferred, QueueRecord, backoff_seconds
+from loradrop.sample_worker import SampleWorker
 from loradrop.settings import StoreSettings
 from loradrop.wavespeed import WaveSpeedError
 from loradrop.weights import (
@@ -67,7 +68,7 @@ def _ascii(value: object) -> str:
 
 
 class Storer:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - its collaborators, injected
         self,
         *,
         jobs: JobStore,
@@ -75,7 +76,9 @@ class Storer:
         http: httpx.Client,
         wavespeed: Callable[[], WaveSpeed],
         settings: StoreSettings,
+        samples: SampleWorker,
     ) -> None:
+        self._samples = samples
         self._jobs = jobs
         self._s3 = s3
         self._http = http
@@ -88,6 +91,9 @@ class Storer:
         """A store-queue message; raises Deferred (with its delay) when it is to come back: after the running
         copy's lease (real time), or after a back-off when this copy failed (it logged why)."""
         request = read_store(record.body)
+        if isinstance(request, SampleRequest):
+            self._samples.handle(request, record.receive_count, remaining_ms() / 1000)
+            return
         try:
             self.store(
                 request.job_id,
@@ -219,9 +225,11 @@ class Storer:
             "weights_sha256": stored.sha256,
             "model_card_uri": card_uri,
         }
+        samples = self._samples.plan(job)  # before the job completes: a crash between leaves them for the reconciler
         completed = self._jobs.complete(job, weights, job.warnings + problems if problems else None)
         if not completed.done:
             return completed.job, Outcome.UNCHANGED
+        self._samples.start(samples)
         metrics.add_metric(name="WeightsStoredBytes", unit=MetricUnit.Bytes, value=stored.size)
         logger.info("weights stored", extra={"uri": stored.uri, "size": stored.size, "sha256": stored.sha256})
         return completed.job, Outcome.COMPLETED
@@ -258,7 +266,8 @@ class Storer:
             logger.warning("could not release the copy lease; it expires by itself")
 
     def _metadata(self, job: Job) -> dict[str, str]:
-        stored = job.params.model_dump(exclude_none=True) if job.params else {}
+        # (the sample prompts may run to 2,000 characters: S3's metadata holds 2 KB in all)
+        stored = job.params.model_dump(exclude_none=True, exclude={"sample_prompts"}) if job.params else {}
         params = {k.replace("_", "-"): _ascii(v) for k, v in stored.items()}
         return params | {"job-id": job.job_id, "prediction-id": _ascii(job.prediction_id)}
 

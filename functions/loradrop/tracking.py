@@ -37,6 +37,7 @@ from loradrop.models import (
     retry_kind,
 )
 from loradrop.ports import QueueSender, WaveSpeed
+from loradrop.sampling import SampleTracker
 from loradrop.settings import TrackingSettings
 from loradrop.settling import (
     link_object,
@@ -68,6 +69,8 @@ class Tracker:
         self._sqs = sqs
         self._wavespeed = wavespeed
         self._settings = settings
+        # the sample images' tasks (`loradrop.samples`) arrive by the same webhook and the same reconciler
+        self.samples = SampleTracker(jobs=jobs, sqs=sqs, wavespeed=wavespeed, store_queue_url=settings.store_queue_url)
 
     def on_webhook(
         self, hint: Task, job_hint: str | None = None, deadline: Deadline | None = None

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from loradrop.credentials import WebhookSecretSource
 from loradrop.deadline import Deadline
 from loradrop.models import Task
+from loradrop.sampling import SampleNotFound
 from loradrop.settings import WebhookSettings
 from loradrop.signing import InvalidSignature, SignatureMismatch, verify
 from loradrop.tracking import JobNotFound, Tracker
@@ -72,8 +73,13 @@ def receive(
     except ValidationError:
         raise HttpError(400, "body is not a WaveSpeed task object") from None
     try:
+        sample = tracker().samples.on_webhook(hint, _job_hint(event), _sample_hint(event), deadline)
+        if sample is not None:
+            row, said = sample
+            logger.info("sample webhook handled", extra={"prediction_id": hint.id, "outcome": said})
+            return {"job_id": row.parent_job_id, "sample": row.index, "status": row.status.value, "outcome": said}
         job, outcome = tracker().on_webhook(hint, _job_hint(event), deadline)
-    except JobNotFound:
+    except (JobNotFound, SampleNotFound):
         raise HttpError(404, "no job has this task id (yet)") from None
     logger.info("webhook handled", extra={"prediction_id": hint.id, "outcome": outcome})
     return {"job_id": job.job_id, "status": job.status.value, "outcome": outcome}
@@ -105,6 +111,12 @@ def _verify(
         metrics.add_metric(name="WebhooksRejected", unit=MetricUnit.Count, value=1)
         logger.warning("webhook rejected", extra={"reason": str(err)})
         raise HttpError(401, "invalid webhook signature") from None
+
+
+def _sample_hint(event: dict[str, Any]) -> int | None:
+    """Which of the job's samples loradrop put in the webhook URL (unsigned: the task's input decides)."""
+    value = (event.get("queryStringParameters") or {}).get("sample") or ""
+    return int(value) if re.fullmatch(r"\d{1,2}", value) else None
 
 
 def _job_hint(event: dict[str, Any]) -> str | None:

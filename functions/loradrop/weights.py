@@ -30,8 +30,9 @@ _CHUNK = _MIB
 class DownloadFailed(Exception):
     """The download broke off or was refused; SQS will retry the message."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(redact(message))  # the CDN link may be signed
+        self.status = status  # the HTTP status that refused it, if one did
 
 
 class OutputTooLarge(Exception):
@@ -164,8 +165,9 @@ def peer_address(response: httpx.Response) -> str | None:
     return str(address[0]) if address else None
 
 
-def _open(http: httpx.Client, url: str, policy: OutputPolicy) -> httpx.Response:
-    """GET with redirects followed by hand, so every hop is checked against the policy."""
+def open_output(http: httpx.Client, url: str, policy: OutputPolicy, what: str = "weights") -> httpx.Response:
+    """GET with redirects followed by hand, so every hop is checked against the policy (`what`: the output's name
+    in errors)."""
     for _ in range(_MAX_REDIRECTS + 1):
         policy.check(url)
         # identity: Content-Length must count the bytes we hash and store
@@ -173,7 +175,7 @@ def _open(http: httpx.Client, url: str, policy: OutputPolicy) -> httpx.Response:
         try:
             response = http.send(request, stream=True, follow_redirects=False)
         except httpx.HTTPError as err:
-            raise DownloadFailed(f"could not download the weights: {err!r}") from err
+            raise DownloadFailed(f"could not download the {what}: {err!r}") from err
         try:
             policy.check_peer(url, peer_address(response))
         except DisallowedOutput:
@@ -185,7 +187,7 @@ def _open(http: httpx.Client, url: str, policy: OutputPolicy) -> httpx.Response:
             continue
         if response.status_code != 200:
             response.close()
-            raise DownloadFailed(f"weights download answered HTTP {response.status_code}")
+            raise DownloadFailed(f"{what} download answered HTTP {response.status_code}", status=response.status_code)
         return response
     raise DownloadFailed(f"more than {_MAX_REDIRECTS} redirects")
 
@@ -209,7 +211,7 @@ def transfer_weights(  # noqa: PLR0913 - keyword-only: source, destination, limi
     broken or timed-out download leaves neither an object nor billable orphan parts. SHA-256 and size
     are known only at the end, so they become object tags (metadata would need a second copy).
     """
-    response = _open(http, url, policy)
+    response = open_output(http, url, policy)
     try:
         length = response.headers.get("content-length")
         expected = int(length) if length and length.isdigit() else None

@@ -17,6 +17,7 @@ from moto import mock_aws
 from loradrop.jobs import JobStore
 from loradrop.ports import WaveSpeed
 from loradrop.reconciling import Reconciler
+from loradrop.sample_worker import SampleWorker
 from loradrop.settings import CommonSettings, ReconcileSettings, StoreSettings, SubmitSettings
 from loradrop.storing import Storer
 from loradrop.submission import Submitter
@@ -61,6 +62,7 @@ class World:
     tracker: Tracker = field(init=False)
     reconciler: Reconciler = field(init=False)
     storer: Storer = field(init=False)
+    samples: SampleWorker = field(init=False)
 
     def __post_init__(self) -> None:
         self.submitter = Submitter(
@@ -69,8 +71,12 @@ class World:
         reconcile = self.settings(ReconcileSettings)
         self.tracker = Tracker(jobs=self.jobs, sqs=self.sqs, wavespeed=self.connect, settings=reconcile)
         self.reconciler = Reconciler(self.tracker, self.jobs, self.connect, reconcile, clock=self.clock.monotonic)
+        store = self.settings(StoreSettings)
+        self.samples = SampleWorker(
+            jobs=self.jobs, s3=self.s3, http=self.http, sqs=self.sqs, wavespeed=self.connect, settings=store
+        )
         self.storer = Storer(
-            jobs=self.jobs, s3=self.s3, http=self.http, wavespeed=self.connect, settings=self.settings(StoreSettings)
+            jobs=self.jobs, s3=self.s3, http=self.http, wavespeed=self.connect, settings=store, samples=self.samples
         )
 
     def connect(self) -> WaveSpeed:

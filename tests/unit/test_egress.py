@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from loradrop.egress import DisallowedOutput, OutputPolicy
-from loradrop.weights import _open
+from loradrop.weights import open_output
 
 PUBLIC = {"d1.cloudfront.net": ["13.32.1.1"], "evil.cloudfront.net": ["169.254.169.254"], "cdn.wavespeed.ai": ["::1"]}
 
@@ -67,10 +67,10 @@ def test_the_connected_address_is_checked_not_only_the_resolved_one(peer: str, a
 
     with httpx.Client(transport=httpx.MockTransport(serve)) as http:
         if allowed:
-            _open(http, "https://d1.cloudfront.net/x/lora.safetensors", POLICY).close()
+            open_output(http, "https://d1.cloudfront.net/x/lora.safetensors", POLICY).close()
         else:
             with pytest.raises(DisallowedOutput, match=f"connected to a non-public address \\({peer}\\)"):
-                _open(http, "https://d1.cloudfront.net/x/lora.safetensors", POLICY)
+                open_output(http, "https://d1.cloudfront.net/x/lora.safetensors", POLICY)
 
 
 def test_an_unknown_peer_is_refused_for_named_hosts() -> None:
@@ -78,4 +78,4 @@ def test_an_unknown_peer_is_refused_for_named_hosts() -> None:
         httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200))) as http,
         pytest.raises(DisallowedOutput, match="cannot be checked"),
     ):
-        _open(http, "https://d1.cloudfront.net/x/lora.safetensors", POLICY)
+        open_output(http, "https://d1.cloudfront.net/x/lora.safetensors", POLICY)

@@ -52,5 +52,5 @@ def test_anything_else_on_the_intake_queue_is_malformed(body: str) -> None:
 
 @pytest.mark.parametrize("body", ["{}", '{"job_id": "ana-1"}', '{"job_id": "a", "prediction_id": 7}', "null"])
 def test_a_store_message_names_a_job_and_its_task(body: str) -> None:
-    with pytest.raises(MalformedMessage, match="not a store request"):
+    with pytest.raises(MalformedMessage, match="not a store or sample request"):
         read_store(body)

@@ -202,7 +202,9 @@ def test_a_refused_host_is_copied_once_the_stack_allows_it(world: World) -> None
     assert "loradrop retry ana-1" in job.error
     # When the host is added to OutputHosts (a redeploy) and the job retried (its store message again)
     settings = world.storer._settings.model_copy(update={"output_hosts": f"{CDN},https://new-cdn.test"})
-    world.storer = Storer(jobs=world.jobs, s3=world.s3, http=world.http, wavespeed=world.connect, settings=settings)
+    world.storer = Storer(
+        jobs=world.jobs, s3=world.s3, http=world.http, wavespeed=world.connect, settings=settings, samples=world.samples
+    )
     job, _ = store(world)
     # Then the same task's weights are copied: no new task
     assert (job.status, job.prediction_id) == (JobStatus.COMPLETED, TASK)

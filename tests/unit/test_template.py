@@ -272,7 +272,10 @@ def test_job_notifications_reach_an_encrypted_topic_eventbridge_may_use_with_fie
     assert key_admits(topic["Properties"]["KmsMasterKeyId"], "events.amazonaws.com")
     (grant,) = RESOURCES["NotificationTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert (grant["Principal"], grant["Action"]) == ({"Service": "events.amazonaws.com"}, "sns:Publish")
-    assert grant["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": ["JobNotificationRule", "Arn"]}
+    assert grant["Condition"]["ArnEquals"]["aws:SourceArn"] == [
+        {"Fn::GetAtt": ["JobNotificationRule", "Arn"]},
+        {"Fn::GetAtt": ["SamplesNotificationRule", "Arn"]},
+    ]
     # Every variable the message uses is in every terminal event's detail, whatever the job
     paths = target["InputTransformer"]["InputPathsMap"]
     for status in TERMINAL_STATUSES:
@@ -280,6 +283,25 @@ def test_job_notifications_reach_an_encrypted_topic_eventbridge_may_use_with_fie
             job_id="j", status=status, source_bucket="b", source_key="uploads/a.zip", created_at="t", updated_at="t"
         ).event_detail()
         assert all(path.removeprefix("$.detail.") in detail for path in paths.values()), status
+    # The sample images' event reaches the same topic, with fields a completed job with samples has
+    samples = RESOURCES["SamplesNotificationRule"]
+    assert (samples["Condition"], samples["Properties"]["EventPattern"]["detail-type"]) == (
+        "HasNotifyEmail",
+        ["Samples Ready"],
+    )
+    (target,) = samples["Properties"]["Targets"]
+    assert target["Arn"] == {"Ref": "NotificationTopic"}
+    detail = Job(
+        job_id="j",
+        status="COMPLETED",
+        source_bucket="b",
+        source_key="uploads/a.zip",
+        created_at="t",
+        updated_at="t",
+        samples=[{"index": 0, "image_uri": "s3://w/loras/j/samples/1.png"}],
+    ).event_detail()
+    assert all(path.removeprefix("$.detail.") in detail for path in target["InputTransformer"]["InputPathsMap"].values())
+    assert "s3://w/loras/j/samples/1.png" in detail["summary"]
 
 
 def test_alarms_cover_errors_stuck_jobs_uncertain_submissions_and_dead_letters() -> None:

@@ -13,7 +13,7 @@ import pytest
 from loradrop.codes import AFTER_TAKING, ErrorCode, Outcome
 
 DOMAIN = Path(__file__).resolve().parents[2] / "functions"
-STORE = {"job_table.py", "jobs.py", "budgets.py"}
+STORE = {"table_moves.py", "job_table.py", "sample_table.py", "jobs.py", "budgets.py"}
 # What DynamoDB's condition and update expressions are made of: functions, comparisons with a placeholder
 EXPRESSION = re.compile(r"attribute_(not_)?exists\(|if_not_exists\(|list_append\(|contains\(|[\w#]+ (=|<>|<|>) :\w")
 
