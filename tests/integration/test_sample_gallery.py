@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
-from loradrop.samples import SAMPLE_MODEL, input_digest
+from loradrop.job import Job
+from loradrop.jobs import JobStore
+from loradrop.samples import SAMPLE_MODEL, Sample
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
 from loradrop_local.simulator.model import Task
@@ -25,29 +27,16 @@ PROMPTS = "a portrait of {trigger} in a garden | {trigger} on a beach at sunset"
 
 
 def sample_tasks(stack: LocalStack, job: dict[str, Any]) -> list[Task]:
-    """The inference tasks WaveSpeed created with this job's LoRA (told by their seeds' prompts' trigger word and
-    the job's own sample rows)."""
+    """The inference tasks WaveSpeed created for this job's samples (their seeds are the job's own)."""
     assert stack.simulator is not None
-    rows = sample_rows(stack, job)
-    digests = {row["submit_digest"] for row in rows if row.get("submit_digest")}
-    seeds = {int(row["seed"]) for row in rows}
-    return [
-        task
-        for task in list(stack.simulator.tasks.values())
-        if task.model == SAMPLE_MODEL and (input_digest(task.input) in digests or task.input.get("seed") in seeds)
-    ]
+    seeds = {row.seed for row in sample_rows(stack, job)}
+    tasks = list(stack.simulator.tasks.values())
+    return [task for task in tasks if task.model == SAMPLE_MODEL and task.input.get("seed") in seeds]
 
 
-def sample_rows(stack: LocalStack, job: dict[str, Any]) -> list[dict[str, Any]]:
-    table = stack.client("dynamodb")
-    rows = []
-    for index in range(len(job["params"].get("sample_prompts") or [])):
-        item = table.get_item(
-            TableName=stack.table_name, Key={"job_id": {"S": f"{job['job_id']}#sample-{index}"}}, ConsistentRead=True
-        ).get("Item")
-        if item:
-            rows.append({k: list(v.values())[0] for k, v in item.items()})
-    return rows
+def sample_rows(stack: LocalStack, job: dict[str, Any]) -> list[Sample]:
+    rows = JobStore(stack.client("dynamodb"), stack.table_name).samples_of(Job.model_validate(job))
+    return [row for row in rows if row is not None]
 
 
 def wait_for_samples(stack: LocalStack, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
@@ -104,3 +93,116 @@ def test_two_prompts_become_two_images_beside_the_weights(stack: LocalStack, key
     assert kinds == ["Job Completed", "Samples Ready"]
     ready = next(e for e in events if e["detail-type"] == "Samples Ready")
     assert all(s["image_uri"] in ready["detail"]["summary"] for s in samples)
+
+
+def trained_with_faults(stack: LocalStack, key: str, **faults: list[Any]) -> str:
+    """An upload with two sample prompts whose training task is held (created, its POST answered) until the faults
+    for what comes after it, its samples' POSTs and tasks, are queued."""
+    assert stack.simulator is not None
+    stack.simulator.faults.held.append(1)
+    job_id = stack.upload(key, training_zip(), {"trigger-word": "zxq", "sample-prompts": PROMPTS})
+    deadline = time.monotonic() + 10
+    while (stack.job(job_id) or {}).get("status") not in ("SUBMITTED", "TRAINING") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for name, values in faults.items():
+        getattr(stack.simulator.faults, name).extend(values)
+    stack.simulator.release()
+    assert stack.wait_for(job_id, TERMINAL)["status"] == "COMPLETED"
+    return job_id
+
+
+def settled(stack: LocalStack, job_id: str, *, reconciling: bool = False) -> dict[str, Any]:
+    """The job once its samples settled, running the reconciler meanwhile if asked (a lost webhook's remedy)."""
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        job = stack.job(job_id) or {}
+        if job.get("samples_settled_at"):
+            return job
+        if reconciling:
+            reconcile(stack)
+        time.sleep(0.5)
+    raise AssertionError(f"the samples of {job_id} did not settle: {sample_rows(stack, stack.job(job_id) or {})}")
+
+
+def one_task_per_prompt(stack: LocalStack, job: dict[str, Any]) -> list[Task]:
+    tasks = sample_tasks(stack, job)
+    assert sorted(task.input["seed"] for task in tasks) == sorted(sample["seed"] for sample in job["samples"])
+    return tasks
+
+
+def test_a_failed_sample_task_is_recorded_and_the_job_stays_completed(stack: LocalStack, key: str) -> None:
+    job_id = trained_with_faults(stack, key, task=[(5000, "the renderer fell over")])
+    job = settled(stack, job_id)
+    assert job["status"] == "COMPLETED"
+    weights_unchanged(stack, job)
+    one_task_per_prompt(stack, job)
+    failed, done = sorted(job["samples"], key=lambda sample: sample["state"] != "failed")
+    assert (failed["state"], failed["error_code"], done["state"]) == ("failed", "5000", "done")
+    assert "the renderer fell over" in failed["error"]
+    readme = (
+        stack.client("s3")
+        .get_object(Bucket=stack.weights_bucket, Key=f"loras/{job_id}/README.md")["Body"]
+        .read()
+        .decode()
+    )
+    assert f"`{failed['prompt']}`: not rendered ([5000]" in readme
+    assert f"![{done['prompt']}](samples/{done['index'] + 1}.png)" in readme
+
+
+def test_a_lost_post_answer_is_settled_by_the_signed_webhook_without_a_second_task(stack: LocalStack, key: str) -> None:
+    job_id = trained_with_faults(stack, key, submit=["drop_after_create"])
+    job = settled(stack, job_id)
+    one_task_per_prompt(stack, job)
+    assert [sample["state"] for sample in job["samples"]] == ["done", "done"]
+    notes = [entry.get("note", "") for row in sample_rows(stack, job) for entry in row.history]
+    assert "task adopted: its signed webhook" in notes
+    weights_unchanged(stack, job)
+
+
+def test_lost_webhooks_and_a_lost_post_answer_are_settled_by_the_reconciler(stack: LocalStack, key: str) -> None:
+    # Given a sample POST whose answer is lost and no sample webhook at all
+    job_id = trained_with_faults(stack, key, submit=["drop_after_create"], webhook=["drop", "drop"])
+    time.sleep(1)
+    assert {row.status.value for row in sample_rows(stack, stack.job(job_id) or {})} == {
+        "SAMPLE_SUBMITTING",
+        "SAMPLE_RENDERING",
+    }
+    # When the reconciler runs: one from WaveSpeed's GET, the other found in its history by the input it echoes
+    job = settled(stack, job_id, reconciling=True)
+    one_task_per_prompt(stack, job)
+    assert [sample["state"] for sample in job["samples"]] == ["done", "done"]
+    notes = [entry.get("note", "") for row in sample_rows(stack, job) for entry in row.history]
+    assert "task adopted: found in WaveSpeed's prediction history" in notes
+    weights_unchanged(stack, job)
+
+
+def test_an_output_gone_ends_its_sample_and_leaves_the_rest(stack: LocalStack, key: str) -> None:
+    # Given both sample tasks complete without their webhooks, and then one image is no longer served
+    job_id = trained_with_faults(stack, key, webhook=["drop", "drop"])
+    time.sleep(1)
+    assert stack.simulator is not None
+    stack.simulator.faults.download.append("vanish")
+    # When the reconciler finds them completed and the worker copies them
+    job = settled(stack, job_id, reconciling=True)
+    one_task_per_prompt(stack, job)
+    gone, done = sorted(job["samples"], key=lambda sample: sample["state"] != "failed")
+    assert (gone["state"], gone["error_code"], done["state"]) == ("failed", "OUTPUT_GONE", "done")
+    assert "the LoRA itself is unaffected" in gone["error"]
+    assert job["status"] == "COMPLETED"
+    weights_unchanged(stack, job)
+
+
+def test_a_refused_lora_link_ends_the_samples_with_a_clear_note(stack: LocalStack, key: str) -> None:
+    assert stack.simulator is not None
+    stack.simulator.config.lora_urls_refused = True
+    try:
+        job_id = stack.upload(key, training_zip(), {"sample-prompts": "a photo of {trigger}"})
+        assert stack.wait_for(job_id, TERMINAL)["status"] == "COMPLETED"
+        job = settled(stack, job_id)
+    finally:
+        stack.simulator.config.lora_urls_refused = False
+    (sample,) = job["samples"]
+    assert sample["state"] == "failed"
+    assert sample["error"].startswith("WaveSpeed refused the sample (HTTP 400)")
+    assert sample_tasks(stack, job) == []  # refused before any task existed
+    weights_unchanged(stack, job)

@@ -300,7 +300,9 @@ def test_job_notifications_reach_an_encrypted_topic_eventbridge_may_use_with_fie
         updated_at="t",
         samples=[{"index": 0, "image_uri": "s3://w/loras/j/samples/1.png"}],
     ).event_detail()
-    assert all(path.removeprefix("$.detail.") in detail for path in target["InputTransformer"]["InputPathsMap"].values())
+    assert all(
+        path.removeprefix("$.detail.") in detail for path in target["InputTransformer"]["InputPathsMap"].values()
+    )
     assert "s3://w/loras/j/samples/1.png" in detail["summary"]
 
 
