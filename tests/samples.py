@@ -20,8 +20,10 @@ FUNCTION_OF = {
     "sqs_retry.json": "SubmitTrainingFunction",
     "webhook_completed.json": "ReceiveWebhookFunction",
     "sqs_store.json": "StoreWeightsFunction",
+    "sqs_sample.json": "StoreWeightsFunction",
     "schedule.json": "ReconcileJobsFunction",
     "stream_job_ended.json": "PublishEventsFunction",
+    "stream_samples_ready.json": "PublishEventsFunction",
 }
 
 
@@ -54,7 +56,7 @@ def sample(stack: LocalStack, name: str, *, key: str | None = None, job_id: str 
         record["eventSourceARN"] = queue_arn(stack, "IntakeQueue")
         if job_id is not None:
             record["body"] = json.dumps(json.loads(record["body"]) | {"job_id": job_id})
-    elif name == "sqs_store.json":
+    elif name in ("sqs_store.json", "sqs_sample.json"):
         record["eventSourceARN"] = queue_arn(stack, "StoreQueue")
     elif name == "webhook_completed.json":
         assert stack.simulator is not None

@@ -110,7 +110,8 @@ class JobTable:
         self._table = table
         self._clock = clock  # what every write is stamped with (tests pass theirs)
 
-    def _now(self) -> str:
+    def now(self) -> str:
+        """The time writes are stamped with (ISO 8601, UTC): the table's clock."""
         return iso(self._clock())
 
     # --- the one write ------------------------------------------------------------------------------------------
@@ -134,7 +135,7 @@ class JobTable:
         transaction (BudgetExhausted when its limit refuses). A move `models.ALLOWED_MOVES` does not allow
         raises IllegalMove before anything is written."""
         check_move(expected, to)
-        now = self._now()
+        now = self.now()
         fields = patch.sets() if patch else {}
         move = build_move(
             [status.value for status in expected],
@@ -190,7 +191,7 @@ class JobTable:
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         } | ({"ExpressionAttributeNames": names} if names else {})  # none may be empty
         if budget is not None:
-            done, refused = write_with_budget(self._db, request, budget.transact_item(self._table, self._now()))
+            done, refused = write_with_budget(self._db, request, budget.transact_item(self._table, self.now()))
             return (True, None) if done else (False, refused)
         try:
             answer = self._db.update_item(**request, ReturnValues="ALL_NEW")
@@ -210,7 +211,7 @@ class JobTable:
                 Key=serialize({"job_id": job_id}),
                 UpdateExpression="SET updated_at = :now, checked_at = :now",
                 ConditionExpression="#status = :status AND updated_at = :seen",
-                ExpressionAttributeValues=serialize({":now": self._now(), ":status": status, ":seen": seen_updated_at}),
+                ExpressionAttributeValues=serialize({":now": self.now(), ":status": status, ":seen": seen_updated_at}),
                 ExpressionAttributeNames={"#status": "status"},
             )
         except ClientError as err:

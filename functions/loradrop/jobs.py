@@ -225,7 +225,7 @@ class JobStore(SampleTable):
         """Record a task of an earlier attempt on the job, whatever its state (a note in place, no move);
         `counted`: it adds to `attempts` (the tasks that may exist). Refused if it was recorded already or the
         job moved meanwhile."""
-        now = self._now()
+        now = self.now()
         values: dict[str, Any] = {
             ":status": job.status.value,
             ":task": [task_id],
@@ -258,7 +258,7 @@ class JobStore(SampleTable):
             {JobStatus.STORING},
             JobStatus.STORING,
             patch=JobPatch(store_lease_until=until, store_lease_owner=owner),
-            condition=lease_free(self._now()) | lease_owner(owner),
+            condition=lease_free(self.now()) | lease_owner(owner),
         )
 
     def release_lease(self, job: Job, note: str | None = None) -> Moved:
@@ -280,7 +280,7 @@ class JobStore(SampleTable):
             JobStatus.STORING,
             note=note,
             count="store_requeues",
-            condition=lease_free(self._now()),
+            condition=lease_free(self.now()),
         )
 
     def complete(self, job: Job, weights: dict[str, Any], warnings: list[str] | None = None) -> Moved:
@@ -330,7 +330,7 @@ class JobStore(SampleTable):
         reason = redact(reason)  # it may quote WaveSpeed, which may quote our presigned link
         condition = same_attempt(attempt_link)
         if unless_copying:
-            lease = lease_free(self._now())
+            lease = lease_free(self.now())
             condition = lease if condition is None else condition & lease
         # An ended job has no copy running, nothing to settle and no task to look for.
         patch = JobPatch(

@@ -36,7 +36,7 @@ def same_digest(digest: str | None) -> Condition | None:
 class SampleTable(JobTable):
     def plan_samples(self, job: Job, prompts: list[tuple[str, int]]) -> list[Sample]:
         """A PLANNED row for each (prompt, seed), unless it exists: the rows as stored, in order."""
-        now = self._now()
+        now = self.now()
         planned = []
         for index, (prompt, seed) in enumerate(prompts):
             row = Sample(
@@ -94,7 +94,7 @@ class SampleTable(JobTable):
         move = build_move(
             [status.value for status in expected],
             to.value,
-            self._now(),
+            self.now(),
             fields={k: v for k, v in (sets or {}).items() if v is not None},
             removes=sorted(removes),
             note=note,

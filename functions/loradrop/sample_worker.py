@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -26,7 +25,7 @@ from loradrop.budgets import BudgetChange, BudgetExhausted, month_of
 from loradrop.codes import ErrorCode
 from loradrop.deadline import Deadline
 from loradrop.egress import DisallowedOutput, OutputPolicy
-from loradrop.job import Job, utc_now
+from loradrop.job import Job
 from loradrop.jobs import JobStore
 from loradrop.log_context import about_job
 from loradrop.messages import SampleRequest
@@ -155,7 +154,7 @@ class SampleWorker:
             self.tracker.fail(sample, {S.PLANNED}, refused[0], refused[1])
             return
         sets: dict[str, Any] = {
-            "submit_started_at": utc_now(),
+            "submit_started_at": self._jobs.now(),
             "submit_digest": input_digest(body),
             "lora_source": source,
             "quote_usd": quote,
@@ -350,7 +349,7 @@ class SampleWorker:
         summary = [sample.public() for sample in samples if sample is not None]
         if job.model_card_uri:
             self._write_gallery(job, summary)
-        done = self._jobs.settle_samples(job, summary, utc_now())
+        done = self._jobs.settle_samples(job, summary, self._jobs.now())
         if done:
             stored = sum(1 for sample in summary if sample.get("image_uri"))
             logger.info("samples settled", extra={"stored": stored, "of": len(summary)})
@@ -360,7 +359,6 @@ class SampleWorker:
         bucket, _, card_key = (job.model_card_uri or "").removeprefix("s3://").partition("/")
         card = json.loads(self._s3.get_object(Bucket=bucket, Key=card_key)["Body"].read())
         card["samples"] = summary
-        card["samples_settled_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         prefix = card_key.rsplit("/", 1)[0] + "/"
         for name, body, kind in (
             (CARD_NAME, card_json(card), "application/json"),

@@ -63,8 +63,9 @@ def test_webhook_event_signed_and_unsigned(stack: LocalStack) -> None:
     assert json.loads(answer["body"])["message"] == "no job has this task id (yet)"
 
 
-def test_store_event_for_unknown_job_is_acknowledged(stack: LocalStack) -> None:
-    assert stack.invoke("StoreWeightsFunction", sample(stack, "sqs_store.json")) == {"batchItemFailures": []}
+@pytest.mark.parametrize("name", ["sqs_store.json", "sqs_sample.json"])
+def test_store_and_sample_events_for_an_unknown_job_are_acknowledged(stack: LocalStack, name: str) -> None:
+    assert stack.invoke("StoreWeightsFunction", sample(stack, name)) == {"batchItemFailures": []}
 
 
 def test_schedule_event(stack: LocalStack) -> None:
@@ -102,3 +103,20 @@ def test_stream_event_publishes_the_jobs_end(stack: LocalStack) -> None:
     assert completed["detail"]["event_id"] == "portraits-of-ana-5d3f0c1b2a49/COMPLETED/2026-11-25T09:23:00.412Z"
     assert completed["detail"]["weights_sha256"].startswith("a3f1c0de")
     assert completed["time"] == "2026-11-25T09:23:00Z"  # when the job ended, not when it was published
+
+
+def test_stream_event_publishes_a_completed_jobs_samples(stack: LocalStack) -> None:
+    # The record of a completed job whose two samples ended (one stored, one failed)
+    event = load_event("stream_samples_ready.json")
+    assert stack.invoke("PublishEventsFunction", event) == {"batchItemFailures": []}
+    deadline = time.monotonic() + 10
+    published: list[dict[str, Any]] = []
+    while not published and time.monotonic() < deadline:
+        published = [e for e in stack.drain_events() if e["detail"]["job_id"] == "portraits-of-ana-5d3f0c1b2a49"]
+        time.sleep(0.1)
+    (ready,) = published
+    assert ready["detail-type"] == "Samples Ready"
+    assert ready["detail"]["event_id"] == "portraits-of-ana-5d3f0c1b2a49/SAMPLES/2026-11-25T09:24:10.118Z"
+    assert [s["state"] for s in ready["detail"]["samples"]] == ["done", "failed"]
+    assert "Samples: 1 of 2 rendered: s3://" in ready["detail"]["summary"]
+    assert ready["time"] == "2026-11-25T09:24:10Z"

@@ -26,7 +26,7 @@ from tests.unit.fakes import CDN
 from tests.unit.test_sample_rules import IMAGE, TRAINED, completed, handle, queued
 
 Logger(json_serializer=json_for_logs)
-NOW = datetime.now(UTC).replace(microsecond=0)  # the worker stamps its POST with the real time, as the submitter does
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 IMAGE_URL = f"{CDN}/outputs/img-1/0.png"
 CARD = "loras/ana-1/model-card.json"
 
