@@ -132,6 +132,8 @@ class SampleReconciler:
             digest, confirmed = self._input_of(task, sample.submit_digest, deadline)
             if digest == sample.submit_digest and confirmed is not None:
                 return self._tracker.adopt(sample, confirmed, "found in WaveSpeed's prediction history")[1]
+            if digest in sample.earlier_digests:
+                self._tracker.take_stray(sample, confirmed or task, "found in WaveSpeed's prediction history")
             unknown += digest is None
         if listing.cut or not listing.complete:
             return self._undecided(sample, now, listing.why_incomplete or "history incomplete")
@@ -182,6 +184,7 @@ class SampleReconciler:
             {S.SUBMITTING},
             S.PLANNED,
             note=f"{proof}: submitting again",
+            sets={"earlier_digests": [*sample.earlier_digests, sample.submit_digest]},
             removes=clear,
             attempts=-1,
             count="lost_submissions",

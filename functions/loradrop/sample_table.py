@@ -107,6 +107,20 @@ class SampleTable(JobTable):
             return self.get_sample(sample.job_id), True
         return _sample(item), done
 
+    def record_stray(self, sample: Sample, task_id: str, note: str, budget: BudgetChange | None) -> bool:
+        """A task of one of the sample's earlier attempts (proven lost) that turned up after all: paid for, so it is
+        counted in `attempts` and its month, and kept in `stray_tasks` (once), whatever the sample's state."""
+        entry = {"status": sample.status.value, "at": self.now(), "note": note, "prediction_id": task_id}
+        values = {":ids": [task_id], ":id": task_id, ":one": 1, ":zero": 0, ":empty": [], ":entry": [entry]}
+        expression = (
+            "SET stray_tasks = list_append(if_not_exists(stray_tasks, :empty), :ids), "
+            "attempts = if_not_exists(attempts, :zero) + :one, "
+            "history = list_append(if_not_exists(history, :empty), :entry)"
+        )
+        condition = "attribute_exists(job_id) AND NOT contains(stray_tasks, :id)"
+        done, _ = self.write(sample.job_id, expression, condition, values, None, budget)
+        return done
+
     def settle_samples(self, job: Job, summary: list[dict[str, Any]], at: str) -> bool:
         """Record the samples on their COMPLETED job once every one ended (once: the change stream makes it the
         "Samples Ready" event). The job's `updated_at` stays: its state did not change."""

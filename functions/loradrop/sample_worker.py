@@ -147,13 +147,15 @@ class SampleWorker:
         reads = Deadline(deadline.at - post_seconds, deadline.clock)  # the link and the price leave the POST its time
         wavespeed = self._wavespeed()
         link, source = self._lora_link(job, wavespeed, reads)
-        body = request_body(sample.prompt, sample.seed, link)
+        seed = seed_for(job.job_id, sample.index, sample.lost_submissions)  # a new attempt is told from a lost one
+        body = request_body(sample.prompt, seed, link)
         quote = self._quote(wavespeed, body, reads)
         refused = self._over_limit(job, quote)
         if refused is not None:
             self.tracker.fail(sample, {S.PLANNED}, refused[0], refused[1])
             return
         sets: dict[str, Any] = {
+            "seed": seed,
             "submit_started_at": self._jobs.now(),
             "submit_digest": input_digest(body),
             "lora_source": source,

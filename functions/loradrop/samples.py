@@ -80,9 +80,11 @@ def render_prompt(prompt: str, trigger: str) -> str:
     return text if trigger.lower() in text.lower() else f"{trigger}, {text}"
 
 
-def seed_for(job_id: str, index: int) -> int:
-    """A fixed seed per job and prompt: the same sample renders the same image, and no two jobs share a task input."""
-    return int(hashlib.sha256(f"{job_id}#{index}".encode()).hexdigest()[:8], 16) % 2**31
+def seed_for(job_id: str, index: int, attempt: int = 0) -> int:
+    """A fixed seed per job, prompt and attempt: the same sample renders the same image, no two jobs share a task
+    input, and a new attempt after a POST proven lost is told apart from the old one should that turn up after all."""
+    marker = f"{job_id}#{index}" + (f"#{attempt}" if attempt else "")
+    return int(hashlib.sha256(marker.encode()).hexdigest()[:8], 16) % 2**31
 
 
 def sample_key(job_id: str, index: int) -> str:
@@ -144,6 +146,8 @@ class Sample(BaseModel):
     task_created_at: str | None = None
     submit_started_at: str | None = None
     submit_digest: str | None = None  # input_digest of the current attempt's body
+    earlier_digests: list[str] = Field(default_factory=list)  # of attempts proven lost: their tasks are strays
+    stray_tasks: list[str] = Field(default_factory=list)  # tasks of those attempts that turned up: paid, counted
     lora_source: str | None = None  # "wavespeed" (its own output link) or "s3" (a presigned link to the copy)
     attempts: int = 0  # tasks that may exist
     lost_submissions: int = 0

@@ -74,10 +74,20 @@ class SampleTracker:
             return self.apply(sample, self._wavespeed().get_result(hint.id, deadline))
         if not is_sample_task(hint):
             return None
-        digest = input_digest(hint.input)
         hinted = sample_key(job_hint, sample_hint) if job_hint and sample_hint is not None else None
+        return self._claim(hint, hinted, deadline)
+
+    def _claim(self, hint: Task, hinted: str | None, deadline: Deadline | None) -> tuple[Sample, Outcome]:
+        """A sample task no row has recorded: adopted by the uncertain sample whose POST sent exactly the input it
+        echoes, or recorded as a stray by the sample one of whose attempts proven lost sent it; WaveSpeed's own GET
+        confirms it first."""
+        digest = input_digest(hint.input)
         owner = self.uncertain_owner(digest, hinted) if digest else None
         if owner is None:
+            earlier = self._jobs.get_sample(hinted) if hinted and digest else None
+            if earlier is not None and digest in earlier.earlier_digests:
+                confirmed = self._wavespeed().get_result(hint.id, deadline)
+                return earlier, self.take_stray(earlier, confirmed, "its signed webhook")
             raise SampleNotFound(hint.id)
         about_job(owner.parent_job_id, hint.id)
         confirmed = self._wavespeed().get_result(hint.id, deadline)
@@ -119,6 +129,20 @@ class SampleTracker:
         metrics.add_metric(name="SampleTasksAdopted", unit=MetricUnit.Count, value=1)
         after, outcome = self.apply(moved, task)
         return after, Outcome.ADOPTED.then(outcome)
+
+    def take_stray(self, sample: Sample, task: Task, evidence: str) -> Outcome:
+        """A task of an attempt proven lost turned up after all ({evidence}): it was paid for, so it is recorded and
+        counted (its month holds its quote again), and the StrayTasks alarm asks a person to look why."""
+        if task.id in sample.stray_tasks or task.id == sample.prediction_id:
+            return Outcome.UNCHANGED
+        month = sample.budget_month
+        spent = BudgetChange(month, committed=sample.quote_usd) if month and sample.quote_usd is not None else None
+        note = f"WaveSpeed task {task.id} of an attempt proven lost turned up ({evidence}): it was paid for"
+        if not self._jobs.record_stray(sample, task.id, note, spent):
+            return Outcome.UNCHANGED
+        metrics.add_metric(name="StrayTasks", unit=MetricUnit.Count, value=1)
+        logger.warning("a sample task of an attempt proven lost turned up", extra={"prediction_id": task.id})
+        return Outcome.STRAY_RECORDED
 
     def record_task(self, sample: Sample, task: Task) -> Sample:
         """SUBMITTING → RENDERING with the task the POST answered with (refused: adopted already, say)."""

@@ -194,7 +194,7 @@ def test_an_uncertain_post_whose_task_is_in_the_history_is_adopted(world: World)
 
 
 def test_an_uncertain_post_proven_lost_by_two_complete_reads_is_submitted_again(world: World) -> None:
-    uncertain(world)
+    _, lost_body = uncertain(world)
     assert run(world, timedelta(minutes=40)).get(Outcome.ABSENT_ONCE) == 1  # past the grace: once is not proof
     assert run(world, timedelta(minutes=50)).get(Outcome.PROVEN_LOST) == 1
     sample = world.jobs.get_sample(sample_key("ana-1", 0))
@@ -202,7 +202,21 @@ def test_an_uncertain_post_proven_lost_by_two_complete_reads_is_submitted_again(
     assert (sample.status, sample.attempts, sample.lost_submissions) == (SampleStatus.PLANNED, 0, 1)
     assert queued(world) == [{"job_id": "ana-1", "sample": 0}]
     world.wavespeed.answer = Task(id="img-2", status="created")
-    assert handle(world).prediction_id == "img-2"  # its one new attempt
+    again = handle(world)
+    assert again.prediction_id == "img-2"  # its one new attempt, with a seed of its own
+    assert world.wavespeed.posts[1].body["seed"] == again.seed != lost_body["seed"]
+    # And should the lost attempt's task turn up after all, it is recorded and counted, never taken for the new one
+    world.wavespeed.tasks["img-1"] = Task(id="img-1", status="completed", input=lost_body)
+    row, outcome = world.tracker.samples.on_webhook(Task(id="img-1", input=lost_body), "ana-1", 0, None) or (None, None)
+    assert row is not None
+    assert outcome is Outcome.STRAY_RECORDED
+    after = world.jobs.get_sample(sample_key("ana-1", 0))
+    assert after is not None
+    assert (after.prediction_id, after.stray_tasks, after.attempts) == ("img-2", ["img-1"], 2)
+    assert world.tracker.samples.on_webhook(Task(id="img-1", input=lost_body), "ana-1", 0, None) == (
+        after,
+        Outcome.UNCHANGED,
+    )
 
 
 def test_an_uncertain_post_whose_history_stays_unreadable_ends_unsettled(world: World) -> None:
