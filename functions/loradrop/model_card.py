@@ -115,6 +115,14 @@ def card_warnings(card: dict[str, Any]) -> list[str]:
     return []
 
 
+def card_files(card: dict[str, Any]) -> list[tuple[str, bytes, str]]:
+    """The card's two files as written beside the weights: (name, body, content type)."""
+    return [
+        (CARD_NAME, card_json(card), "application/json; charset=utf-8"),
+        (README_NAME, card_readme(card), "text/markdown; charset=utf-8"),
+    ]
+
+
 def card_json(card: dict[str, Any]) -> bytes:
     return json.dumps(card, indent=2, ensure_ascii=False, default=str).encode("utf-8")
 

@@ -29,7 +29,7 @@ from loradrop.job import Job
 from loradrop.jobs import JobStore
 from loradrop.log_context import about_job
 from loradrop.messages import SampleRequest
-from loradrop.model_card import CARD_NAME, README_NAME, card_json, card_readme
+from loradrop.model_card import card_files
 from loradrop.models import JobStatus
 from loradrop.ports import QueueSender, WaveSpeed
 from loradrop.queues import Deferred, backoff_seconds
@@ -362,14 +362,7 @@ class SampleWorker:
         card = json.loads(self._s3.get_object(Bucket=bucket, Key=card_key)["Body"].read())
         card["samples"] = summary
         prefix = card_key.rsplit("/", 1)[0] + "/"
-        for name, body, kind in (
-            (CARD_NAME, card_json(card), "application/json"),
-            (README_NAME, card_readme(card), "text/markdown"),
-        ):
+        for name, body, kind in card_files(card):  # the same two files, now with the gallery
             self._s3.put_object(
-                Bucket=bucket,
-                Key=prefix + name,
-                Body=body,
-                ContentType=f"{kind}; charset=utf-8",
-                Metadata={"job-id": job.job_id},
+                Bucket=bucket, Key=prefix + name, Body=body, ContentType=kind, Metadata={"job-id": job.job_id}
             )

@@ -25,7 +25,7 @@ from loradrop.job import COPY_FAILED_NOTE, Job, iso, parse_iso, utc_now
 from loradrop.jobs import JobStore
 from loradrop.log_context import about_job
 from loradrop.messages import SampleRequest, read_store
-from loradrop.model_card import CARD_NAME, README_NAME, build_card, card_json, card_readme, card_warnings
+from loradrop.model_card import CARD_NAME, README_NAME, build_card, card_files, card_warnings
 from loradrop.models import STORE_RETRYABLE, JobStatus, Task
 from loradrop.ports import WaveSpeed
 from loradrop.queues import Deferred, QueueRecord, backoff_seconds
@@ -244,16 +244,9 @@ class Storer:
         problems = card_warnings(card)
         card["warnings"] = card["warnings"] + problems
         bucket, prefix = self._settings.weights_bucket, self._prefix(job)
-        for name, body, kind in (
-            (CARD_NAME, card_json(card), "application/json"),
-            (README_NAME, card_readme(card), "text/markdown"),
-        ):
+        for name, body, kind in card_files(card):
             self._s3.put_object(
-                Bucket=bucket,
-                Key=prefix + name,
-                Body=body,
-                ContentType=f"{kind}; charset=utf-8",
-                Metadata={"job-id": job.job_id},
+                Bucket=bucket, Key=prefix + name, Body=body, ContentType=kind, Metadata={"job-id": job.job_id}
             )
         return f"s3://{bucket}/{prefix}{CARD_NAME}", problems
 

@@ -89,16 +89,20 @@ def test_a_malformed_store_message_is_dead_lettered_in_seconds_with_a_log_line(s
     assert "prediction_id: Field required" in log_lines(stack)
 
 
-def test_stream_event_publishes_the_jobs_end(stack: LocalStack) -> None:
-    # The sample's record of a job moving STORING → COMPLETED, as the jobs table's change stream sends it
-    event = load_event("stream_job_ended.json")
-    assert stack.invoke("PublishEventsFunction", event) == {"batchItemFailures": []}
+def published_by(stack: LocalStack, name: str) -> list[dict[str, Any]]:
+    """The events the sample stream record `name` has PublishEvents put on the bus (its job is the samples' own)."""
+    assert stack.invoke("PublishEventsFunction", load_event(name)) == {"batchItemFailures": []}
     deadline = time.monotonic() + 10
     published: list[dict[str, Any]] = []
     while not published and time.monotonic() < deadline:
         published = [e for e in stack.drain_events() if e["detail"]["job_id"] == "portraits-of-ana-5d3f0c1b2a49"]
         time.sleep(0.1)
-    (completed,) = published
+    return published
+
+
+def test_stream_event_publishes_the_jobs_end(stack: LocalStack) -> None:
+    # The sample's record of a job moving STORING → COMPLETED, as the jobs table's change stream sends it
+    (completed,) = published_by(stack, "stream_job_ended.json")
     assert completed["detail-type"] == "Job Completed"
     assert completed["detail"]["event_id"] == "portraits-of-ana-5d3f0c1b2a49/COMPLETED/2026-11-25T09:23:00.412Z"
     assert completed["detail"]["weights_sha256"].startswith("a3f1c0de")
@@ -107,14 +111,7 @@ def test_stream_event_publishes_the_jobs_end(stack: LocalStack) -> None:
 
 def test_stream_event_publishes_a_completed_jobs_samples(stack: LocalStack) -> None:
     # The record of a completed job whose two samples ended (one stored, one failed)
-    event = load_event("stream_samples_ready.json")
-    assert stack.invoke("PublishEventsFunction", event) == {"batchItemFailures": []}
-    deadline = time.monotonic() + 10
-    published: list[dict[str, Any]] = []
-    while not published and time.monotonic() < deadline:
-        published = [e for e in stack.drain_events() if e["detail"]["job_id"] == "portraits-of-ana-5d3f0c1b2a49"]
-        time.sleep(0.1)
-    (ready,) = published
+    (ready,) = published_by(stack, "stream_samples_ready.json")
     assert ready["detail-type"] == "Samples Ready"
     assert ready["detail"]["event_id"] == "portraits-of-ana-5d3f0c1b2a49/SAMPLES/2026-11-25T09:24:10.118Z"
     assert [s["state"] for s in ready["detail"]["samples"]] == ["done", "failed"]
