@@ -20,7 +20,7 @@ from loradrop.deadline import Deadline
 from loradrop.jobs import JobStore
 from loradrop.log_context import about_job
 from loradrop.messages import SampleRequest
-from loradrop.models import ENDED_TASK_STATUSES, Task, describe_failure
+from loradrop.models import ENDED_TASK_STATUSES, Task
 from loradrop.ports import QueueSender, WaveSpeed
 from loradrop.sample_table import same_digest
 from loradrop.samples import Sample, SampleStatus, input_digest, is_sample_task, sample_key, split_key
@@ -46,6 +46,20 @@ def given_back(sample: Sample) -> BudgetChange | None:
     if not sample.budget_month or sample.reserved_usd is None:
         return None
     return BudgetChange(sample.budget_month, committed=-sample.reserved_usd)
+
+
+# What a failed sample task means for a user (the trainer's hints speak of the ZIP and of retrying the job).
+SAMPLE_FAILURE_HINTS = {
+    1200: "the image was flagged by content moderation: change the prompt",
+    1402: "WaveSpeed could not fetch the LoRA by the link it was given: samples are unavailable for it",
+}
+
+
+def describe_sample_failure(task: Task) -> str:
+    text = f"WaveSpeed task {task.id} {task.status}" + (f" with code {task.code}" if task.code is not None else "")
+    text += f": {task.error[:500]}" if task.error else ""
+    hint = SAMPLE_FAILURE_HINTS.get(task.code or 0)
+    return f"{text} ({hint}; the LoRA itself is unaffected)" if hint else f"{text} (the LoRA itself is unaffected)"
 
 
 class SampleTracker:
@@ -172,7 +186,7 @@ class SampleTracker:
             return moved or sample, Outcome.UNCHANGED
         if task.status in ENDED_TASK_STATUSES:
             code = str(task.code) if task.code is not None else task.status.upper()
-            return self.fail(sample, {S.RENDERING}, code, describe_failure(task))
+            return self.fail(sample, {S.RENDERING}, code, describe_sample_failure(task))
         return sample, Outcome.UNCHANGED
 
     def fail(

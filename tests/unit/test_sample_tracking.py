@@ -140,6 +140,17 @@ def test_a_failed_task_ends_its_sample_with_wavespeeds_code(world: World) -> Non
     assert world.jobs.get("ana-1").status is JobStatus.COMPLETED  # type: ignore[union-attr]
 
 
+def test_a_lora_wavespeed_could_not_fetch_says_samples_are_unavailable(world: World) -> None:
+    rendering(world, status="failed", code=1402, error="could not download loras[0]")
+    row, _ = world.tracker.samples.on_webhook(Task(id="img-1"), None, None, None) or (None, None)
+    assert row is not None
+    assert (row.status, row.error_code) == (SampleStatus.FAILED, "1402")
+    assert row.error == (
+        "WaveSpeed task img-1 failed with code 1402: could not download loras[0] (WaveSpeed could not fetch the LoRA "
+        "by the link it was given: samples are unavailable for it; the LoRA itself is unaffected)"
+    )
+
+
 def test_an_unrecorded_task_is_adopted_only_by_the_sample_whose_input_it_echoes(world: World) -> None:
     world.clock.now = NOW
     completed(world, ["p"])
