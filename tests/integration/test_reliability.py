@@ -20,11 +20,12 @@ def test_scenario(stack: LocalStack, name: str) -> None:
 
 
 def assert_held(outcome: Outcome) -> None:
-    """What every scenario promises: each upload ended, in the states expected, each paid task counted, each
-    weights file verified, each end published as an event, nothing left behind."""
+    """What every scenario promises: each upload ended, in the states expected, each paid task counted (a sample
+    image's too), each weights file verified, each end published as an event, nothing left behind."""
     assert outcome.problems == []
     assert sum(outcome.end_states.values()) == outcome.uploads
     assert outcome.tasks == outcome.attempts
+    assert outcome.sample_tasks == outcome.sample_attempts
     assert outcome.end_events >= outcome.uploads
     assert outcome.orphan_uploads == 0
     assert outcome.objects_ok == outcome.end_states.get("COMPLETED", 0)

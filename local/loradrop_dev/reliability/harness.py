@@ -20,8 +20,10 @@ from typing import Any
 
 import httpx
 
+from loradrop.events import SAMPLES_READY
 from loradrop.job import Job
 from loradrop.models import JobStatus
+from loradrop_dev.reliability.sample_counts import asked_for_samples, count_samples
 from loradrop_local.aws.events import scheduled_event
 from loradrop_local.aws.stack import LocalStack, StackOptions
 from loradrop_local.dataset import training_zip
@@ -44,6 +46,13 @@ def times_entered(job: dict[str, Any], status: str) -> int:
     return sum(1 for before, now in zip([None, *statuses], statuses, strict=False) if now == status != before)
 
 
+def at_rest(job: dict[str, Any]) -> bool:
+    """Terminal and, if it completed asking for samples, with every sample ended: nothing of it moves any more."""
+    if job.get("status") not in TERMINAL:
+        return False
+    return job["status"] != "COMPLETED" or not asked_for_samples(job) or bool(job.get("samples_settled_at"))
+
+
 @dataclass
 class Outcome:
     scenario: str
@@ -60,6 +69,9 @@ class Outcome:
     end_events: int = 0  # distinct end events published for these jobs (a retried job has one per end)
     event_repeats: int = 0  # deliveries of an end event beyond its first (the stream is at least once)
     settle_requests: list[int] = field(default_factory=list)  # WaveSpeed requests each settled submission took
+    sample_jobs: int = 0  # uploads that asked for sample images
+    sample_tasks: int = 0  # inference tasks WaveSpeed created for their samples
+    sample_attempts: int = 0  # what their sample rows count
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -165,9 +177,18 @@ class Harness:
     def downloads(self, task_id: str) -> int:
         return sum(1 for r in self.sim.requests if r.method == "GET" and r.path.startswith(f"/outputs/{task_id}/"))
 
-    def outcome(
-        self, scenario: str, injected: str, tracked: list[Tracked], *, expect: dict[str, int], tasks: int
+    def outcome(  # noqa: PLR0913 - what a scenario expects, by name
+        self,
+        scenario: str,
+        injected: str,
+        tracked: list[Tracked],
+        *,
+        expect: dict[str, int],
+        tasks: int,
+        samples: int | None = None,
     ) -> Outcome:
+        """The scenario judged: `tasks` training tasks expected, `samples` inference tasks (None: no samples expected;
+        otherwise every upload that asked for samples must end COMPLETED with them settled)."""
         states = Counter((t.job or {}).get("status", "MISSING") for t in tracked)
         durations = [t.ended - t.started for t in tracked if t.ended is not None]
         result = Outcome(
@@ -206,6 +227,9 @@ class Harness:
         if uploads:
             result.problems.append(f"{len(uploads)} orphan multipart uploads")
         self._judge_events(tracked, result)
+        counted = count_samples(self.stack, [t.job or {} for t in tracked], samples)
+        result.sample_jobs, result.sample_tasks, result.sample_attempts = counted.jobs, counted.tasks, counted.attempts
+        result.problems += counted.problems
         result.settle_requests = [n for t in tracked for n in settle_requests(t.job or {})]
         return result
 
@@ -214,7 +238,10 @@ class Harness:
         events = self.end_events(tracked)
         for item in tracked:
             job = item.job or {}
-            delivered = [e["detail"].get("event_id") for e in events[item.job_id]]
+            # A "Samples Ready" event is no end: the job ended before its samples were rendered.
+            delivered = [
+                e["detail"].get("event_id") for e in events[item.job_id] if e.get("detail-type") != SAMPLES_READY
+            ]
             result.end_events += len(set(delivered))
             result.event_repeats += len(delivered) - len(set(delivered))
             if job.get("status") in TERMINAL and not self._announced(job):
@@ -235,22 +262,28 @@ class Harness:
         while not condition() and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def settle(self, tracked: list[Tracked], timeout: float, every: float = 0.5) -> None:
-        """Run the reconciler (as its schedule would) until every upload is terminal."""
+    def settle(self, tracked: list[Tracked], timeout: float, every: float = 0.5, *, reconciling: bool = True) -> None:
+        """Until every upload is terminal and the samples of each that completed have all ended, running the
+        reconciler meanwhile (as its schedule would) unless `reconciling` is off: what must settle on its own."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.wait(tracked, timeout=every)
-            if all((t.job or {}).get("status") in TERMINAL for t in tracked):
+            if all(at_rest(t.job or {}) for t in tracked):
                 return
-            self.reconcile()
+            if reconciling:
+                self.reconcile()
+            else:
+                time.sleep(0.2)  # every upload may be terminal already (waiting for its samples): wait returned at once
         self.wait(tracked, timeout=0)
 
-    def upload_with(self, label: str, faults: list[tuple[Any, Any]]) -> list[Tracked]:
+    def upload_with(
+        self, label: str, faults: list[tuple[Any, Any]], metadata: dict[str, str] | None = None
+    ) -> list[Tracked]:
         """One upload, with faults queued just for it (each (queue, value)); waits until WaveSpeed has
         answered (or dropped) a POST of it other than a 429, so the next upload cannot take these faults."""
         for queue, value in faults:
             queue.append(value)
-        tracked = self.upload(label, 1)
+        tracked = self.upload(label, 1, metadata)
         deadline = time.monotonic() + 30
         while not any(r.status != 429 for r in self.submissions(tracked[0])) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -52,17 +52,18 @@ def _scenarios(outcomes: list[Outcome], scale: str, seconds: float, settle_deadl
         "is not compressed: a crowded history's window is a minute wide (two in AWS).",
         "",
         "| scenario | injected | uploads | end states | POSTs | tasks created | attempts counted "
-        "| weights verified | end events (repeats) | settle requests | orphan parts "
-        "| time to end, median / max (s) | result |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| inference tasks / sample attempts | weights verified | end events (repeats) | settle requests "
+        "| orphan parts | time to end, median / max (s) | result |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         states = ", ".join(f"{k} {v}" for k, v in sorted(o.end_states.items()))
         verdict = _verdict(o.passed, o.problems)
         settles = ", ".join(map(str, o.settle_requests)) or "-"
+        samples = f"{o.sample_tasks} / {o.sample_attempts}" if o.sample_jobs else "-"
         lines.append(
             f"| {o.scenario} | {o.injected} | {o.uploads} | {states} | {o.posts} | {o.tasks} | {o.attempts} "
-            f"| {o.objects_ok} | {o.end_events} ({o.event_repeats}) | {settles} "
+            f"| {samples} | {o.objects_ok} | {o.end_events} ({o.event_repeats}) | {settles} "
             f"| {o.orphan_uploads} | {o.seconds_median} / {o.seconds_max} | {verdict} |"
         )
     return lines
@@ -124,13 +125,16 @@ def _goals() -> list[str]:
         "",
         "A scenario passes only if every upload ended COMPLETED, FAILED or REJECTED (nothing left SUBMITTING",
         "or STORING), in the states expected, WaveSpeed created exactly as many tasks as the jobs count",
-        "attempts, and every job's end was published as an event (from the table's change stream). POSTs counts",
-        "every training request the simulator received for these uploads, refusals and lost answers included;",
-        "tasks created is what WaveSpeed would bill. End events counts distinct events (a job retried after a",
-        "failure has one per end), repeats the deliveries beyond the first. Settle requests are the WaveSpeed",
-        "requests (history pages and confirming GETs) each uncertain submission took to settle, from its job's",
-        "history. Hostile input (bad ZIPs,",
-        "webhook attacks, egress to internal addresses, fuzzed webhooks) is covered by the test suite:",
+        "attempts and as many inference tasks for sample images as the sample rows count (at most one a",
+        "prompt; where the scenario expects samples, every job that asked for them COMPLETED with them",
+        "settled), and every job's end was published as an event (from the table's change stream). POSTs",
+        "counts every training request the simulator received for these uploads, refusals and lost answers",
+        "included; tasks created is what WaveSpeed would bill for training, inference tasks what it would bill",
+        "for the sample images (found by their seeds; - where no upload asked for samples). End events counts",
+        "distinct events (a job retried after a failure has one per end), repeats the deliveries beyond the",
+        "first. Settle requests are the WaveSpeed requests (history pages and confirming GETs) each uncertain",
+        "submission took to settle, from its job's history. Hostile input (bad ZIPs, webhook attacks, egress",
+        "to internal addresses, fuzzed webhooks) is covered by the test suite:",
         "`tests/integration/test_hostile.py`, `test_webhook_fuzz.py`, `test_secrets.py`,",
         "`tests/unit/test_properties.py`.",
     ]

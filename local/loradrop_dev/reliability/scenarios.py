@@ -13,6 +13,7 @@ from loradrop_dev.reliability.recovery import crashes, reconciler_isolation, sto
 from loradrop_dev.reliability.wavespeed_faults import (
     output_faults,
     result_faults,
+    sample_faults,
     submit_faults,
     task_endings,
     task_failures,
@@ -29,6 +30,7 @@ FAST: Scale = {
     "fuzz": 200,
     "crowd": 300,
     "backlog": 205,
+    "sample_jobs": 4,  # one per sample fault
 }
 FULL: Scale = {
     "burst": 200,
@@ -39,6 +41,7 @@ FULL: Scale = {
     "fuzz": 2000,
     "crowd": 3000,
     "backlog": 450,
+    "sample_jobs": 12,
 }
 
 SCENARIOS: dict[str, Callable[[Harness, Scale], Outcome]] = {
@@ -55,5 +58,6 @@ SCENARIOS: dict[str, Callable[[Harness, Scale], Outcome]] = {
     "task_endings": task_endings,
     "reconciler_isolation": reconciler_isolation,
     "store_recovery": store_recovery,
+    "sample_faults": sample_faults,
     **busy_account.SCENARIOS,  # a busy, messy account
 }

@@ -1,11 +1,14 @@
 """WaveSpeed misbehaving: submissions refused, lost or slow, results failing, every documented failure
-code, outputs broken or gone, webhooks lost, repeated or out of order, tasks cancelled, timed out, deleted."""
+code, outputs broken or gone, webhooks lost, repeated or out of order, tasks cancelled, timed out, deleted; and
+the same for the sample images' inference tasks."""
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any, NamedTuple
 
 from loradrop_dev.reliability.harness import Harness, Outcome, Scale, Tracked, simulator_settings
+from loradrop_dev.reliability.sample_counts import inference_tasks, sample_rows
 
 
 def submit_faults(h: Harness, scale: Scale) -> Outcome:
@@ -162,3 +165,85 @@ def task_endings(h: Harness, scale: Scale) -> Outcome:
     if codes != ["CANCELLED", None, "DELETED"]:
         result.problems.append(f"error codes {codes}")
     return result
+
+
+SAMPLE_PROMPTS = "a portrait of {trigger} in a garden | {trigger} on a beach at sunset"
+SampleEnd = tuple[str, str]  # a sample's state and error code, as the job shows them
+DONE: SampleEnd = ("done", "")
+
+
+class SampleCase(NamedTuple):
+    label: str
+    faults: list[tuple[str, Any]]  # by the simulator's queue: queued while the training task is held, so the next
+    reconciling: bool  # only the reconciler can settle it (its webhooks are lost)
+    ends: list[SampleEnd]  # how the two samples end, in order
+    note: str = ""  # in a sample's history: the fault met that sample, and was settled this way
+
+
+ADOPTED = "task adopted: "
+SAMPLE_CASES = [  # one a job, in rotation
+    SampleCase("task-failed", [("task", (5000, "the renderer fell over"))], False, [DONE, ("failed", "5000")]),
+    SampleCase("answer-lost", [("submit", "drop_after_create")], False, [DONE, DONE], ADOPTED + "its signed webhook"),
+    SampleCase(
+        "all-lost",
+        [("submit", "drop_after_create"), ("webhook", "drop"), ("webhook", "drop")],
+        True,
+        [DONE, DONE],
+        ADOPTED + "found in WaveSpeed's prediction history",
+    ),
+    SampleCase("output-gone", [("webhook", "drop"), ("webhook", "drop")], True, [DONE, ("failed", "OUTPUT_GONE")]),
+]
+
+
+def sample_faults(h: Harness, scale: Scale) -> Outcome:
+    """Each job's two sample images meet a fault: the job stays COMPLETED with its weights, its samples settle (by
+    their webhooks, or by the reconciler when those are lost), and each prompt costs one inference task."""
+    tracked: list[Tracked] = []
+    cases = [SAMPLE_CASES[n % len(SAMPLE_CASES)] for n in range(scale["sample_jobs"])]
+    for case in cases:
+        job = _sampled_upload(h, case.label, case.faults)
+        if case.label == "output-gone":
+            _vanish_before_the_copy(h, job[0])
+        h.settle(job, timeout=60, reconciling=case.reconciling)
+        tracked += job
+    result = h.outcome(
+        "sample image faults",
+        "2 sample prompts a job, one fault a job in rotation: a sample task failed (5000); a sample POST's answer "
+        "lost (adopted by its webhook); that and both webhooks lost (the reconciler, from the history); both "
+        "webhooks lost and an image gone before its copy",
+        tracked,
+        expect={"COMPLETED": len(tracked)},
+        tasks=len(tracked),
+        samples=2 * len(tracked),
+    )
+    for item, case in zip(tracked, cases, strict=True):
+        samples = (item.job or {}).get("samples") or []
+        ends = sorted((str(s.get("state")), str(s.get("error_code") or "")) for s in samples)
+        if ends != case.ends:
+            result.problems.append(f"{item.job_id}: samples ended {ends}, expected {case.ends}")
+        notes = {e.get("note") for row in sample_rows(h.stack, item.job or {}) if row for e in row.history}
+        if case.note and case.note not in notes:
+            result.problems.append(f"{item.job_id}: no sample's history says {case.note!r}")
+    return result
+
+
+def _sampled_upload(h: Harness, label: str, faults: list[tuple[str, Any]]) -> list[Tracked]:
+    """An upload asking for two samples whose training task is held (created, its POST answered) until the faults for
+    what follows it, its sample POSTs and tasks, are queued: the queues are global, taken in order."""
+    metadata = {"trigger-word": "zxq", "sample-prompts": SAMPLE_PROMPTS}
+    tracked = h.upload_with(f"samples-{label}", [(h.sim.faults.held, 1)], metadata)
+    for queue, value in faults:
+        getattr(h.sim.faults, queue).append(value)
+    h.sim.release()
+    return tracked
+
+
+def _vanish_before_the_copy(h: Harness, item: Tracked) -> None:
+    """Once the job's sample tasks completed (their webhooks lost: no image copied yet), the next output GET, the
+    first image's copy, finds it gone. Queued earlier, the LoRA's download by a sample task would take it."""
+    h.wait([item], timeout=30)
+    seeds = {row.seed for row in sample_rows(h.stack, item.job or {}) if row is not None}
+    h.wait_until(
+        lambda: sum(t.status == "completed" for t in inference_tasks(h.stack, seeds)) == len(seeds), timeout=30
+    )
+    h.sim.faults.download.append("vanish")
