@@ -2,8 +2,9 @@
 tracked jobs' samples against the attempts their sample rows count, at most one task per prompt, and, where the
 scenario expects samples, every job that asked for them COMPLETED with its samples settled.
 
-A job's inference tasks are found in the simulator by the seeds its sample rows hold (unique per job and prompt) and
-the inference model: their input has no upload name to find them by, as training tasks have."""
+A job's inference tasks are found in the simulator by their seeds (`samples.seed_for`: unique per job, prompt and
+attempt, an attempt after a POST proven lost having its own) and the inference model: their input has no upload name
+to find them by, as training tasks have."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from loradrop.job import Job
 from loradrop.jobs import JobStore
-from loradrop.samples import SAMPLE_MODEL, Sample
+from loradrop.samples import SAMPLE_MODEL, Sample, seed_for
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.simulator.model import Task
 
@@ -35,6 +36,11 @@ def sample_rows(stack: LocalStack, job: dict[str, Any]) -> list[Sample | None]:
     return JobStore(stack.client("dynamodb"), stack.table_name).samples_of(Job.model_validate(job))
 
 
+def attempt_seeds(row: Sample) -> set[int]:
+    """The seed of each of the sample's attempts (one more after each POST proven lost)."""
+    return {seed_for(row.parent_job_id, row.index, attempt) for attempt in range(row.lost_submissions + 1)}
+
+
 def inference_tasks(stack: LocalStack, seeds: set[int]) -> list[Task]:
     assert stack.simulator is not None
     return [t for t in list(stack.simulator.tasks.values()) if t.model == SAMPLE_MODEL and t.input.get("seed") in seeds]
@@ -47,13 +53,14 @@ def count_samples(stack: LocalStack, jobs: list[dict[str, Any]], expected: int |
     for job in filter(asked_for_samples, jobs):
         count.jobs += 1
         rows = sample_rows(stack, job)
-        seeds = {row.seed for row in rows if row is not None}
+        seeds = {seed for row in rows if row is not None for seed in attempt_seeds(row)}
         per_seed = Counter(task.input["seed"] for task in inference_tasks(stack, seeds))
         count.tasks += sum(per_seed.values())
         count.attempts += sum(row.attempts for row in rows if row is not None)
         for row in rows:
-            if row is not None and per_seed[row.seed] > 1:
-                count.problems.append(f"{job['job_id']}: prompt {row.index} has {per_seed[row.seed]} inference tasks")
+            for seed in attempt_seeds(row) if row is not None else ():
+                if per_seed[seed] > 1:
+                    count.problems.append(f"{job['job_id']}: prompt {row.index} has {per_seed[seed]} inference tasks")
         if job.get("status") == "COMPLETED" and None in rows:
             count.problems.append(f"{job['job_id']} completed without a row for each of its sample prompts")
         if expected is not None and not (job.get("status") == "COMPLETED" and job.get("samples_settled_at")):
