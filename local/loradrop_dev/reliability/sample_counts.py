@@ -57,8 +57,8 @@ def count_samples(stack: LocalStack, jobs: list[dict[str, Any]], expected: int |
         per_seed = Counter(task.input["seed"] for task in inference_tasks(stack, seeds))
         count.tasks += sum(per_seed.values())
         count.attempts += sum(row.attempts for row in rows if row is not None)
-        for row in rows:
-            for seed in attempt_seeds(row) if row is not None else ():
+        for row in filter(None, rows):
+            for seed in attempt_seeds(row):
                 if per_seed[seed] > 1:
                     count.problems.append(f"{job['job_id']}: prompt {row.index} has {per_seed[seed]} inference tasks")
         if job.get("status") == "COMPLETED" and None in rows:
