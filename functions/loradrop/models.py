@@ -195,14 +195,20 @@ class TrainingParams(BaseModel):
         """Parameters from S3 user metadata over the stack's defaults, plus warnings for unknown keys."""
         by_key = {meta_key: field for field, (meta_key, _) in PARAMETER_METADATA.items()}
         values: dict[str, Any] = defaults.model_dump()
-        unknown = []
+        unknown, warnings = [], []
         for key, value in metadata.items():
             field = by_key.get(key.lower())
             if field is None:
                 unknown.append(key)
+            elif field == "sample_prompts":  # optional: a mistake there costs the samples, never the training
+                try:
+                    values[field] = parse_prompts(decode_metadata(value))
+                except ValueError as err:
+                    values[field] = ()
+                    warnings.append(f"sample-prompts ignored ({err}): it must be {PROMPTS_RULE}; no sample images")
             else:
                 values[field] = decode_metadata(value)
-        warnings = [f"ignored unknown metadata: {', '.join(sorted(unknown))}"] if unknown else []
+        warnings += [f"ignored unknown metadata: {', '.join(sorted(unknown))}"] if unknown else []
         return cls.build(values), warnings
 
     def to_wavespeed(self, data_url: str) -> dict[str, Any]:

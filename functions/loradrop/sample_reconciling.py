@@ -22,7 +22,7 @@ from loradrop.codes import ErrorCode, Outcome
 from loradrop.deadline import Deadline
 from loradrop.job import hours, iso, parse_iso
 from loradrop.jobs import JobStore
-from loradrop.models import JobStatus, Task
+from loradrop.models import JobStatus, Task, retry_kind
 from loradrop.ports import WaveSpeed
 from loradrop.sample_table import same_digest
 from loradrop.samples import SAMPLE_MODEL, Sample, SampleStatus, input_digest
@@ -55,22 +55,40 @@ class SampleReconciler:
             (S.SUBMITTING, after, self.settle),
             (S.RENDERING, after, self.check),
             (S.STORING, after, self.requeue_copy),
+            (S.ENDING, after, self.requeue_ending),
             (S.PLANNED, after, self.requeue_planned),
         ]
 
     def requeue_planned(self, sample: Sample, now: datetime, deadline: Deadline) -> Outcome:
-        """A planned sample whose message was lost (or its job completed without sending it)."""
+        """A planned sample whose message was lost, or left here to wait (a 429, no price yet, its job being stored
+        or failed in a way `loradrop retry` may mend): queued again, until the settle deadline."""
         job = self._jobs.get(sample.parent_job_id)
-        if job is None or job.status in (JobStatus.FAILED, JobStatus.REJECTED):
+        limit = timedelta(seconds=self._settings.settle_deadline_seconds)
+        late = now - parse_iso(sample.created_at) > limit
+        trained = job is not None and job.status is JobStatus.COMPLETED
+        if (
+            job is None
+            or job.status is JobStatus.REJECTED
+            or (job.status is JobStatus.FAILED and not retry_kind(job.error_code))
+            or (late and not trained)
+        ):
             why = "the job's training did not complete"
             return self._tracker.fail(sample, {S.PLANNED}, ErrorCode.NOT_TRAINED, why)[1]
-        if job.status is not JobStatus.COMPLETED:
-            return Outcome.UNCHANGED  # its weights are still being stored
-        limit = timedelta(seconds=self._settings.settle_deadline_seconds)
-        if now - parse_iso(sample.created_at) > limit:
-            why = f"the sample could not be submitted within {hours(limit)} (rate limits or an outage)"
+        if late:
+            why = f"the sample could not be submitted within {hours(limit)} (rate limits, an outage, or no price)"
             return self._tracker.fail(sample, {S.PLANNED}, ErrorCode.NOT_SUBMITTED, why)[1]
+        if not trained:
+            return Outcome.UNCHANGED  # its weights are being stored, or a retry may still complete it
         moved, done = self._jobs.move_sample(sample, {S.PLANNED}, S.PLANNED, note="sample re-queued by the reconciler")
+        if not done or moved is None:
+            return Outcome.UNCHANGED
+        self._tracker.enqueue(moved)
+        return Outcome.SAMPLE_REQUEUED
+
+    def requeue_ending(self, sample: Sample, now: datetime, deadline: Deadline) -> Outcome:
+        """A sample that ended without an image and whose message to the worker (which records it and sums the samples
+        up) was lost."""
+        moved, done = self._jobs.move_sample(sample, {S.ENDING}, S.ENDING, note="re-queued by the reconciler")
         if not done or moved is None:
             return Outcome.UNCHANGED
         self._tracker.enqueue(moved)
@@ -86,6 +104,8 @@ class SampleReconciler:
         except WaveSpeedError as err:
             logger.warning("WaveSpeed unreachable while reconciling a sample", extra={"reason": err.message})
             return Outcome.UNREACHABLE
+        if sample.absent_since is not None:  # WaveSpeed knows it again: an earlier 404 was not the end
+            sample = self._jobs.move_sample(sample, {S.RENDERING}, S.RENDERING, removes={"absent_since"})[0] or sample
         return self._tracker.apply(sample, task)[1]
 
     def _not_found(self, sample: Sample, now: datetime) -> Outcome:
@@ -115,7 +135,7 @@ class SampleReconciler:
 
     def _window(self, sample: Sample) -> tuple[datetime, datetime, tuple[datetime, datetime]]:
         """When the sample's POST began, when its last possible answer came, and the window its task lies in."""
-        started = parse_iso(sample.submit_started_at or sample.updated_at)
+        started = parse_iso(sample.submit_started_at or sample.created_at)  # (never updated_at: touches move it)
         timeout = self._settings.submit_timeout_seconds
         post_ends = started + timedelta(seconds=longest_submit_seconds(timeout) + min(5.0, timeout))
         return started, post_ends, (started - CLOCK_SKEW, post_ends + CLOCK_SKEW)
@@ -132,8 +152,8 @@ class SampleReconciler:
             digest, confirmed = self._input_of(task, sample.submit_digest, deadline)
             if digest == sample.submit_digest and confirmed is not None:
                 return self._tracker.adopt(sample, confirmed, "found in WaveSpeed's prediction history")[1]
-            if digest in sample.earlier_digests:
-                self._tracker.take_stray(sample, confirmed or task, "found in WaveSpeed's prediction history")
+            if digest is not None and digest in sample.earlier_digests:
+                self._stray(sample, task, deadline)
             unknown += digest is None
         if listing.cut or not listing.complete:
             return self._undecided(sample, now, listing.why_incomplete or "history incomplete")
@@ -151,6 +171,15 @@ class SampleReconciler:
         if now - parse_iso(sample.absent_since) < timedelta(seconds=self._settings.absence_confirm_seconds):
             return Outcome.ABSENT_ONCE
         return self._not_created(sample, window)
+
+    def _stray(self, sample: Sample, task: Task, deadline: Deadline) -> None:
+        """A task of an attempt of the sample's proven lost, in the history: confirmed by WaveSpeed's GET, recorded."""
+        try:
+            confirmed = self._wavespeed().get_result(task.id, deadline)
+        except WaveSpeedError:
+            return  # the next run looks again
+        if input_digest(confirmed.input or task.input) in sample.earlier_digests:
+            self._tracker.take_stray(sample, confirmed, "found in WaveSpeed's prediction history")
 
     def _input_of(self, task: Task, own: str, deadline: Deadline) -> tuple[str | None, Task | None]:
         """The task's input digest (None: not known) and, when it is `own`, the task as WaveSpeed's GET confirms it
@@ -175,6 +204,8 @@ class SampleReconciler:
             f"WaveSpeed's complete history, read twice, shows no task of this sample created between "
             f"{iso(window[0])} and {iso(window[1])}"
         )
+        assert sample.submit_digest is not None  # settled only with its input recorded
+        self._jobs.remember_input(sample.submit_digest, sample.job_id)  # should its task turn up after all
         if sample.lost_submissions + 1 >= MAX_LOST_SAMPLE_POSTS:
             why = f"{proof}, and {MAX_LOST_SAMPLE_POSTS} POSTs went unanswered (nothing was billed)"
             return self._tracker.fail(sample, {S.SUBMITTING}, ErrorCode.SUBMIT_FAILED, why, created_nothing=True)[1]
@@ -210,6 +241,8 @@ class SampleReconciler:
             f"stayed ambiguous ({reason}). In your WaveSpeed dashboard, look for {SAMPLE_MODEL} tasks created between "
             f"{iso(window[0])} and {iso(window[1])} with seed {sample.seed}; the LoRA itself is unaffected"
         )
+        if sample.submit_digest:  # its task, should it turn up, is recorded (counted already)
+            self._jobs.remember_input(sample.submit_digest, sample.job_id)
         return self._tracker.fail(sample, {S.SUBMITTING}, ErrorCode.SUBMIT_UNSETTLED, why)[1]
 
 

@@ -14,6 +14,7 @@ from loradrop.budgets import BudgetChange
 from loradrop.job import Job
 from loradrop.job_table import JobTable
 from loradrop.models import IllegalMove
+from loradrop.redaction import redact
 from loradrop.samples import SAMPLE_MOVES, Sample, SampleStatus, sample_key
 from loradrop.table_moves import Condition, build_move, deserialize, serialize
 
@@ -31,6 +32,17 @@ def _sample(item: dict[str, Any] | None) -> Sample | None:
 def same_digest(digest: str | None) -> Condition | None:
     """The sample is still on the attempt that was looked at (its input digest)."""
     return Condition("submit_digest = :digest", {":digest": digest}) if digest else None
+
+
+def same_lost_count(count: int) -> Condition:
+    """No POST of the sample was proven lost since it was read (its next attempt would have a seed of its own)."""
+    return Condition("lost_submissions = :lost", {":lost": count})
+
+
+def input_key(digest: str) -> str:
+    """The row that remembers which sample sent an input whose task may still turn up (an attempt proven lost, or
+    one that never settled)."""
+    return f"sample-input#{digest}"
 
 
 class SampleTable(JobTable):
@@ -95,7 +107,8 @@ class SampleTable(JobTable):
             [status.value for status in expected],
             to.value,
             self.now(),
-            fields={k: v for k, v in (sets or {}).items() if v is not None},
+            # (an error can quote WaveSpeed, which can quote the presigned LoRA link)
+            fields={k: redact(v) if isinstance(v, str) else v for k, v in (sets or {}).items() if v is not None},
             removes=sorted(removes),
             note=note,
             attempts=attempts,
@@ -107,11 +120,14 @@ class SampleTable(JobTable):
             return self.get_sample(sample.job_id), True
         return _sample(item), done
 
-    def record_stray(self, sample: Sample, task_id: str, note: str, budget: BudgetChange | None) -> bool:
-        """A task of one of the sample's earlier attempts (proven lost) that turned up after all: paid for, so it is
-        counted in `attempts` and its month, and kept in `stray_tasks` (once), whatever the sample's state."""
-        entry = {"status": sample.status.value, "at": self.now(), "note": note, "prediction_id": task_id}
-        values = {":ids": [task_id], ":id": task_id, ":one": 1, ":zero": 0, ":empty": [], ":entry": [entry]}
+    def record_stray(
+        self, sample: Sample, task_id: str, note: str, budget: BudgetChange | None, *, counted: bool = True
+    ) -> bool:
+        """A task of one of the sample's attempts given up on that turned up after all: kept in `stray_tasks` (once),
+        whatever the sample's state, and, `counted`, added to `attempts` (and its month, with `budget`)."""
+        entry = {"status": sample.status.value, "at": self.now(), "note": redact(note), "prediction_id": task_id}
+        values: dict[str, Any] = {":ids": [task_id], ":id": task_id, ":one": 1 if counted else 0, ":zero": 0}
+        values |= {":empty": [], ":entry": [entry]}
         expression = (
             "SET stray_tasks = list_append(if_not_exists(stray_tasks, :empty), :ids), "
             "attempts = if_not_exists(attempts, :zero) + :one, "
@@ -120,6 +136,23 @@ class SampleTable(JobTable):
         condition = "attribute_exists(job_id) AND NOT contains(stray_tasks, :id)"
         done, _ = self.write(sample.job_id, expression, condition, values, None, budget)
         return done
+
+    def remember_input(self, digest: str, key: str) -> None:
+        """Which sample sent this input (UpdateItem, which the functions that settle samples may already call)."""
+        self.write(
+            input_key(digest),
+            "SET sample_key = :key",
+            "attribute_not_exists(job_id) OR sample_key = :key",
+            {":key": key},
+        )
+
+    def sample_of_input(self, digest: str) -> Sample | None:
+        """The sample remember_input named for this input, if any."""
+        answer = self._db.get_item(
+            TableName=self._table, Key=serialize({"job_id": input_key(digest)}), ConsistentRead=True
+        )
+        key = deserialize(answer["Item"]).get("sample_key") if answer.get("Item") else None
+        return self.get_sample(str(key)) if key else None
 
     def settle_samples(self, job: Job, summary: list[dict[str, Any]], at: str) -> bool:
         """Record the samples on their COMPLETED job once every one ended (once: the change stream makes it the

@@ -30,9 +30,9 @@ from loradrop.jobs import JobStore
 from loradrop.log_context import about_job
 from loradrop.messages import SampleRequest
 from loradrop.model_card import card_files
-from loradrop.models import JobStatus
+from loradrop.models import JobStatus, retry_kind
 from loradrop.ports import QueueSender, WaveSpeed
-from loradrop.queues import Deferred, backoff_seconds
+from loradrop.queues import Deferred, backoff_seconds, rate_limit_backoff_seconds
 from loradrop.samples import (
     SAMPLE_MODEL,
     SAMPLES_FOLDER,
@@ -67,6 +67,7 @@ LORA_LINK_SECONDS = 3600  # a presigned link to the stored weights lives this lo
 MAX_IMAGE_BYTES = 32 * 1024 * 1024  # a 1024x1024 PNG is a few MiB; a URL serving more is not the sample
 RECORD_SECONDS = 2.0  # the write after a POST (a crash past it leaves the sample for the reconciler to settle)
 GONE = {404, 410}  # WaveSpeed's CDN no longer serves the output
+LATER_RECEIVES = 3  # a sample message that must wait comes back this often before the reconciler takes over
 _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 
 
@@ -98,18 +99,20 @@ class SampleWorker:
         return self._jobs.plan_samples(job, rendered) if rendered else []
 
     def start(self, samples: list[Sample]) -> None:
-        """Queue the planned samples (their job completed). A lost message is the reconciler's to send again."""
+        """Queue the job's samples (it completed): the planned ones are submitted; for a job completed again after a
+        retry, whose samples may have ended meanwhile, the message sums them up. A lost message is the reconciler's
+        to send again."""
         for sample in samples:
-            if sample.status is S.PLANNED:
-                try:
-                    self.tracker.enqueue(sample)
-                except (ClientError, BotoCoreError):
-                    logger.warning("sample not queued; the reconciler queues it", extra={"sample": sample.job_id})
+            try:
+                self.tracker.enqueue(sample)
+            except (ClientError, BotoCoreError):
+                logger.warning("sample not queued; the reconciler queues it", extra={"sample": sample.job_id})
 
     # --- a sample message ----------------------------------------------------------------------------------------
 
     def handle(self, request: SampleRequest, receive_count: int, remaining_seconds: float) -> None:
-        """Raises Deferred when the message is to come back."""
+        """Do what the sample's state asks of the worker, then sum the job's samples up if all ended. Raises Deferred
+        when the message is to come back."""
         about_job(request.job_id)
         sample = self._jobs.get_sample(sample_key(request.job_id, request.sample))
         if sample is None:
@@ -118,11 +121,12 @@ class SampleWorker:
         deadline = Deadline.within(remaining_seconds - 0.5)
         try:
             if sample.status is S.PLANNED:
-                self._submit(sample, deadline)
+                self._submit(sample, receive_count, deadline)
             elif sample.status is S.STORING:
                 self._copy(sample, receive_count, deadline)
-            if sample.ended or sample.status is S.STORING:
-                self.finish(request.job_id)
+            elif sample.status is S.ENDING:  # ended without an image (a webhook, the reconciler): recorded here
+                self._jobs.move_sample(sample, {S.ENDING}, S.FAILED)
+            self.finish(request.job_id)
         except Deferred as later:
             logger.info("sample message deferred", extra={"sample": sample.job_id, "reason": str(later)})
             raise
@@ -132,15 +136,27 @@ class SampleWorker:
                 backoff_seconds(receive_count, base=20), scale=self._settings.retry_delay_scale, reason=str(err)
             ) from err
 
+    def _later(self, receive_count: int, seconds: float, reason: str) -> None:
+        """Not now: the message comes back after `seconds` a few times; after that it is done with (the store queue's
+        receives before its dead-letter queue are for copies) and the reconciler queues the sample again once it has
+        been left alone, as it does any planned sample."""
+        if receive_count < LATER_RECEIVES:
+            raise Deferred(seconds, scale=self._settings.retry_delay_scale, reason=reason)
+        logger.info("sample left for the reconciler", extra={"reason": reason})
+
     # --- submitting ----------------------------------------------------------------------------------------------
 
-    def _submit(self, sample: Sample, deadline: Deadline) -> None:
+    def _submit(self, sample: Sample, receive_count: int, deadline: Deadline) -> None:
         job = self._jobs.get(sample.parent_job_id)
+        if job is not None and job.status is JobStatus.FAILED and retry_kind(job.error_code):
+            return  # `loradrop retry` may still complete it: the reconciler looks again
         if job is None or job.status in (JobStatus.FAILED, JobStatus.REJECTED):
-            self.tracker.fail(sample, {S.PLANNED}, ErrorCode.NOT_TRAINED, "the job's training did not complete")
+            why = "the job's training did not complete"
+            self.tracker.fail(sample, {S.PLANNED}, ErrorCode.NOT_TRAINED, why, final=True)
             return
         if job.status is not JobStatus.COMPLETED:  # its weights are still being stored
-            raise Deferred(30, scale=self._settings.retry_delay_scale, reason="the job has not completed yet")
+            self._later(receive_count, 30, "the job has not completed yet")
+            return
         post_seconds = longest_submit_seconds(self._settings.submit_timeout_seconds) + RECORD_SECONDS
         if deadline.remaining() < post_seconds + 0.2:
             raise Deferred(1, reason=f"{deadline.remaining():.1f} s left: a sample's POST needs {post_seconds:.0f} s")
@@ -150,9 +166,12 @@ class SampleWorker:
         seed = seed_for(job.job_id, sample.index, sample.lost_submissions)  # a new attempt is told from a lost one
         body = request_body(sample.prompt, seed, link)
         quote = self._quote(wavespeed, body, reads)
+        if quote is None and self._settings.budgeted:  # no task starts unpriced under a limit: it waits
+            self._later(receive_count, backoff_seconds(receive_count, base=30), "no price for the sample yet")
+            return
         refused = self._over_limit(job, quote)
         if refused is not None:
-            self.tracker.fail(sample, {S.PLANNED}, refused[0], refused[1])
+            self.tracker.fail(sample, {S.PLANNED}, refused[0], refused[1], final=True)
             return
         sets: dict[str, Any] = {
             "seed": seed,
@@ -174,10 +193,10 @@ class SampleWorker:
             )
         except BudgetExhausted as err:
             reason = f"the {err.month} budget ({err.limit} USD) has no room for this sample's {quote} USD"
-            self.tracker.fail(sample, {S.PLANNED}, ErrorCode.BUDGET_EXHAUSTED, reason)
+            self.tracker.fail(sample, {S.PLANNED}, ErrorCode.BUDGET_EXHAUSTED, reason, final=True)
             return
         if done and claimed is not None:
-            self._post(claimed, body, wavespeed)
+            self._post(claimed, body, wavespeed, receive_count)
 
     def _lora_link(self, job: Job, wavespeed: WaveSpeed, deadline: Deadline) -> tuple[str, str]:
         """WaveSpeed's own output link while it lives (no egress from the bucket), else a short-lived presigned link
@@ -203,9 +222,7 @@ class SampleWorker:
             return None
 
     def _over_limit(self, job: Job, quote: Decimal | None) -> tuple[ErrorCode, str] | None:
-        """Why a spending limit refuses the sample, if one does (with a limit set, a sample is never unpriced)."""
-        if self._settings.budgeted and quote is None:
-            return ErrorCode.QUOTE_UNAVAILABLE, "a spending limit is set and WaveSpeed would not price the sample"
+        """Why MaxJobUsd refuses the sample, if it does: the job's training and all its samples count."""
         limit = self._settings.max_job_usd
         count = len(job.params.sample_prompts or []) if job.params else 0
         if limit is not None and quote is not None and (job.quote_usd or 0) + quote * count > limit:
@@ -216,7 +233,7 @@ class SampleWorker:
             )
         return None
 
-    def _post(self, sample: Sample, body: dict[str, Any], wavespeed: WaveSpeed) -> None:
+    def _post(self, sample: Sample, body: dict[str, Any], wavespeed: WaveSpeed, receive_count: int) -> None:
         webhook = self._settings.webhook_url
         webhook += f"{'&' if '?' in webhook else '?'}job={sample.parent_job_id}&sample={sample.index}"
         try:
@@ -231,11 +248,13 @@ class SampleWorker:
                 attempts=-1,
                 budget=given_back(sample),
             )
-            delay = backoff_seconds(1, base=30)
-            raise Deferred(delay, scale=self._settings.retry_delay_scale, reason=err.message) from err
+            self._later(receive_count, rate_limit_backoff_seconds(receive_count), err.message)
+            return
         except RequestRejected as err:
             why = f"WaveSpeed refused the sample (HTTP {err.status}): {err.message}; the LoRA itself is unaffected"
-            self.tracker.fail(sample, {S.SUBMITTING}, str(err.code or err.status), why, created_nothing=True)
+            self.tracker.fail(
+                sample, {S.SUBMITTING}, str(err.code or err.status), why, created_nothing=True, final=True
+            )
             return
         except OutcomeUncertain as err:
             metrics.add_metric(name="SampleSubmitUncertain", unit=MetricUnit.Count, value=1)
@@ -329,7 +348,7 @@ class SampleWorker:
         metrics.add_metric(name="SamplesStored", unit=MetricUnit.Count, value=1)
 
     def _fail_copy(self, sample: Sample, code: ErrorCode, reason: str) -> None:
-        self.tracker.fail(sample, {S.STORING}, code, f"{reason}; the LoRA itself is unaffected")
+        self.tracker.fail(sample, {S.STORING}, code, f"{reason}; the LoRA itself is unaffected", final=True)
 
     def _retry_copy(self, sample: Sample, receive_count: int, err: Exception) -> None:
         if receive_count >= self._settings.store_max_receives:

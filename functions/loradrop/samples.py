@@ -42,18 +42,19 @@ class SampleStatus(StrEnum):
     SUBMITTING = "SAMPLE_SUBMITTING"  # its POST is in flight, or got no usable answer (settled by evidence)
     RENDERING = "SAMPLE_RENDERING"  # WaveSpeed's task is known
     STORING = "SAMPLE_STORING"  # the image is being copied
+    ENDING = "SAMPLE_ENDING"  # it ended without an image; the worker records that and sums the samples up
     DONE = "SAMPLE_DONE"
     FAILED = "SAMPLE_FAILED"
 
 
 ENDED = frozenset({SampleStatus.DONE, SampleStatus.FAILED})
+_ENDS = {SampleStatus.ENDING, SampleStatus.FAILED}
 SAMPLE_MOVES: dict[SampleStatus, frozenset[SampleStatus]] = {
-    SampleStatus.PLANNED: frozenset({SampleStatus.PLANNED, SampleStatus.SUBMITTING, SampleStatus.FAILED}),
-    SampleStatus.SUBMITTING: frozenset(
-        {SampleStatus.SUBMITTING, SampleStatus.PLANNED, SampleStatus.RENDERING, SampleStatus.FAILED}
-    ),
-    SampleStatus.RENDERING: frozenset({SampleStatus.RENDERING, SampleStatus.STORING, SampleStatus.FAILED}),
-    SampleStatus.STORING: frozenset({SampleStatus.STORING, SampleStatus.DONE, SampleStatus.FAILED}),
+    SampleStatus.PLANNED: frozenset({SampleStatus.PLANNED, SampleStatus.SUBMITTING, *_ENDS}),
+    SampleStatus.SUBMITTING: frozenset({SampleStatus.SUBMITTING, SampleStatus.PLANNED, SampleStatus.RENDERING, *_ENDS}),
+    SampleStatus.RENDERING: frozenset({SampleStatus.RENDERING, SampleStatus.STORING, *_ENDS}),
+    SampleStatus.STORING: frozenset({SampleStatus.STORING, SampleStatus.DONE, *_ENDS}),
+    SampleStatus.ENDING: frozenset({SampleStatus.ENDING, SampleStatus.FAILED}),
     SampleStatus.DONE: frozenset(),
     SampleStatus.FAILED: frozenset(),
 }
@@ -113,15 +114,16 @@ def request_body(prompt: str, seed: int, lora_link: str) -> dict[str, Any]:
 
 
 def input_digest(body: dict[str, Any] | None) -> str | None:
-    """SHA-256 of what tells a sample's task apart: its first LoRA's path (a link to this job's weights), prompt
-    and seed. The link can be a presigned credential: only this digest is stored."""
+    """SHA-256 of what tells a sample's task apart: its prompt and its seed (ours, unique per job, prompt and
+    attempt), in the input of a task with LoRAs. Not the LoRA's link: how WaveSpeed echoes a link is not documented
+    (a presigned query re-encoded, a path cached), and a task must never pass for another's over such a detail."""
     body = body or {}
-    loras = body.get("loras")
-    path = loras[0].get("path") if isinstance(loras, list) and loras and isinstance(loras[0], dict) else None
     prompt, seed = body.get("prompt"), body.get("seed")
-    if not isinstance(path, str) or not isinstance(prompt, str) or isinstance(seed, bool) or not isinstance(seed, int):
+    if not isinstance(body.get("loras"), list) or not isinstance(prompt, str):
         return None
-    return hashlib.sha256(json.dumps([path, prompt, seed]).encode()).hexdigest()
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        return None
+    return hashlib.sha256(json.dumps([prompt, seed]).encode()).hexdigest()
 
 
 def is_sample_task(task: Task) -> bool:

@@ -93,16 +93,12 @@ class SampleTracker:
 
     def _claim(self, hint: Task, hinted: str | None, deadline: Deadline | None) -> tuple[Sample, Outcome]:
         """A sample task no row has recorded: adopted by the uncertain sample whose POST sent exactly the input it
-        echoes, or recorded as a stray by the sample one of whose attempts proven lost sent it; WaveSpeed's own GET
-        confirms it first."""
+        echoes; else recorded as a stray by the sample whose earlier attempt sent it (proven lost, or never
+        settled). WaveSpeed's own GET confirms it first."""
         digest = input_digest(hint.input)
         owner = self.uncertain_owner(digest, hinted) if digest else None
         if owner is None:
-            earlier = self._jobs.get_sample(hinted) if hinted and digest else None
-            if earlier is not None and digest in earlier.earlier_digests:
-                confirmed = self._wavespeed().get_result(hint.id, deadline)
-                return earlier, self.take_stray(earlier, confirmed, "its signed webhook")
-            raise SampleNotFound(hint.id)
+            return self._stray_of(hint, digest, hinted, deadline)
         about_job(owner.parent_job_id, hint.id)
         confirmed = self._wavespeed().get_result(hint.id, deadline)
         if confirmed.input is None:  # the GET may leave `input` out: the signed body names it
@@ -111,6 +107,32 @@ class SampleTracker:
             logger.warning("webhook's sample task differs by WaveSpeed's GET", extra={"task": hint.id})
             raise SampleNotFound(hint.id)
         return self.adopt(owner, confirmed, "its signed webhook")
+
+    def _stray_of(
+        self, hint: Task, digest: str | None, hinted: str | None, deadline: Deadline | None
+    ) -> tuple[Sample, Outcome]:
+        hinted_sample = self._jobs.get_sample(hinted) if hinted else None
+        for sample in (hinted_sample, self._jobs.sample_of_input(digest) if digest else None):
+            if (
+                sample is not None
+                and digest is not None
+                and (counted := self.earlier_attempt(sample, digest)) is not None
+            ):
+                about_job(sample.parent_job_id, hint.id)
+                confirmed = self._wavespeed().get_result(hint.id, deadline)
+                return sample, self.take_stray(sample, confirmed, "its signed webhook", counted=counted)
+        raise SampleNotFound(hint.id)
+
+    @staticmethod
+    def earlier_attempt(sample: Sample, digest: str) -> bool | None:
+        """Whether a task with this input is one of the sample's attempts given up on, and if so whether it still
+        has to be counted: True for an attempt proven lost (given back), False for the attempt that never settled
+        (counted all along); None for neither."""
+        if digest in sample.earlier_digests:
+            return True
+        if sample.error_code == ErrorCode.SUBMIT_UNSETTLED and digest == sample.submit_digest:
+            return False
+        return None
 
     def uncertain_owner(self, digest: str, hinted: str | None) -> Sample | None:
         """The sample whose current POST sent exactly this input and has no task yet: the URL's hint first (unsigned,
@@ -144,15 +166,16 @@ class SampleTracker:
         after, outcome = self.apply(moved, task)
         return after, Outcome.ADOPTED.then(outcome)
 
-    def take_stray(self, sample: Sample, task: Task, evidence: str) -> Outcome:
-        """A task of an attempt proven lost turned up after all ({evidence}): it was paid for, so it is recorded and
-        counted (its month holds its quote again), and the StrayTasks alarm asks a person to look why."""
+    def take_stray(self, sample: Sample, task: Task, evidence: str, *, counted: bool = True) -> Outcome:
+        """A task of an attempt given up on turned up after all: it was paid for, so it is recorded and, if its
+        attempt was given back (proven lost), counted again (its month holds its quote again); the StrayTasks alarm
+        asks a person to look why. Its image is not copied: the sample has ended, or has a task of its own."""
         if task.id in sample.stray_tasks or task.id == sample.prediction_id:
             return Outcome.UNCHANGED
         month = sample.budget_month
         spent = BudgetChange(month, committed=sample.quote_usd) if month and sample.quote_usd is not None else None
-        note = f"WaveSpeed task {task.id} of an attempt proven lost turned up ({evidence}): it was paid for"
-        if not self._jobs.record_stray(sample, task.id, note, spent):
+        note = f"WaveSpeed task {task.id} of an attempt given up on turned up ({evidence}): it was paid for"
+        if not self._jobs.record_stray(sample, task.id, note, spent if counted else None, counted=counted):
             return Outcome.UNCHANGED
         metrics.add_metric(name="StrayTasks", unit=MetricUnit.Count, value=1)
         logger.warning("a sample task of an attempt proven lost turned up", extra={"prediction_id": task.id})
@@ -189,15 +212,23 @@ class SampleTracker:
             return self.fail(sample, {S.RENDERING}, code, describe_sample_failure(task))
         return sample, Outcome.UNCHANGED
 
-    def fail(
-        self, sample: Sample, expected: set[SampleStatus], code: str, reason: str, *, created_nothing: bool = False
+    def fail(  # noqa: PLR0913 - the sample, from where, why, and what the failure proves
+        self,
+        sample: Sample,
+        expected: set[SampleStatus],
+        code: str,
+        reason: str,
+        *,
+        created_nothing: bool = False,
+        final: bool = False,
     ) -> tuple[Sample, Outcome]:
-        """End the sample FAILED with why; `created_nothing`: no task exists, so its reservation goes back. Its job is
-        then told (the worker sums the samples up once all ended)."""
+        """End the sample without an image: ENDING, which the worker turns into FAILED when it sums the samples up
+        (the reconciler queues it again if that message is lost), or FAILED at once where the worker itself ends it
+        (`final`). `created_nothing`: no task exists, so the attempt and its reservation are given back."""
         moved, done = self._jobs.move_sample(
             sample,
             expected,
-            S.FAILED,
+            S.FAILED if final else S.ENDING,
             note=reason,
             sets={"error_code": code, "error": reason},
             removes={"reserved_usd"} if created_nothing else set(),
@@ -209,7 +240,8 @@ class SampleTracker:
             return moved or sample, Outcome.UNCHANGED
         logger.warning("sample failed", extra={"sample": sample.job_id, "error_code": code})
         metrics.add_metric(name="SamplesFailed", unit=MetricUnit.Count, value=1)
-        self.enqueue(moved)
+        if not final:
+            self.enqueue(moved)
         return moved, Outcome.FAILED
 
     def enqueue(self, sample: Sample) -> None:

@@ -5,6 +5,7 @@ process, the fake WaveSpeed and its CDN."""
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -33,6 +34,7 @@ from loradrop.wavespeed import OutcomeUncertain, RateLimited, RequestRejected
 from tests.unit.conftest import World
 from tests.unit.fakes import CDN
 from tests.unit.tables import job_in
+from tests.unit.test_template import TEMPLATE
 
 Logger(json_serializer=json_for_logs)
 TRAINED = f"{CDN}/outputs/task-1/lora.safetensors"
@@ -87,9 +89,21 @@ def test_prompts_are_split_trimmed_and_limited() -> None:
         parse_prompts("a|b|c|d|e")
     with pytest.raises(ValueError, match="too long"):
         parse_prompts("x" * 501)
-    with pytest.raises(InvalidParameters) as refused:
-        TrainingParams.from_metadata({"sample-prompts": "a|b|c|d|e"}, TrainingParams())
-    assert str(refused.value).startswith("sample-prompts='a|b|c|d|e' is invalid: must be at most 4 prompts")
+    # An upload's mistake there costs its samples, never its training
+    params, warnings = TrainingParams.from_metadata({"sample-prompts": "a|b|c|d|e", "steps": "1500"}, TrainingParams())
+    assert (params.sample_prompts, params.steps) == ((), 1500)
+    assert warnings == [
+        "sample-prompts ignored (5 prompts): it must be at most 4 prompts separated by |, each at most 500 characters; "
+        "no sample images"
+    ]
+    # The stack's SamplePrompts is held to the same rule at deploy time (CloudFormation's AllowedPattern)
+    pattern = re.compile(TEMPLATE["Parameters"]["SamplePrompts"]["AllowedPattern"])
+    assert pattern.fullmatch("a {trigger} | b | c |" + "d" * 500)
+    assert pattern.fullmatch("")
+    for refused in ("a|b|c|d|e", "x" * 501, "a\x7fb", "a\nb"):
+        assert not pattern.fullmatch(refused), refused
+    with pytest.raises(InvalidParameters):
+        TrainingParams.build({"sample_prompts": "a|b|c|d|e"})
 
 
 def test_the_trigger_word_is_put_in_or_in_front() -> None:
@@ -160,8 +174,10 @@ def test_a_refused_post_ends_the_sample_and_never_the_job(world: World) -> None:
     sample = handle(world)
     assert (sample.status, sample.error_code, sample.attempts) == (SampleStatus.FAILED, "1401", 0)
     assert "the LoRA itself is unaffected" in str(sample.error)
-    assert world.jobs.get("ana-1").status is JobStatus.COMPLETED  # type: ignore[union-attr]
-    assert queued(world) == [{"job_id": "ana-1", "sample": 0}]  # to sum the samples up
+    job = world.jobs.get("ana-1")
+    assert job is not None
+    assert job.status is JobStatus.COMPLETED
+    assert job.samples == [sample.public()]  # its only sample ended: summed up at once
 
 
 def test_a_post_without_an_answer_is_never_sent_again(world: World) -> None:
@@ -173,22 +189,26 @@ def test_a_post_without_an_answer_is_never_sent_again(world: World) -> None:
     assert len(world.wavespeed.posts) == 1
 
 
-@pytest.mark.parametrize(
-    ("limits", "price", "code"),
-    [
-        ({"MAX_JOB_USD": "1.04"}, Decimal("0.025"), ErrorCode.OVER_BUDGET),  # 1.00 + 2 x 0.025 > 1.04
-        ({"MONTHLY_BUDGET_USD": "5"}, OutcomeUncertain("pricing down"), ErrorCode.QUOTE_UNAVAILABLE),
-    ],
-)
-def test_a_spending_limit_refuses_samples_before_any_task(
-    world: World, limits: dict[str, str], price: Any, code: ErrorCode
-) -> None:
-    world.environment |= limits
+def test_a_sample_over_max_job_usd_is_refused_before_any_task(world: World) -> None:
+    world.environment |= {"MAX_JOB_USD": "1.04"}
     world.__post_init__()
     completed(world, ["p", "q"], quote_usd=Decimal("1.00"))
-    world.wavespeed.price = price
+    world.wavespeed.price = Decimal("0.025")  # 1.00 + 2 x 0.025 > 1.04
     sample = handle(world)
-    assert (sample.status, sample.error_code) == (SampleStatus.FAILED, code)
+    assert (sample.status, sample.error_code) == (SampleStatus.FAILED, ErrorCode.OVER_BUDGET)
+    assert sample.error == "training and 2 sample(s) would cost 1.050 USD, over MaxJobUsd 1.04"
+    assert world.wavespeed.posts == []
+
+
+def test_a_sample_without_a_price_under_a_limit_waits_then_leaves_it_to_the_reconciler(world: World) -> None:
+    world.environment |= {"MONTHLY_BUDGET_USD": "5"}
+    world.__post_init__()
+    completed(world, ["p"])
+    world.wavespeed.price = OutcomeUncertain("pricing down")
+    with pytest.raises(Deferred, match="no price for the sample yet"):
+        handle(world, receive=1)
+    sample = handle(world, receive=3)  # done with: the store queue's receives are for copies
+    assert (sample.status, sample.attempts) == (SampleStatus.PLANNED, 0)
     assert world.wavespeed.posts == []
 
 
@@ -212,6 +232,19 @@ def test_samples_wait_for_their_job_and_end_with_a_job_that_failed(world: World)
     with pytest.raises(Deferred, match="has not completed"):
         handle(world)
     set_status(world, JobStatus.FAILED)
+    world.db.update_item(  # a copy that failed: `loradrop retry` may still complete the job
+        TableName="jobs",
+        Key={"job_id": {"S": "ana-1"}},
+        UpdateExpression="SET error_code = :c",
+        ExpressionAttributeValues={":c": {"S": "STORE_FAILED"}},
+    )
+    assert handle(world).status is SampleStatus.PLANNED
+    world.db.update_item(  # a training WaveSpeed refused: nothing to render with, ever
+        TableName="jobs",
+        Key={"job_id": {"S": "ana-1"}},
+        UpdateExpression="SET error_code = :c",
+        ExpressionAttributeValues={":c": {"S": "1200"}},
+    )
     sample = handle(world)
     assert (sample.status, sample.error_code) == (SampleStatus.FAILED, ErrorCode.NOT_TRAINED)
     assert world.wavespeed.posts == []

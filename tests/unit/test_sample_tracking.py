@@ -136,15 +136,29 @@ def test_a_failed_task_ends_its_sample_with_wavespeeds_code(world: World) -> Non
     rendering(world, status="failed", code=5000, error="internal")
     row, outcome = world.tracker.samples.on_webhook(Task(id="img-1"), None, None, None) or (None, None)
     assert row is not None
-    assert (row.status, row.error_code, outcome) == (SampleStatus.FAILED, "5000", Outcome.FAILED)
-    assert world.jobs.get("ana-1").status is JobStatus.COMPLETED  # type: ignore[union-attr]
+    assert (row.status, row.error_code, outcome) == (SampleStatus.ENDING, "5000", Outcome.FAILED)
+    # The worker records the end and sums the samples up (the webhook may not write S3)
+    assert queued(world) == [{"job_id": "ana-1", "sample": 0}]
+    failed = handle(world)
+    assert (failed.status, failed.error_code) == (SampleStatus.FAILED, "5000")
+    job = world.jobs.get("ana-1")
+    assert job is not None
+    assert (job.status, job.samples) == (JobStatus.COMPLETED, [failed.public()])
+
+
+def test_an_end_whose_message_was_lost_is_queued_again_by_the_reconciler(world: World) -> None:
+    rendering(world, status="failed", code=5000, error="internal")
+    world.tracker.samples.on_webhook(Task(id="img-1"), None, None, None)
+    queued(world)  # lost
+    assert run(world, timedelta(minutes=1)).get(Outcome.SAMPLE_REQUEUED) == 1
+    assert queued(world) == [{"job_id": "ana-1", "sample": 0}]
 
 
 def test_a_lora_wavespeed_could_not_fetch_says_samples_are_unavailable(world: World) -> None:
     rendering(world, status="failed", code=1402, error="could not download loras[0]")
     row, _ = world.tracker.samples.on_webhook(Task(id="img-1"), None, None, None) or (None, None)
     assert row is not None
-    assert (row.status, row.error_code) == (SampleStatus.FAILED, "1402")
+    assert (row.status, row.error_code) == (SampleStatus.ENDING, "1402")
     assert row.error == (
         "WaveSpeed task img-1 failed with code 1402: could not download loras[0] (WaveSpeed could not fetch the LoRA "
         "by the link it was given: samples are unavailable for it; the LoRA itself is unaffected)"
@@ -204,6 +218,25 @@ def test_an_uncertain_post_whose_task_is_in_the_history_is_adopted(world: World)
     assert len(world.wavespeed.posts) == 1
 
 
+def test_an_echo_of_another_link_is_still_the_samples_task_by_its_prompt_and_seed(world: World) -> None:
+    # WaveSpeed's echo of the LoRA link is undocumented: a re-encoded presigned query must not hide the task
+    _, body = uncertain(world)
+    echoed = body | {"loras": [{"path": "https://cdn.wavespeed.ai/cache/lora.safetensors", "scale": 1.0}]}
+    world.wavespeed.tasks["img-7"] = Task(id="img-7", status="processing", input=echoed, created_at=iso(NOW))
+    world.wavespeed.history_input.add("img-7")
+    assert run(world, timedelta(minutes=3)).get(Outcome.ADOPTED) == 1
+    assert len(world.wavespeed.posts) == 1
+
+
+def test_a_presigned_link_quoted_in_a_failure_is_never_stored(world: World) -> None:
+    link = "https://weights.s3.amazonaws.com/loras/ana-1/lora.safetensors?X-Amz-Signature=abc123&X-Amz-Credential=AK"
+    rendering(world, status="failed", code=1402, error=f"could not download {link}")
+    row, _ = world.tracker.samples.on_webhook(Task(id="img-1"), None, None, None) or (None, None)
+    assert row is not None
+    assert "abc123" not in str(row.error)
+    assert "abc123" not in json.dumps(row.history)
+
+
 def test_an_uncertain_post_proven_lost_by_two_complete_reads_is_submitted_again(world: World) -> None:
     _, lost_body = uncertain(world)
     assert run(world, timedelta(minutes=40)).get(Outcome.ABSENT_ONCE) == 1  # past the grace: once is not proof
@@ -218,7 +251,8 @@ def test_an_uncertain_post_proven_lost_by_two_complete_reads_is_submitted_again(
     assert world.wavespeed.posts[1].body["seed"] == again.seed != lost_body["seed"]
     # And should the lost attempt's task turn up after all, it is recorded and counted, never taken for the new one
     world.wavespeed.tasks["img-1"] = Task(id="img-1", status="completed", input=lost_body)
-    row, outcome = world.tracker.samples.on_webhook(Task(id="img-1", input=lost_body), "ana-1", 0, None) or (None, None)
+    # (its webhook's URL lost its hint: the input the lost attempt sent is remembered)
+    row, outcome = world.tracker.samples.on_webhook(Task(id="img-1", input=lost_body), None, None, None) or (None, None)
     assert row is not None
     assert outcome is Outcome.STRAY_RECORDED
     after = world.jobs.get_sample(sample_key("ana-1", 0))
@@ -237,7 +271,7 @@ def test_an_uncertain_post_whose_history_stays_unreadable_ends_unsettled(world: 
     run(world, timedelta(hours=25))
     sample = world.jobs.get_sample(sample_key("ana-1", 0))
     assert sample is not None
-    assert (sample.status, sample.error_code) == (SampleStatus.FAILED, ErrorCode.SUBMIT_UNSETTLED)
+    assert (sample.status, sample.error_code) == (SampleStatus.ENDING, ErrorCode.SUBMIT_UNSETTLED)
     assert f"with seed {sample.seed}" in str(sample.error)
     assert world.jobs.get("ana-1").status is JobStatus.COMPLETED  # type: ignore[union-attr]
     assert len(world.wavespeed.posts) == 1
