@@ -100,7 +100,9 @@ def _add_local_stack_commands(commands: Subcommands) -> None:
 
     demo = commands.add_parser("demo", help="run the whole pipeline once on a fresh local stack")
     demo.add_argument("--images", type=int, default=8, help="how many images the generated dataset has (default 8)")
-    demo.add_argument("--timeout", type=float, help="seconds to wait for the job (default 60; with --sam 900)")
+    demo.add_argument(
+        "--timeout", type=float, help="seconds to wait for the job, then for its samples (default 60; with --sam 900)"
+    )
     demo.add_argument(
         "--sam",
         action="store_true",

@@ -223,7 +223,7 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
-    """What `make demo` runs, as a separate process."""
+    """What `make demo` runs, as a separate process (no terminal, as in CI)."""
     result = subprocess.run(
         [sys.executable, "-m", "loradrop_cli", "--state-dir", str(tmp_path), "demo"],
         capture_output=True,
@@ -235,15 +235,31 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     assert "COMPLETED" in result.stdout
     assert "Job Completed  source=loradrop" in result.stdout
     sha = re.search(r"sha256\s+([0-9a-f]{64})", result.stdout).group(1)  # type: ignore[union-attr]
-    (weights,) = tmp_path.glob("*.safetensors")
+    (weights,) = tmp_path.glob("*/*.safetensors")  # a folder per job
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == sha
     assert weights.stat().st_size == 24 * 1024 * 1024
     # The dataset survey and the model card are shown, and the card describes the same file
     assert "8 images: 8 distinct, 8 usable · JPEG 8 · 1024x1024" in result.stdout
-    (card_file,) = tmp_path.glob("*.model-card.json")
+    (card_file,) = tmp_path.glob("*/*.model-card.json")
     card = json.loads(card_file.read_text())
     assert card["weights"]["sha256"] == sha
     assert f"{card['weights']['safetensors']['tensors']} tensors" in result.stdout
+    # And the two sample images rendered with the LoRA: their progress, event, and a gallery of the files saved
+    assert re.search(r"\[\d\d:\d\d\] samples\s+2 done", result.stdout)
+    assert "Samples Ready  source=loradrop" in result.stdout
+    folder = weights.parent
+    assert [(s["prompt"], s["state"]) for s in card["samples"]] == [
+        ("a portrait of zxq in a garden", "done"),
+        ("zxq on a beach at sunset", "done"),
+    ]
+    for sample in card["samples"]:
+        image = folder / "samples" / f"{sample['index'] + 1}.png"
+        assert hashlib.sha256(image.read_bytes()).hexdigest() == sample["image_sha256"]
+        assert re.search(rf"\n{sample['index'] + 1}\s+{sample['prompt']}\s+{image}\n", result.stdout)
+    links = re.findall(r"\]\((samples/\d\.png)\)", next(folder.glob("*.README.md")).read_text())
+    assert links == ["samples/1.png", "samples/2.png"]
+    assert all((folder / link).is_file() for link in links)  # the saved README's gallery shows the saved images
+    assert "Open them" not in result.stdout  # links to click are for a terminal
 
 
 def test_retry_copies_a_failed_store_again_and_resubmits_a_retryable_failure(
