@@ -86,7 +86,6 @@ def run_demo(state_dir: Path, out: TextIO, *, images: int = 8, timeout: float = 
                 "Handlers SAM ran in its arm64 containers: " + ", ".join(f"{h} x{n}" for h, n in ran.items()) + "\n"
             )
         folder = state_dir / job.job_id  # a folder per job: its README's gallery links samples/ beside it
-        folder.mkdir(exist_ok=True)
         readme = _show_weights_and_card(target, job, folder / f"{job.job_id}.safetensors", console, out)
         _show_samples(target, job, readme, console, out)
         out.write(f"\nDone in {time.monotonic() - started:.1f}s: ZIP in, weights, sample images and job record out.\n")

@@ -173,6 +173,7 @@ def download_verified(  # noqa: PLR0913 - what to fetch, where to, what it must 
     bucket, key = uri.removeprefix("s3://").split("/", 1)
     partial = destination.with_name(destination.name + ".part")
     digest = hashlib.sha256()
+    destination.parent.mkdir(parents=True, exist_ok=True)
     try:
         body = target.s3.get_object(Bucket=bucket, Key=key)["Body"]
         with transfer_bar(console, "downloading", size) as advance, partial.open("wb") as handle:

@@ -98,7 +98,6 @@ def download_samples(target: Target, job: Job, beside: Path, console: Console) -
         if not uri:
             saved.append((sample, None))
             continue
-        folder.mkdir(parents=True, exist_ok=True)
         destination = folder / PurePosixPath(str(uri)).name
         sha256, size = sample.get("image_sha256"), sample.get("image_size")
         download_verified(target, str(uri), destination, sha256=sha256, size=size, console=console)
