@@ -441,6 +441,16 @@ def test_sample_prompts_asked_at_submit_are_shown_while_they_render_and_fetched_
     assert f"samples  2 of 2 rendered (settled {job['samples_settled_at']})" in output
     assert all(sample["image_uri"] in output for sample in job["samples"])
     assert "--samples --wait" not in output
+    # And an image changed in S3 since its SHA-256 was recorded is refused, not saved
+    bucket, image_key = job["samples"][1]["image_uri"].removeprefix("s3://").split("/", 1)
+    stack.client("s3").put_object(Bucket=bucket, Key=image_key, Body=b"not the rendered image")
+    again = tmp_path / "again" / "dora.safetensors"
+    code, _ = run("--state-dir", str(state), "fetch", job_id, "-o", str(again), "--samples")
+    assert code == 2
+    assert f"checksum mismatch for {job['samples'][1]['image_uri']}: the download was discarded" in (
+        capsys.readouterr().err
+    )
+    assert sorted(path.name for path in (again.parent / "samples").iterdir()) == ["1.png"]
 
 
 def rendering_rows(stack: LocalStack, job_id: str) -> None:
