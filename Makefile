@@ -36,7 +36,7 @@ $(TOOLS)/.installed: requirements-tools.txt
 	$(TOOLS)/bin/python -m pip install --quiet -r requirements-tools.txt
 	@touch $@
 
-demo: $(VENV)/.installed ## run the whole pipeline locally: ZIP in, weights and job record out
+demo: $(VENV)/.installed ## run the whole pipeline locally: ZIP in, weights, sample images and job record out
 	$(VENV)/bin/loradrop demo
 
 test: lint typecheck template build ## every check: ruff, mypy, cfn-lint, sam validate --lint, sam build, pytest

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from loradrop.models import PARAMETER_METADATA, JobStatus
+from loradrop.samples import PROMPTS_RULE, SAMPLE_MODEL, TRIGGER_PLACEHOLDER
 from loradrop_cli.commands import (
     EXIT_CODES,
+    EXIT_OK,
     EXIT_RUNNING,
     EXIT_USAGE,
     cmd_budget,
@@ -98,7 +100,9 @@ def _add_local_stack_commands(commands: Subcommands) -> None:
 
     demo = commands.add_parser("demo", help="run the whole pipeline once on a fresh local stack")
     demo.add_argument("--images", type=int, default=8, help="how many images the generated dataset has (default 8)")
-    demo.add_argument("--timeout", type=float, help="seconds to wait for the job (default 60; with --sam 900)")
+    demo.add_argument(
+        "--timeout", type=float, help="seconds to wait for the job, then for its samples (default 60; with --sam 900)"
+    )
     demo.add_argument(
         "--sam",
         action="store_true",
@@ -133,7 +137,19 @@ def _add_submit(commands: Subcommands) -> None:
         kind: Any = str
         if field in ("steps", "lora_rank"):
             kind = int
-        submit.add_argument(f"--{meta_key}", dest=field, type=kind, help=f"{rule} (default: the stack's)")
+        if field != "sample_prompts":  # --sample-prompt, one prompt a time (below)
+            submit.add_argument(f"--{meta_key}", dest=field, type=kind, help=f"{rule} (default: the stack's)")
+    submit.add_argument(
+        "--sample-prompt",
+        dest="sample_prompts",
+        action="append",
+        metavar="TEXT",
+        help=f"a prompt to render with the new LoRA once it is trained: one paid {SAMPLE_MODEL} image each "
+        f"(WaveSpeed's price per image, held to MaxJobUsd and MonthlyBudgetUsd), stored beside the weights. Repeat "
+        f"it for more: {PROMPTS_RULE}. {TRIGGER_PLACEHOLDER} stands for the trigger word, which is put in front "
+        "of a prompt that does not name it. Without it, the stack's SamplePrompts apply (by default none); "
+        "--sample-prompt '' asks for none",
+    )
     submit.add_argument(
         "--quote",
         action="store_true",
@@ -153,7 +169,7 @@ def _month(text: str) -> str:
 
 
 def _add_job_commands(commands: Subcommands) -> None:
-    """`jobs`, `status`, `retry` and `fetch`: reading and acting on the jobs of a stack."""
+    """`jobs`, `status`, `retry`, `budget` and `fetch`: reading and acting on the jobs of a stack."""
     jobs = commands.add_parser("jobs", help="list jobs, newest first")
     jobs.add_argument("--status", choices=[s.value for s in JobStatus], help="only jobs in this state")
     jobs.add_argument("--limit", type=int, default=20, help="how many (default 20)")
@@ -193,14 +209,36 @@ def _add_job_commands(commands: Subcommands) -> None:
     budget.add_argument("--json", action="store_true", help="print the totals as JSON")
     budget.set_defaults(handler=cmd_budget)
 
-    fetch = commands.add_parser("fetch", help="download a completed job's weights, verifying the SHA-256")
+    _add_fetch(commands)
+
+
+def _add_fetch(commands: Subcommands) -> None:
+    fetch = commands.add_parser(
+        "fetch",
+        help="download a completed job's weights (and its model card, its sample images), verifying each SHA-256",
+        epilog="Fetch each job into a folder of its own: its sample images go to samples/ there.\n\n"
+        f"exits {EXIT_OK} once everything asked for is saved and verified, {EXIT_USAGE} when it cannot be (the job not "
+        f"COMPLETED, no samples asked for, a checksum mismatch), {EXIT_RUNNING} while the samples still render.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     fetch.add_argument("job", help="the job id")
     fetch.add_argument("-o", "--output", type=Path, required=True, help="file to write")
     fetch.add_argument(
         "--card",
         action="store_true",
-        help="also save the model card beside it: NAME.model-card.json and NAME.README.md",
+        help="also save the model card beside it: NAME.model-card.json and NAME.README.md (its gallery shows the "
+        "samples --samples saves)",
     )
+    fetch.add_argument(
+        "--samples",
+        action="store_true",
+        help="also save the job's sample images beside it, in samples/ (samples/1.png…, as the README's gallery "
+        "links them); while they render, exits 4 saving nothing, unless --wait",
+    )
+    fetch.add_argument(
+        "--wait", action="store_true", help="wait for the job to end and, with --samples, its images to be stored"
+    )
+    fetch.add_argument("--timeout", type=float, default=3 * 3600, help="seconds --wait waits (default 3 hours)")
     fetch.set_defaults(handler=cmd_fetch)
 
 

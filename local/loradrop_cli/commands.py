@@ -18,11 +18,13 @@ from loradrop.job import Job
 from loradrop.messages import StoreRequest, SubmitRequest
 from loradrop.models import (
     PARAMETER_METADATA,
+    TERMINAL_STATUSES,
     InvalidParameters,
     JobStatus,
     TrainingParams,
     retry_kind,
 )
+from loradrop.samples import PROMPTS_RULE, parse_prompts
 from loradrop_cli.job_client import (
     CliError,
     StillRunning,
@@ -35,6 +37,8 @@ from loradrop_cli.job_client import (
     upload,
 )
 from loradrop_cli.preflight import check, clean, show, trigger_word_for
+from loradrop_cli.sample_client import download_samples, sample_states, samples_ready
+from loradrop_cli.sample_view import gallery, unsettled
 from loradrop_cli.spending import cmd_budget as show_budget
 from loradrop_cli.spending import print_quote
 from loradrop_cli.view import console_for, describe, jobs_table
@@ -49,7 +53,8 @@ EXIT_CODES = f"""exit codes (submit --wait, retry --wait, status):
   {EXIT_JOB_FAILED}  the job ended FAILED
   {EXIT_USAGE}  loradrop could not do what was asked (bad arguments, no stack, no such job)
   {EXIT_REJECTED}  the job was REJECTED (the upload or its parameters)
-  {EXIT_RUNNING}  the job has not ended yet (status), or --wait gave up waiting"""
+  {EXIT_RUNNING}  the job has not ended yet (status), its samples still render (fetch --samples), or --wait
+     gave up waiting"""
 
 
 def exit_code(job: Job) -> int:
@@ -69,11 +74,26 @@ def resolve_target(args: argparse.Namespace) -> Target:
 
 def _metadata_from_args(args: argparse.Namespace) -> dict[str, str]:
     given = {field: getattr(args, field) for field in PARAMETER_METADATA if getattr(args, field, None) is not None}
+    if "sample_prompts" in given:
+        given["sample_prompts"] = sample_prompts_text(given["sample_prompts"])
     try:
         TrainingParams.build(given)  # the same rules the Lambda applies, before anything is uploaded
     except InvalidParameters as err:
         raise CliError(f"invalid training parameters: {err}") from None
     return {PARAMETER_METADATA[field][0]: _metadata_text(str(value)) for field, value in given.items()}
+
+
+def sample_prompts_text(prompts: list[str]) -> str:
+    """Repeated --sample-prompt as the `sample-prompts` metadata (`a | b`), held to the rule SubmitTraining applies
+    (`parse_prompts`); `--sample-prompt ''` alone asks for none, whatever the stack's SamplePrompts."""
+    if any("|" in prompt for prompt in prompts):
+        raise CliError("a --sample-prompt cannot contain |: the sample-prompts metadata separates prompts with it")
+    text = " | ".join(prompt.strip() for prompt in prompts if prompt.strip())
+    try:
+        parse_prompts(text)
+    except ValueError as err:
+        raise CliError(f"invalid --sample-prompt ({err}): sample-prompts must be {PROMPTS_RULE}") from None
+    return text
 
 
 def _metadata_text(value: str) -> str:
@@ -139,10 +159,18 @@ def cmd_submit(args: argparse.Namespace, out: TextIO) -> int:
     if not args.wait:
         return EXIT_OK
     job = follow_job(target, job_id, args.timeout, out)
-    describe(job, console)
+    show_job(target, job, console)
     if job.status is JobStatus.COMPLETED and args.output:
         download_weights(target, job, args.output, console)
     return exit_code(job)
+
+
+def show_job(target: Target, job: Job, console: Console) -> None:
+    """The job as `status` shows it, with its samples; while they render, how to get them once they are stored."""
+    samples = sample_states(target, job)
+    describe(job, console, samples)
+    if job.status is JobStatus.COMPLETED and unsettled(samples):
+        console.print(f"samples render: `loradrop fetch {job.job_id} -o FILE --samples --wait` downloads them")
 
 
 def cmd_budget(args: argparse.Namespace, out: TextIO) -> int:
@@ -169,11 +197,12 @@ def _get_job(target: Target, job_id: str) -> Job:
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    job = _get_job(resolve_target(args), args.job)
+    target = resolve_target(args)
+    job = _get_job(target, args.job)
     if args.json:
         out.write(json.dumps(job.public(), indent=2) + "\n")
     else:
-        describe(job, console_for(out))
+        show_job(target, job, console_for(out))
     return exit_code(job)
 
 
@@ -181,9 +210,16 @@ def cmd_fetch(args: argparse.Namespace, out: TextIO) -> int:
     target = resolve_target(args)
     job = _get_job(target, args.job)
     console = console_for(out)
+    if args.wait and job.status not in TERMINAL_STATUSES:
+        job = follow_job(target, job.job_id, args.timeout, out)
+    if args.samples:  # before the weights: the card's gallery is written once the samples all ended
+        job = samples_ready(target, job, wait=args.wait, timeout=args.timeout, out=out)
     download_weights(target, job, args.output, console)
     if args.card:
         download_card(target, job, args.output, console)
+    if args.samples:
+        console.print("the samples (each checked against the SHA-256 on the job):")
+        console.print(gallery(download_samples(target, job, args.output, console)))
     return EXIT_OK
 
 
@@ -219,5 +255,5 @@ def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
     if current.updated_at == job.updated_at:
         raise StillRunning(f"the retry was queued but the job has not moved yet: `loradrop status {job.job_id}`")
     ended = follow_job(target, job.job_id, args.timeout, out)
-    describe(ended, console_for(out))
+    show_job(target, ended, console_for(out))
     return exit_code(ended)

@@ -1,4 +1,5 @@
-"""`loradrop demo` (`make demo`): the whole pipeline once, on a fresh local stack, with live progress.
+"""`loradrop demo` (`make demo`): the whole pipeline once, on a fresh local stack, with live progress: a ZIP in, the
+weights, their model card and two sample images rendered with the new LoRA out, each checked.
 
 With `local_stack`, the only part of the command that imports the local stack; `cli` imports this module
 only when `loradrop demo` runs. It shows the job as `loradrop status` would (`job_client`, `view`).
@@ -17,6 +18,8 @@ from rich.console import Console
 from loradrop.job import Job
 from loradrop.models import JobStatus
 from loradrop_cli.job_client import Target, download_card, download_weights, follow_job
+from loradrop_cli.sample_client import download_samples, follow_samples, sample_states
+from loradrop_cli.sample_view import gallery, where_to_open
 from loradrop_cli.view import console_for, describe
 from loradrop_local.aws.events import scheduled_event
 from loradrop_local.aws.stack import LocalStack, StackOptions
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
     from loradrop_local.sam.emulators import SamEmulators
 
 TRIGGER_WORD = "zxq"
+# Two sample images rendered with the new LoRA: one paid WaveSpeed image each (the simulator's, here).
+SAMPLE_PROMPTS = ("a portrait of {trigger} in a garden", "{trigger} on a beach at sunset")
 
 
 def run_demo(state_dir: Path, out: TextIO, *, images: int = 8, timeout: float = 60, sam: bool = False) -> int:
@@ -42,9 +47,14 @@ def run_demo(state_dir: Path, out: TextIO, *, images: int = 8, timeout: float = 
         # Photo-sized JPEGs, as a phone would give (the survey reads their headers, not the whole ZIP).
         dataset = training_zip(images=images, captions=True, trigger_word=TRIGGER_WORD, size=1024, kind="JPEG")
         key = f"uploads/demo-{time.strftime('%Y%m%d-%H%M%S')}.zip"
-        metadata = {"trigger-word": TRIGGER_WORD, "steps": "1000", "lora-rank": "16"}
+        metadata = {
+            "trigger-word": TRIGGER_WORD,
+            "steps": "1000",
+            "lora-rank": "16",
+            "sample-prompts": " | ".join(SAMPLE_PROMPTS),
+        }
         out.write(f"Uploading {images} generated 1024x1024 photos with captions ({len(dataset):,} bytes) to\n")
-        out.write(f"  s3://{stack.uploads_bucket}/{key}  metadata: {metadata}\n\n")
+        out.write(f"  s3://{stack.uploads_bucket}/{key}\n  metadata: {metadata}\n\n")
         job_id = stack.upload(key, dataset, metadata)
         target = Target(
             description="the demo stack",
@@ -57,10 +67,14 @@ def run_demo(state_dir: Path, out: TextIO, *, images: int = 8, timeout: float = 
         )
         console = console_for(out)
         job = follow_job(target, job_id, timeout, out)
+        if job.status is JobStatus.COMPLETED:
+            out.write(f"\nRendering {len(SAMPLE_PROMPTS)} sample images with the new LoRA (a paid image each):\n")
+            out.flush()
+            job = follow_samples(target, job_id, timeout, out)
         out.write("\nThe job record (DynamoDB):\n")
         out.flush()
-        describe(job, console)
-        _show_events(stack, out, sam)
+        describe(job, console, sample_states(target, job))
+        _show_events(stack, out, sam, samples=job.samples is not None)
         if job.status is not JobStatus.COMPLETED:
             out.write(f"\nThe job ended {job.status.value}: {job.error}\n")
             return 1
@@ -71,8 +85,10 @@ def run_demo(state_dir: Path, out: TextIO, *, images: int = 8, timeout: float = 
             out.write(
                 "Handlers SAM ran in its arm64 containers: " + ", ".join(f"{h} x{n}" for h, n in ran.items()) + "\n"
             )
-        _show_weights_and_card(target, job, state_dir / f"{job.job_id}.safetensors", console, out)
-        out.write(f"\nDone in {time.monotonic() - started:.1f}s: ZIP in, weights and job record out.\n")
+        folder = state_dir / job.job_id  # a folder per job: its README's gallery links samples/ beside it
+        readme = _show_weights_and_card(target, job, folder / f"{job.job_id}.safetensors", console, out)
+        _show_samples(target, job, readme, console, out)
+        out.write(f"\nDone in {time.monotonic() - started:.1f}s: ZIP in, weights, sample images and job record out.\n")
     return 0
 
 
@@ -98,11 +114,13 @@ def _start(running: ExitStack, state_dir: Path, out: TextIO, sam: bool) -> tuple
     return running.enter_context(LocalStack(options)), None
 
 
-def _show_events(stack: LocalStack, out: TextIO, sam: bool) -> None:
+def _show_events(stack: LocalStack, out: TextIO, sam: bool, *, samples: bool) -> None:
+    """The job's events: its end, and, once its samples all ended, "Samples Ready"."""
+    expected = {"Job Completed", "Samples Ready"} if samples else set()
     events: list[dict[str, Any]] = []
     deadline = time.monotonic() + (180 if sam else 5)  # an emulated cold start of the publisher takes a while
-    while not events and time.monotonic() < deadline:
-        events = stack.drain_events()
+    while (not events or not expected <= {e["detail-type"] for e in events}) and time.monotonic() < deadline:
+        events += stack.drain_events()
         time.sleep(0.1)
     out.write("\nEvents published on the bus:\n")
     for event in events:
@@ -110,8 +128,9 @@ def _show_events(stack: LocalStack, out: TextIO, sam: bool) -> None:
         out.write(f"  {event['detail-type']}  source={event['source']}  job_id={detail['job_id']}\n")
 
 
-def _show_weights_and_card(target: Target, job: Job, destination: Path, console: Console, out: TextIO) -> None:
-    """Download the weights (checked), show what the safetensors file holds, then the model card beside it."""
+def _show_weights_and_card(target: Target, job: Job, destination: Path, console: Console, out: TextIO) -> Path:
+    """Download the weights (checked), show what the safetensors file holds, then the model card beside it; the
+    card's README.md."""
     out.write("\nDownloading the weights and checking their SHA-256:\n  ")
     download_weights(target, job, destination, console)
     header_length = int.from_bytes(destination.read_bytes()[:8], "little")
@@ -131,3 +150,14 @@ def _show_weights_and_card(target: Target, job: Job, destination: Path, console:
         f"parameters; queued {timings['queued_seconds']:.1f} s, trained {timings['training_seconds']:.1f} s, "
         f"stored {timings['storing_seconds']:.1f} s\n  read it: {readme_path}\n"
     )
+    return readme_path
+
+
+def _show_samples(target: Target, job: Job, readme: Path, console: Console, out: TextIO) -> None:
+    """Download the sample images (each checked), show them as a gallery and, on a terminal, where to open them."""
+    out.write("\nThe sample images beside the weights, each checked against the SHA-256 on the job:\n")
+    out.flush()
+    saved = download_samples(target, job, readme, console)
+    console.print(gallery(saved))
+    if out.isatty():  # a terminal makes these links clickable; a log (CI) has no use for them
+        out.write("\nOpen them:\n" + "".join(f"  {link}\n" for link in where_to_open(saved, readme)))

@@ -158,24 +158,36 @@ def download_weights(target: Target, job: Job, destination: Path, console: Conso
     """Stream the weights to `destination` with a progress bar, verifying the SHA-256 recorded on the job."""
     if job.status is not JobStatus.COMPLETED or not job.weights_uri:
         raise CliError(f"job {job.job_id} is {job.status.value}, not COMPLETED: there are no weights to fetch")
-    bucket, key = job.weights_uri.removeprefix("s3://").split("/", 1)
+    digest = download_verified(
+        target, job.weights_uri, destination, sha256=job.weights_sha256, size=job.weights_size, console=console
+    )
+    console.print(f"saved {destination} ({job.weights_size:,} bytes, sha256 verified)")
+    return digest
+
+
+def download_verified(  # noqa: PLR0913 - what to fetch, where to, what it must be, where to show progress
+    target: Target, uri: str, destination: Path, *, sha256: str | None, size: int | None, console: Console
+) -> str:
+    """Stream `uri` to `destination` (through a `.part` file, with a progress bar); keep it only if its SHA-256 is
+    the one recorded."""
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
     partial = destination.with_name(destination.name + ".part")
     digest = hashlib.sha256()
+    destination.parent.mkdir(parents=True, exist_ok=True)
     try:
         body = target.s3.get_object(Bucket=bucket, Key=key)["Body"]
-        with transfer_bar(console, "downloading", job.weights_size) as advance, partial.open("wb") as handle:
+        with transfer_bar(console, "downloading", size) as advance, partial.open("wb") as handle:
             for chunk in iter(lambda: body.read(1024 * 1024), b""):
                 digest.update(chunk)
                 handle.write(chunk)
                 advance(len(chunk))
     except (ClientError, BotoCoreError) as err:
         partial.unlink(missing_ok=True)
-        raise CliError(f"could not download {job.weights_uri}: {err}") from None
-    if digest.hexdigest() != job.weights_sha256:
+        raise CliError(f"could not download {uri}: {err}") from None
+    if digest.hexdigest() != sha256:
         partial.unlink(missing_ok=True)
-        raise CliError(f"checksum mismatch for {job.weights_uri}: the download was discarded; try again")
+        raise CliError(f"checksum mismatch for {uri}: the download was discarded; try again")
     partial.replace(destination)
-    console.print(f"saved {destination} ({job.weights_size:,} bytes, sha256 verified)")
     return digest.hexdigest()
 
 

@@ -18,14 +18,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 from loradrop.budgets import MonthTotals, month_of, usd
 from loradrop.job import utc_now
 from loradrop.models import TrainingParams
+from loradrop.samples import SAMPLE_MODEL, render_prompt, request_body
 from loradrop.settings import SettingsError, SubmitSettings
 from loradrop.wavespeed import WaveSpeedClient, WaveSpeedError
 from loradrop_cli.job_client import CliError, Target
 from loradrop_cli.view import console_for
 
 EXIT_OK = 0
-# Stands for the upload's link: the price depends on the model and the steps, not on where the ZIP is.
+# Stand for the upload's and the LoRA's links: the price depends on the model and the steps (an image's on its
+# size), not on where the files are.
 QUOTE_DATA_URL = "https://uploads.invalid/quote.zip"
+QUOTE_LORA_URL = "https://weights.invalid/quote.safetensors"
 
 
 def _settings(target: Target) -> SubmitSettings:
@@ -53,12 +56,14 @@ def quote_params(settings: SubmitSettings, metadata: dict[str, str]) -> Training
 
 
 def print_quote(target: Target, metadata: dict[str, str], out: TextIO) -> int:
-    """WaveSpeed's price for these parameters on this stack, and what the stack's limits would make of it."""
+    """WaveSpeed's price for these parameters (and sample images) on this stack, and what the stack's limits would
+    make of it."""
     settings = _settings(target)
     params = quote_params(settings, metadata)
     wavespeed = _wavespeed(target, settings)
     try:
         price = wavespeed.quote(params.model, params.to_wavespeed(QUOTE_DATA_URL))
+        per_image = _image_price(wavespeed, params)
         balance: Decimal | None = None
         with contextlib.suppress(WaveSpeedError):  # the balance is a hint here; the quote is the answer
             balance = wavespeed.balance()
@@ -71,19 +76,47 @@ def print_quote(target: Target, metadata: dict[str, str], out: TextIO) -> int:
         f"WaveSpeed quotes {usd(price)} for {params.steps} steps on {params.model} (rank {params.lora_rank}, "
         f"learning rate {params.learning_rate}); nothing was uploaded"
     )
+    count = len(params.sample_prompts)
+    samples = (per_image or Decimal(0)) * count
+    if count:
+        each = f"{per_image:.3f} USD each, {samples:.3f} USD in all" if per_image is not None else "no price given"
+        console.print(f"and {count} sample image(s) on {SAMPLE_MODEL}: {each}")
     maximum, monthly = settings.max_job_usd, settings.monthly_budget_usd
     if maximum is not None:
-        verdict = "within it" if price <= maximum else "over it: the upload would be REJECTED OVER_BUDGET"
+        verdict = _verdict(price, samples, maximum, ("within it", "over it"), "OVER_BUDGET")
         console.print(f"MaxJobUsd       {usd(maximum)}: {verdict}")
     if monthly is not None:
         totals = target.jobs.month_totals(month_of(utc_now()))
         left = monthly - totals.committed_usd
-        verdict = "fits" if price <= left else "does not fit: the upload would be REJECTED BUDGET_EXHAUSTED"
+        verdict = _verdict(price, samples, left, ("fits", "does not fit"), "BUDGET_EXHAUSTED")
         console.print(f"MonthlyBudgetUsd {usd(monthly)}, {usd(left)} left in {totals.month}: {verdict}")
     if balance is not None:
         note = "" if balance >= price else ": too low, the upload would wait until the account is topped up"
         console.print(f"balance         {usd(balance)}{note}")
     return EXIT_OK
+
+
+def _image_price(wavespeed: WaveSpeedClient, params: TrainingParams) -> Decimal | None:
+    """WaveSpeed's price of one sample image (each is one 1024x1024 image: the same price), None when no sample is
+    asked for or WaveSpeed gives no price (a stack with a limit then refuses the samples, not the training)."""
+    if not params.sample_prompts:
+        return None
+    body = request_body(render_prompt(params.sample_prompts[0], params.trigger_word), 0, QUOTE_LORA_URL)
+    try:
+        return wavespeed.quote(SAMPLE_MODEL, body)
+    except WaveSpeedError:
+        return None
+
+
+def _verdict(training: Decimal, samples: Decimal, room: Decimal, words: tuple[str, str], code: str) -> str:
+    """What a limit with `room` left makes of the training quote, then of the samples' beside it (`words`: how it
+    says fits, does not fit)."""
+    fits, too_much = words
+    if training > room:
+        return f"{too_much}: the upload would be REJECTED {code}"
+    if training + samples > room:
+        return f"{fits} for the training, not with its samples ({usd(training + samples)}): samples would fail {code}"
+    return fits + (" with its samples" if samples else "")
 
 
 def cmd_budget(args: argparse.Namespace, out: TextIO, target: Target) -> int:

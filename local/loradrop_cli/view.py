@@ -25,6 +25,7 @@ from rich.text import Text
 
 from loradrop.job import Job, parse_iso
 from loradrop.models import TERMINAL_STATUSES, JobStatus
+from loradrop_cli.sample_view import Sample, counts, samples_summary, samples_table
 
 STATUS_STYLE = {
     "COMPLETED": "bold green",
@@ -120,9 +121,11 @@ def status_text(status: str) -> Text:
 
 
 # ----- one job -----
-def describe(job: Job, console: Console) -> None:
-    """A job's details, its dataset survey and its history as a timeline."""
+def describe(job: Job, console: Console, samples: Sequence[Sample] = ()) -> None:
+    """A job's details, its dataset survey, its sample images (the job's `samples`, or its rows while they render)
+    and its history as a timeline."""
     data = job.public()
+    data.get("params", {}).pop("sample_prompts", None)  # shown as the samples, prompt by prompt
     details = Table.grid(padding=(0, 2))
     details.add_column(style="bold")
     details.add_column(overflow="fold")  # a narrow terminal folds a long URI: it stays whole to copy
@@ -149,8 +152,22 @@ def describe(job: Job, console: Console) -> None:
         details.add_row("sha256", str(job.weights_sha256))
     if job.model_card_uri:
         details.add_row("card", job.model_card_uri)
+    samples = _samples_row(job, samples, details)
     console.print(details)
+    if samples:
+        console.print(samples_table(samples))
     console.print(timeline(job))
+
+
+def _samples_row(job: Job, samples: Sequence[Sample], details: Table) -> Sequence[Sample]:
+    """The samples in a line; the ones to list prompt by prompt (none when the job never had a LoRA)."""
+    if not samples:
+        return ()
+    if job.status in (JobStatus.FAILED, JobStatus.REJECTED) and {s.get("state") for s in samples} == {"waiting"}:
+        details.add_row("samples", f"{len(samples)} asked for: none rendered, the job did not complete")
+        return ()
+    details.add_row("samples", samples_summary(samples, job.samples_settled_at))
+    return samples
 
 
 def _attempt_rows(job: Job, details: Table) -> None:
@@ -265,21 +282,52 @@ def follow(
 ) -> Job:
     """Poll until the job ends: a live status line on a terminal (state, elapsed time, phases), a line
     per state change otherwise. Raises `on_timeout()` after `timeout` seconds."""
+
+    def shown(job: Job | None, elapsed: float) -> tuple[str, Text]:
+        return (job.status.value if job else "WAITING"), follow_line(job, elapsed)
+
+    def ended(job: Job | None) -> bool:
+        return job is not None and job.status in TERMINAL_STATUSES
+
+    job = watch(poll, shown, ended, timeout=timeout, console=console, on_timeout=on_timeout)
+    assert job is not None  # watch returns only what `done` accepted
+    return job
+
+
+def samples_line(samples: Sequence[Sample], elapsed: float) -> Text:
+    """The live line while a job's samples render: `[00:03] samples    1 done, 1 rendering`."""
+    line = Text(f"[{clock(elapsed)}] ")
+    line.append(f"{'samples':<10}", style="bold")
+    line.append(f" {counts(samples) or 'none asked for'}")
+    line.no_wrap, line.overflow = True, "ellipsis"
+    return line
+
+
+def watch[Watched](  # noqa: PLR0913 - what to poll, how to show it, when to stop
+    poll: Callable[[], Watched],
+    shown: Callable[[Watched, float], tuple[str, Text]],
+    done: Callable[[Watched], bool],
+    *,
+    timeout: float,
+    console: Console,
+    on_timeout: Callable[[], Exception],
+) -> Watched:
+    """Poll until `done`: a live line on a terminal, a line per change of state (`shown`'s first part) otherwise.
+    Raises `on_timeout()` after `timeout` seconds."""
     started = time.monotonic()
     last = ""
     with Live(console=console, auto_refresh=False, transient=False) if console.is_terminal else _nothing() as live:
         while True:
             elapsed = time.monotonic() - started
-            job = poll()
-            line = follow_line(job, elapsed)
-            status = job.status.value if job else "WAITING"
+            found = poll()
+            state, line = shown(found, elapsed)
             if live is not None:
                 live.update(line, refresh=True)
-            elif status != last:
+            elif state != last:
                 console.print(line)
-            last = status
-            if job is not None and job.status in TERMINAL_STATUSES:
-                return job
+            last = state
+            if done(found):
+                return found
             if elapsed > timeout:
                 raise on_timeout()
             time.sleep(0.2 if elapsed < 10 else 2.0)

@@ -59,6 +59,8 @@ with LocalStack(options) as stack:
         "budget": ["budget"],
         "budget_json": ["budget", "--json"],
         "quote": ["submit", str(folder), "--quote", "--steps", "1500"],
+        "quote_samples": ["submit", str(folder), "--quote", "--steps", "1980", "--sample-prompt", "a {trigger}",
+                          "--sample-prompt", "b"],
     }.items():
         out = io.StringIO()
         cli[name] = (main(["--state-dir", str(state), *argv], out), out.getvalue())
@@ -164,6 +166,21 @@ def test_submit_quote_prices_a_folder_against_the_stacks_limits_without_uploadin
     assert "MonthlyBudgetUsd 2.50 USD, 0.50 USD left in" in flat
     assert "does not fit: the upload would be REJECTED BUDGET_EXHAUSTED" in flat
     assert len(run["listed"]) == 4  # no fifth job: nothing was uploaded
+
+
+def test_the_quote_counts_sample_images_against_the_limits(run: dict[str, Any]) -> None:
+    # Given two sample prompts beside 1,980 steps (1.98 USD) on a stack whose MaxJobUsd is 2
+    code, text = run["cli"]["quote_samples"]
+    assert code == 0, text
+    flat = " ".join(text.split())
+    # Then WaveSpeed's price per image is shown, and the limit says the training fits but not with its samples
+    assert "and 2 sample image(s) on wavespeed-ai/flux-dev-lora: 0.025 USD each, 0.050 USD in all" in flat
+    assert (
+        "MaxJobUsd 2.00 USD: within it for the training, not with its samples (2.03 USD): samples would fail "
+        "OVER_BUDGET" in flat
+    )
+    asked = [body["inputs"] for body in run["pricing"] if body["model_id"] == "wavespeed-ai/flux-dev-lora"]
+    assert [(inputs["prompt"], inputs["num_images"]) for inputs in asked] == [("a p3r5on", 1)]
 
 
 def test_a_lost_post_holds_its_reservation_until_the_reconciler_proves_it_lost_and_the_new_attempt_takes_it(

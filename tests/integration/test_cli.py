@@ -19,6 +19,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from loradrop.jobs import JobStore
+from loradrop.samples import SampleStatus, sample_key
 from loradrop_cli.cli import main
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import png, training_zip
@@ -94,7 +96,9 @@ def test_submit_folder_wait_and_download(local_stack: Path, tmp_path: Path) -> N
     assert "sha256 verified" in output
 
 
-def test_submit_zip_then_jobs_status_and_fetch(local_stack: Path, tmp_path: Path) -> None:
+def test_submit_zip_then_jobs_status_and_fetch(
+    local_stack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     archive = tmp_path / "bob.zip"
     archive.write_bytes(training_zip(images=4))
     code, output = run("--state-dir", str(local_stack), "submit", str(archive), "--steps", "1200")
@@ -138,6 +142,14 @@ def test_submit_zip_then_jobs_status_and_fetch(local_stack: Path, tmp_path: Path
         1200,
     )
     assert f"`{job['weights_sha256']}`" in (tmp_path / "bob.README.md").read_text()
+    # A job that asked for no sample images says so, and nothing is saved
+    code, output = run(
+        "--state-dir", str(local_stack), "fetch", job_id, "-o", str(tmp_path / "b2.safetensors"), "--samples"
+    )
+    assert code == 2
+    assert f"job {job_id} asked for no sample images: ask for them when uploading" in capsys.readouterr().err
+    assert not (tmp_path / "b2.safetensors").exists()
+    assert not (tmp_path / "samples").exists()
 
 
 def test_rejected_upload_is_reported_with_its_reason(local_stack: Path, tmp_path: Path) -> None:
@@ -158,6 +170,13 @@ def test_rejected_upload_is_reported_with_its_reason(local_stack: Path, tmp_path
         (["submit", "pyproject.toml"], "is not a .zip file or a folder"),
         (["submit", ".", "--lora-rank", "99"], "lora-rank=99 is invalid: must be a whole number from 1 to 64"),
         (["submit", ".", "--learning-rate", "2"], "learning-rate='2' is invalid"),
+        (["submit", ".", "--sample-prompt", "zxq | a second"], "a --sample-prompt cannot contain |"),
+        (
+            ["submit", ".", *[arg for n in range(5) for arg in ("--sample-prompt", f"zxq {n}")]],
+            "invalid --sample-prompt (5 prompts): sample-prompts must be at most 4 prompts separated by |, each at "
+            "most 500 characters",
+        ),
+        (["submit", ".", "--sample-prompt", "z" * 501], "too long or with control characters"),
         (["status", "no-such-job"], "no job 'no-such-job'"),
         (["fetch", "no-such-job", "-o", "/tmp/x"], "no job 'no-such-job'"),
     ],
@@ -193,11 +212,18 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert "3  the job was REJECTED" in text  # exit codes a script can rely on
     with pytest.raises(SystemExit):
         main(["submit", "--help"])
-    assert "--trigger-word" in capsys.readouterr().out
+    submit_help = " ".join(capsys.readouterr().out.split())
+    assert "--trigger-word" in submit_help
+    assert "--sample-prompt TEXT a prompt to render with the new LoRA once it is trained: one paid" in submit_help
+    with pytest.raises(SystemExit):
+        main(["fetch", "--help"])
+    assert "--samples also save the job's sample images beside it, in samples/" in " ".join(
+        capsys.readouterr().out.split()
+    )
 
 
 def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
-    """What `make demo` runs, as a separate process."""
+    """What `make demo` runs, as a separate process (no terminal, as in CI)."""
     result = subprocess.run(
         [sys.executable, "-m", "loradrop_cli", "--state-dir", str(tmp_path), "demo"],
         capture_output=True,
@@ -209,15 +235,31 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     assert "COMPLETED" in result.stdout
     assert "Job Completed  source=loradrop" in result.stdout
     sha = re.search(r"sha256\s+([0-9a-f]{64})", result.stdout).group(1)  # type: ignore[union-attr]
-    (weights,) = tmp_path.glob("*.safetensors")
+    (weights,) = tmp_path.glob("*/*.safetensors")  # a folder per job
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == sha
     assert weights.stat().st_size == 24 * 1024 * 1024
     # The dataset survey and the model card are shown, and the card describes the same file
     assert "8 images: 8 distinct, 8 usable · JPEG 8 · 1024x1024" in result.stdout
-    (card_file,) = tmp_path.glob("*.model-card.json")
+    (card_file,) = tmp_path.glob("*/*.model-card.json")
     card = json.loads(card_file.read_text())
     assert card["weights"]["sha256"] == sha
     assert f"{card['weights']['safetensors']['tensors']} tensors" in result.stdout
+    # And the two sample images rendered with the LoRA: their progress, event, and a gallery of the files saved
+    assert re.search(r"\[\d\d:\d\d\] samples\s+2 done", result.stdout)
+    assert "Samples Ready  source=loradrop" in result.stdout
+    folder = weights.parent
+    assert [(s["prompt"], s["state"]) for s in card["samples"]] == [
+        ("a portrait of zxq in a garden", "done"),
+        ("zxq on a beach at sunset", "done"),
+    ]
+    for sample in card["samples"]:
+        image = folder / "samples" / f"{sample['index'] + 1}.png"
+        assert hashlib.sha256(image.read_bytes()).hexdigest() == sample["image_sha256"]
+        assert re.search(rf"\n{sample['index'] + 1}\s+{sample['prompt']}\s+{image}\n", result.stdout)
+    links = re.findall(r"\]\((samples/\d\.png)\)", next(folder.glob("*.README.md")).read_text())
+    assert links == ["samples/1.png", "samples/2.png"]
+    assert all((folder / link).is_file() for link in links)  # the saved README's gallery shows the saved images
+    assert "Open them" not in result.stdout  # links to click are for a terminal
 
 
 def test_retry_copies_a_failed_store_again_and_resubmits_a_retryable_failure(
@@ -336,3 +378,88 @@ def test_submit_fix_uploads_a_clean_archive_that_trains_without_the_findings(sta
     with zipfile.ZipFile(io.BytesIO(uploaded)) as clean:
         assert not any("__MACOSX" in name or ".DS_Store" in name for name in clean.namelist())
         assert clean.read("set/IMG_0042.txt").decode() == "zxq in a café"
+
+
+def test_sample_prompts_asked_at_submit_are_shown_while_they_render_and_fetched_checked(
+    stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert stack.simulator is not None
+    state = tmp_path / "state"
+    stack.write_state(state)
+    archive = tmp_path / "dora.zip"
+    archive.write_bytes(training_zip(images=4))
+    # Given an upload asking for two samples, whose training task is held until their tasks will be held too
+    stack.simulator.faults.held.append(1)
+    code, output = run(
+        "--state-dir", str(state), "submit", str(archive), "--trigger-word", "zxq",
+        "--sample-prompt", "a portrait of {trigger} in a garden", "--sample-prompt", "on a beach",
+    )  # fmt: skip
+    assert code == 0, output
+    job_id = re.search(r"job id   (\S+)", output).group(1)  # type: ignore[union-attr]
+    metadata = stack.client("s3").head_object(Bucket=stack.uploads_bucket, Key="uploads/dora.zip")["Metadata"]
+    assert metadata["sample-prompts"] == "a portrait of {trigger} in a garden | on a beach"
+    stack.wait_for(job_id, {"SUBMITTED", "TRAINING"})
+    stack.simulator.faults.held.append(2)
+    stack.simulator.release()
+    stack.wait_for(job_id, {"COMPLETED"})
+    rendering_rows(stack, job_id)
+    # When the user asks for the job while its samples render
+    code, output = run("--state-dir", str(state), "status", job_id)
+    # Then each prompt shows as sent (the trigger word in it), its seed and state
+    assert code == 0, output
+    assert "samples  2 prompt(s): 2 rendering" in output
+    shown = [line.split(maxsplit=3) for line in output.splitlines() if re.match(r"[12]\s+rendering\s", line)]
+    assert [(n, seed.isdigit(), rest.split("  ")[0]) for n, _, seed, rest in shown] == [
+        ("1", True, "a portrait of zxq in a garden"),
+        ("2", True, "zxq, on a beach"),
+    ]
+    assert f"`loradrop fetch {job_id} -o FILE --samples --wait` downloads them" in output
+    # And fetching them now says they still render, and saves nothing
+    weights = tmp_path / "dora" / "dora.safetensors"  # its folder is made when something is saved
+    code, _ = run("--state-dir", str(state), "fetch", job_id, "-o", str(weights), "--samples")
+    assert code == 4
+    assert "2 of 2 samples still rendering: try again in a minute, or add --wait" in capsys.readouterr().err
+    assert not weights.parent.exists()
+    # When the images are rendered, `fetch --samples --wait` saves them beside the weights, each checked
+    stack.simulator.release()
+    code, output = run(
+        "--state-dir", str(state), "fetch", job_id, "-o", str(weights), "--card", "--samples", "--wait",
+        "--timeout", "60",
+    )  # fmt: skip
+    assert code == 0, output
+    job = stack.job(job_id)
+    assert job is not None
+    assert [sample["state"] for sample in job["samples"]] == ["done", "done"]
+    for sample in job["samples"]:
+        image = weights.parent / "samples" / f"{sample['index'] + 1}.png"
+        assert hashlib.sha256(image.read_bytes()).hexdigest() == sample["image_sha256"]
+        assert stack.simulator.expected_image(sample["prediction_id"])[1] == sample["image_sha256"]
+        assert re.search(rf"\n{sample['index'] + 1}\s+{sample['prompt']}\s+{image}\n", output)
+    assert "![a portrait of zxq in a garden](samples/1.png)" in (weights.parent / "dora.README.md").read_text()
+    # And `status` shows where each image is stored
+    code, output = run("--state-dir", str(state), "status", job_id)
+    assert f"samples  2 of 2 rendered (settled {job['samples_settled_at']})" in output
+    assert all(sample["image_uri"] in output for sample in job["samples"])
+    assert "--samples --wait" not in output
+    # And an image changed in S3 since its SHA-256 was recorded is refused, not saved
+    bucket, image_key = job["samples"][1]["image_uri"].removeprefix("s3://").split("/", 1)
+    stack.client("s3").put_object(Bucket=bucket, Key=image_key, Body=b"not the rendered image")
+    again = tmp_path / "again" / "dora.safetensors"
+    code, _ = run("--state-dir", str(state), "fetch", job_id, "-o", str(again), "--samples")
+    assert code == 2
+    assert f"checksum mismatch for {job['samples'][1]['image_uri']}: the download was discarded" in (
+        capsys.readouterr().err
+    )
+    assert sorted(path.name for path in (again.parent / "samples").iterdir()) == ["1.png"]
+
+
+def rendering_rows(stack: LocalStack, job_id: str) -> None:
+    """Wait until both sample rows of the job are RENDERING (their tasks held at WaveSpeed)."""
+    store = JobStore(stack.client("dynamodb"), stack.table_name)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        rows = [store.get_sample(sample_key(job_id, index)) for index in range(2)]
+        if all(row and row.status is SampleStatus.RENDERING for row in rows):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the samples of {job_id} did not start rendering: {rows}")
