@@ -43,6 +43,7 @@ DETAIL_BYTES = 64 * 1024  # one event's detail at most: a job whose ZIP has very
 ESSENTIAL = (
     *("job_id", "status", "name", "summary", "event_id", "error_code", "error", "prediction_id", "attempts"),
     *("weights_uri", "weights_size", "weights_sha256", "model_card_uri", "source_bucket", "source_key"),
+    *("samples", "samples_settled_at"),  # at most 4 samples of at most a few KB: what a Samples Ready event is for
 )
 REMEMBERED = 10_000  # event ids a container keeps, to skip them when a batch it partly published comes back
 

@@ -54,7 +54,7 @@ def test_bucket_notification_and_versioning_match_template(stack: LocalStack) ->
     assert stack.uploads_bucket.startswith("loradrop-local-uploads-")
 
 
-UNSET_MEANS_NONE = {"MAX_JOB_USD", "MONTHLY_BUDGET_USD"}
+UNSET_MEANS_NONE = {"MAX_JOB_USD", "MONTHLY_BUDGET_USD", "SAMPLE_PROMPTS"}
 
 
 def test_each_function_gets_only_its_own_variables(stack: LocalStack) -> None:
@@ -66,12 +66,12 @@ def test_each_function_gets_only_its_own_variables(stack: LocalStack) -> None:
         extra = given - declared - lambda_own - local_knobs - set(stack.options.extra_environment)
         assert all(name.startswith("AWS_LAMBDA_") for name in extra), extra
         assert declared <= given
-        # every variable has a value, but a limit whose empty value means "none" (MaxJobUsd, MonthlyBudgetUsd)
+        # every variable has a value, but one whose empty value means "none" (the limits, SamplePrompts)
         assert all(stack.function_environment(logical_id)[name] for name in declared - UNSET_MEANS_NONE)
         # and each has its own role's session, not the stack's admin keys
         assert runtime.config.environment["AWS_ACCESS_KEY_ID"] != stack.credentials["AWS_ACCESS_KEY_ID"]
     assert "WEIGHTS_BUCKET" not in stack.function_environment("ReceiveWebhookFunction")
-    assert "WEBHOOK_URL" not in stack.function_environment("StoreWeightsFunction")
+    assert "TRAINER_MODEL" not in stack.function_environment("StoreWeightsFunction")
 
 
 def test_nothing_in_the_template_is_silently_skipped(stack: LocalStack) -> None:
