@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
 import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
 
 from loradrop_local.aws.cloudformation import Resolver, Unresolvable
+from loradrop_local.aws.lambda_runtime import FunctionConfig, FunctionError
 from loradrop_local.aws.moto_front import AwsRequest, Fault, RequestHooks, _parse, dynamodb_write_to
+from loradrop_local.aws.remote_runtime import RemoteRuntime
 
 TEMPLATE: dict[str, Any] = {
     "Parameters": {"Stage": {"Type": "String", "Default": "dev"}, "Name": {"Type": "String"}},
@@ -101,3 +106,19 @@ def test_a_fault_fires_on_its_first_matches_only_and_leaves_with_its_block() -> 
         assert [hooks.take(request) is fault for _ in range(3)] == [True, True, False]
     assert hooks.faults == []
     assert hooks.take(request) is None
+
+
+def test_an_empty_answer_from_sams_start_lambda_is_a_failed_invocation_the_poller_retries() -> None:
+    """SAM's start-lambda answers 200 with no payload when the emulated runtime was not listening yet ("No response
+    from invoke container"): the event may never have reached the handler, so it must not count as handled (a
+    stream batch taken for done would lose its events)."""
+    config = FunctionConfig(
+        "PublishEventsFunction", "publish", "arn:aws:lambda:::publish", "app.handler", 60, 256, {}, 1
+    )
+    runtime = RemoteRuntime(config, "http://127.0.0.1:9")
+    with Stubber(runtime._client) as stub:
+        for body in (b"", b'{"batchItemFailures": []}'):
+            stub.add_response("invoke", {"StatusCode": 200, "Payload": StreamingBody(io.BytesIO(body), len(body))})
+        with pytest.raises(FunctionError, match="no response"):
+            runtime.invoke({"Records": []})
+        assert runtime.invoke({"Records": []}) == {"batchItemFailures": []}

@@ -50,7 +50,13 @@ class RemoteRuntime:
                     time.sleep(1.0)
             self.invocations += 1
             self.durations.append(time.monotonic() - started)
-        result = json.loads(answer["Payload"].read() or b"null")
+        payload = answer["Payload"].read()
+        if not payload:
+            # SAM says "No response from invoke container" and answers 200 with nothing when the emulated runtime
+            # was not listening yet: the event may never have reached the handler. Every handler answers something,
+            # so this is a failed invocation, as Lambda would report one, and the poller delivers the batch again.
+            raise FunctionError("NoResponse", "sam local start-lambda gave no response from the function's container")
+        result = json.loads(payload)
         if answer.get("FunctionError"):
             error = result if isinstance(result, dict) else {}
             raise FunctionError(str(error.get("errorType", "Unhandled")), str(error.get("errorMessage", result)))
