@@ -104,6 +104,7 @@ def trained_with_faults(stack: LocalStack, key: str, **faults: list[Any]) -> str
     deadline = time.monotonic() + 10
     while (stack.job(job_id) or {}).get("status") not in ("SUBMITTED", "TRAINING") and time.monotonic() < deadline:
         time.sleep(0.05)
+    stack.simulator.faults.images_only = True  # a training task retried meanwhile takes none of them
     for name, values in faults.items():
         getattr(stack.simulator.faults, name).extend(values)
     stack.simulator.release()

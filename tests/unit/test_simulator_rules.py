@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from loradrop_local.simulator.images import CONTENT_TYPES, IMAGE_SIDE, render
-from loradrop_local.simulator.model import INFERENCE_MODEL, TRAINER_MODELS, price_of
+from loradrop_local.simulator.model import INFERENCE_MODEL, TRAINER_MODELS, Faults, price_of
 from loradrop_local.simulator.validation import validation_error
 
 DOCS_EXAMPLE = {
@@ -72,3 +72,16 @@ def test_an_image_depends_on_prompt_seed_loras_and_index_and_honours_its_format(
     for fmt, content_type in CONTENT_TYPES.items():
         image = Image.open(io.BytesIO(render("p", 1, (), 0, fmt)))
         assert (image.format, image.size) == (content_type.split("/")[1].upper(), (IMAGE_SIDE, IMAGE_SIDE))
+
+
+def test_faults_meant_for_images_are_left_by_training_tasks() -> None:
+    faults = Faults()
+    assert faults.takes("wavespeed-ai/flux-dev-lora-trainer")
+    assert faults.takes("flux-dev-lora")
+    faults.images_only = True
+    assert not faults.takes("wavespeed-ai/flux-dev-lora-trainer")
+    assert not faults.takes("flux-dev-lora-trainer-turbo")
+    assert faults.takes("wavespeed-ai/flux-dev-lora")
+    assert faults.takes("flux-dev-lora")
+    faults.clear()
+    assert faults.takes("wavespeed-ai/flux-dev-lora-trainer")

@@ -205,6 +205,7 @@ def sample_faults(h: Harness, scale: Scale) -> Outcome:
         if case.label == "output-gone":
             _vanish_before_the_copy(h, job[0])
         h.settle(job, timeout=60, reconciling=case.reconciling)
+        h.sim.faults.clear()  # (and images_only off) before the next upload
         tracked += job
     result = h.outcome(
         "sample image faults",
@@ -232,6 +233,7 @@ def _sampled_upload(h: Harness, label: str, faults: list[tuple[str, Any]]) -> li
     what follows it, its sample POSTs and tasks, are queued: the queues are global, taken in order."""
     metadata = {"trigger-word": "zxq", "sample-prompts": SAMPLE_PROMPTS}
     tracked = h.upload_with(f"samples-{label}", [(h.sim.faults.held, 1)], metadata)
+    h.sim.faults.images_only = True  # a training task retried meanwhile (a slow ZIP fetch, say) takes none of them
     for queue, value in faults:
         getattr(h.sim.faults, queue).append(value)
     h.sim.release()

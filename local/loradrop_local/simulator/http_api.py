@@ -119,7 +119,7 @@ class WaveSpeedHandler(BaseHTTPRequestHandler):
 
     def _submit(self, model: str, key: str, body: Any) -> None:  # noqa: PLR0911 - one answer per submit fault
         """POST a task (training or images): the submit faults, validation, the start limit, then the task."""
-        fault = take_fault(self.sim.faults.submit) or ""
+        fault = (take_fault(self.sim.faults.submit) if self.sim.faults.takes(model) else None) or ""
         if self.sim.config.submit_latency:
             time.sleep(self.sim.config.submit_latency)
         if fault.startswith("slow:"):

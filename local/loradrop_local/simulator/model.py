@@ -74,6 +74,9 @@ class Faults:
     output_size: bytes — the next task's output is this big
     header: bytes — the next completed task's output starts with this safetensors header (JSON), malformed or not
     held: N — the next N tasks stay `processing` until `Simulator.release()`
+
+    `images_only`: while set, `submit`, `task`, `ending` and `webhook` faults are taken only by image POSTs and tasks
+    (`flux-dev-lora`), so a training task retried meanwhile never takes what a test meant for its samples.
     """
 
     submit: deque[str] = field(default_factory=deque)
@@ -90,8 +93,14 @@ class Faults:
     held: deque[int] = field(default_factory=deque)
     pricing: deque[str] = field(default_factory=deque)
     balance: deque[str] = field(default_factory=deque)
+    images_only: bool = False
+
+    def takes(self, model: str) -> bool:
+        """Whether a POST or task of `model` takes the per-task faults now."""
+        return not self.images_only or model.rsplit("/", 1)[-1] == "flux-dev-lora"
 
     def clear(self) -> None:
+        self.images_only = False
         for queue in (
             self.submit,
             self.result,

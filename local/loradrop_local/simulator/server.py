@@ -251,11 +251,12 @@ class Simulator:
             # stays the body as submitted, as the docs say webhooks carry it.
             asked = body.get("seed", -1)
             task.seed = random.randint(0, MAX_SEED) if asked == -1 else asked
-        failure = take_fault(self.faults.task)
-        ending = take_fault(self.faults.ending)
+        takes = self.faults.takes(task.model)
+        failure = take_fault(self.faults.task) if takes else None
+        ending = take_fault(self.faults.ending) if takes else None
         if ending is not None:
             failure = (None, ending)
-        webhook_fault = take_fault(self.faults.webhook)
+        webhook_fault = take_fault(self.faults.webhook) if takes else None
         task.hostile_output = take_fault(self.faults.output)
         task.garbled_answers = take_fault(self.faults.garbled) or 0
         task.output_size = take_fault(self.faults.output_size)
