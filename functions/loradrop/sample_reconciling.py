@@ -79,16 +79,16 @@ class SampleReconciler:
             return self._tracker.fail(sample, {S.PLANNED}, ErrorCode.NOT_SUBMITTED, why)[1]
         if not trained:
             return Outcome.UNCHANGED  # its weights are being stored, or a retry may still complete it
-        moved, done = self._jobs.move_sample(sample, {S.PLANNED}, S.PLANNED, note="sample re-queued by the reconciler")
-        if not done or moved is None:
-            return Outcome.UNCHANGED
-        self._tracker.enqueue(moved)
-        return Outcome.SAMPLE_REQUEUED
+        return self._requeue(sample, "sample re-queued by the reconciler")
 
     def requeue_ending(self, sample: Sample, now: datetime, deadline: Deadline) -> Outcome:
         """A sample that ended without an image and whose message to the worker (which records it and sums the samples
         up) was lost."""
-        moved, done = self._jobs.move_sample(sample, {S.ENDING}, S.ENDING, note="re-queued by the reconciler")
+        return self._requeue(sample, "re-queued by the reconciler")
+
+    def _requeue(self, sample: Sample, note: str, *, count: str | None = None) -> Outcome:
+        """Note the sample where it is (`count`: a counter to add one to) and send its worker a message again."""
+        moved, done = self._jobs.move_sample(sample, {sample.status}, sample.status, note=note, count=count)
         if not done or moved is None:
             return Outcome.UNCHANGED
         self._tracker.enqueue(moved)
@@ -123,13 +123,7 @@ class SampleReconciler:
         if sample.store_requeues >= self._settings.store_max_requeues:
             why = f"the image copy was restarted {sample.store_requeues} times and never finished"
             return self._tracker.fail(sample, {S.STORING}, ErrorCode.STORE_FAILED, why)[1]
-        moved, done = self._jobs.move_sample(
-            sample, {S.STORING}, S.STORING, note="copy re-queued by the reconciler", count="store_requeues"
-        )
-        if not done or moved is None:
-            return Outcome.UNCHANGED
-        self._tracker.enqueue(moved)
-        return Outcome.SAMPLE_REQUEUED
+        return self._requeue(sample, "copy re-queued by the reconciler", count="store_requeues")
 
     # --- an uncertain POST ---------------------------------------------------------------------------------------
 
