@@ -33,6 +33,7 @@ from loradrop.model_card import card_files
 from loradrop.models import JobStatus, retry_kind
 from loradrop.ports import QueueSender, WaveSpeed
 from loradrop.queues import Deferred, backoff_seconds, rate_limit_backoff_seconds
+from loradrop.sample_table import same_lost_count
 from loradrop.samples import (
     SAMPLE_MODEL,
     SAMPLES_FOLDER,
@@ -189,7 +190,13 @@ class SampleWorker:
             if quote is not None and limit is not None and quote > limit:
                 raise BudgetExhausted(month_of(sets["submit_started_at"]), None, limit)
             claimed, done = self._jobs.move_sample(
-                sample, {S.PLANNED}, S.SUBMITTING, sets=sets, attempts=1, budget=reserve
+                sample,
+                {S.PLANNED},
+                S.SUBMITTING,
+                sets=sets,
+                attempts=1,
+                budget=reserve,
+                condition=same_lost_count(sample.lost_submissions),  # still the attempt its seed was chosen for
             )
         except BudgetExhausted as err:
             reason = f"the {err.month} budget ({err.limit} USD) has no room for this sample's {quote} USD"

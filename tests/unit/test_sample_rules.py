@@ -248,3 +248,25 @@ def test_samples_wait_for_their_job_and_end_with_a_job_that_failed(world: World)
     sample = handle(world)
     assert (sample.status, sample.error_code) == (SampleStatus.FAILED, ErrorCode.NOT_TRAINED)
     assert world.wavespeed.posts == []
+
+
+def test_a_claim_from_a_snapshot_older_than_a_lost_post_is_refused(world: World) -> None:
+    # Given a worker that read the sample before one of its POSTs was proven lost (its next attempt has a seed of its
+    # own): its claim would re-send the lost attempt's exact input, which nothing could then tell from its stray
+    completed(world, ["p"])
+    stale = world.jobs.get_sample(sample_key("ana-1", 0))
+    assert stale is not None
+    world.db.update_item(
+        TableName="jobs",
+        Key={"job_id": {"S": sample_key("ana-1", 0)}},
+        UpdateExpression="SET lost_submissions = :one",
+        ExpressionAttributeValues={":one": {"N": "1"}},
+    )
+    world.jobs.get_sample = lambda key: stale  # type: ignore[method-assign]
+    world.samples.handle(SampleRequest(job_id="ana-1", sample=0), 1, remaining_seconds=900)
+    del world.jobs.get_sample
+    # Then nothing was claimed or sent
+    assert world.wavespeed.posts == []
+    row = world.jobs.get_sample(sample_key("ana-1", 0))
+    assert row is not None
+    assert (row.status, row.attempts, row.lost_submissions) == (SampleStatus.PLANNED, 0, 1)
