@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from loradrop.job import Job
-from loradrop.jobs import JobStore
-from loradrop.samples import SAMPLE_MODEL, Sample
+from loradrop.samples import Sample
+from loradrop_dev.reliability.sample_counts import attempt_seeds, inference_tasks, sample_rows
 from loradrop_local.aws.stack import LocalStack
 from loradrop_local.dataset import training_zip
 from loradrop_local.simulator.model import Task
@@ -27,27 +26,12 @@ PROMPTS = "a portrait of {trigger} in a garden | {trigger} on a beach at sunset"
 
 
 def sample_tasks(stack: LocalStack, job: dict[str, Any]) -> list[Task]:
-    """The inference tasks WaveSpeed created for this job's samples (their seeds are the job's own)."""
-    assert stack.simulator is not None
-    seeds = {row.seed for row in sample_rows(stack, job)}
-    tasks = list(stack.simulator.tasks.values())
-    return [task for task in tasks if task.model == SAMPLE_MODEL and task.input.get("seed") in seeds]
+    """The inference tasks WaveSpeed created for this job's samples (by the seed of each of their attempts)."""
+    return inference_tasks(stack, {seed for row in rows_of(stack, job) for seed in attempt_seeds(row)})
 
 
-def sample_rows(stack: LocalStack, job: dict[str, Any]) -> list[Sample]:
-    rows = JobStore(stack.client("dynamodb"), stack.table_name).samples_of(Job.model_validate(job))
-    return [row for row in rows if row is not None]
-
-
-def wait_for_samples(stack: LocalStack, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = stack.job(job_id)
-        if job and job.get("samples_settled_at"):
-            return job
-        time.sleep(0.1)
-    job = stack.job(job_id) or {}
-    raise AssertionError(f"the samples of {job_id} did not settle: {sample_rows(stack, job)}")
+def rows_of(stack: LocalStack, job: dict[str, Any]) -> list[Sample]:
+    return [row for row in sample_rows(stack, job) if row is not None]
 
 
 def weights_unchanged(stack: LocalStack, job: dict[str, Any]) -> None:
@@ -61,7 +45,7 @@ def test_two_prompts_become_two_images_beside_the_weights(stack: LocalStack, key
     job_id = stack.upload(key, training_zip(), {"trigger-word": "zxq", "sample-prompts": PROMPTS})
     # When it trains and its weights are stored
     assert stack.wait_for(job_id, TERMINAL)["status"] == "COMPLETED"
-    job = wait_for_samples(stack, job_id)
+    job = settled(stack, job_id)
     # Then WaveSpeed rendered exactly one image per prompt, with the trigger word in place and the LoRA linked
     tasks = sorted(sample_tasks(stack, job), key=lambda task: task.input["prompt"])
     assert [task.input["prompt"] for task in tasks] == ["a portrait of zxq in a garden", "zxq on a beach at sunset"]
@@ -122,7 +106,7 @@ def settled(stack: LocalStack, job_id: str, *, reconciling: bool = False) -> dic
         if reconciling:
             reconcile(stack)
         time.sleep(0.5)
-    raise AssertionError(f"the samples of {job_id} did not settle: {sample_rows(stack, stack.job(job_id) or {})}")
+    raise AssertionError(f"the samples of {job_id} did not settle: {rows_of(stack, stack.job(job_id) or {})}")
 
 
 def one_task_per_prompt(stack: LocalStack, job: dict[str, Any]) -> list[Task]:
@@ -155,7 +139,7 @@ def test_a_lost_post_answer_is_settled_by_the_signed_webhook_without_a_second_ta
     job = settled(stack, job_id)
     one_task_per_prompt(stack, job)
     assert [sample["state"] for sample in job["samples"]] == ["done", "done"]
-    notes = [entry.get("note", "") for row in sample_rows(stack, job) for entry in row.history]
+    notes = [entry.get("note", "") for row in rows_of(stack, job) for entry in row.history]
     assert "task adopted: its signed webhook" in notes
     weights_unchanged(stack, job)
 
@@ -164,7 +148,7 @@ def test_lost_webhooks_and_a_lost_post_answer_are_settled_by_the_reconciler(stac
     # Given a sample POST whose answer is lost and no sample webhook at all
     job_id = trained_with_faults(stack, key, submit=["drop_after_create"], webhook=["drop", "drop"])
     time.sleep(1)
-    assert {row.status.value for row in sample_rows(stack, stack.job(job_id) or {})} == {
+    assert {row.status.value for row in rows_of(stack, stack.job(job_id) or {})} == {
         "SAMPLE_SUBMITTING",
         "SAMPLE_RENDERING",
     }
@@ -172,7 +156,7 @@ def test_lost_webhooks_and_a_lost_post_answer_are_settled_by_the_reconciler(stac
     job = settled(stack, job_id, reconciling=True)
     one_task_per_prompt(stack, job)
     assert [sample["state"] for sample in job["samples"]] == ["done", "done"]
-    notes = [entry.get("note", "") for row in sample_rows(stack, job) for entry in row.history]
+    notes = [entry.get("note", "") for row in rows_of(stack, job) for entry in row.history]
     assert "task adopted: found in WaveSpeed's prediction history" in notes
     weights_unchanged(stack, job)
 
