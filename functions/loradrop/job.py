@@ -243,6 +243,12 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def s3_location(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an `s3://bucket/key` URI, as the job records its weights, card and images."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
 def url_digest(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()
 

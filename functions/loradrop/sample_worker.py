@@ -25,7 +25,7 @@ from loradrop.budgets import BudgetChange, BudgetExhausted, month_of
 from loradrop.codes import ErrorCode
 from loradrop.deadline import Deadline
 from loradrop.egress import DisallowedOutput, OutputPolicy
-from loradrop.job import Job
+from loradrop.job import Job, s3_location
 from loradrop.jobs import JobStore
 from loradrop.log_context import about_job
 from loradrop.messages import SampleRequest
@@ -53,6 +53,7 @@ from loradrop.wavespeed import (
     RequestRejected,
     TransientError,
     WaveSpeedError,
+    hinted_webhook,
     longest_submit_seconds,
 )
 from loradrop.weights import DownloadFailed, OutputTooLarge, open_output
@@ -215,7 +216,7 @@ class SampleWorker:
                     return task.weights_url, "wavespeed"
             except WaveSpeedError as err:
                 logger.info("training output not at WaveSpeed; linking the stored copy", extra={"reason": err.message})
-        bucket, _, key = (job.weights_uri or "").removeprefix("s3://").partition("/")
+        bucket, key = s3_location(job.weights_uri or "")
         link = self._s3.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=LORA_LINK_SECONDS
         )
@@ -241,8 +242,7 @@ class SampleWorker:
         return None
 
     def _post(self, sample: Sample, body: dict[str, Any], wavespeed: WaveSpeed, receive_count: int) -> None:
-        webhook = self._settings.webhook_url
-        webhook += f"{'&' if '?' in webhook else '?'}job={sample.parent_job_id}&sample={sample.index}"
+        webhook = hinted_webhook(self._settings.webhook_url, job=sample.parent_job_id, sample=sample.index)
         try:
             task = wavespeed.submit_training(SAMPLE_MODEL, body, webhook)  # any model's POST, despite the name
         except TransientError as err:  # nothing was created
@@ -384,7 +384,7 @@ class SampleWorker:
         return done
 
     def _write_gallery(self, job: Job, summary: list[dict[str, Any]]) -> None:
-        bucket, _, card_key = (job.model_card_uri or "").removeprefix("s3://").partition("/")
+        bucket, card_key = s3_location(job.model_card_uri or "")
         card = json.loads(self._s3.get_object(Bucket=bucket, Key=card_key)["Body"].read())
         card["samples"] = summary
         prefix = card_key.rsplit("/", 1)[0] + "/"

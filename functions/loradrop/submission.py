@@ -31,6 +31,7 @@ from loradrop.wavespeed import (
     RateLimited,
     RequestRejected,
     TransientError,
+    hinted_webhook,
     longest_submit_seconds,
 )
 
@@ -347,7 +348,9 @@ class Submitter:
 
     def _post(self, job: Job, params: TrainingParams, data_url: str, wavespeed: WaveSpeed) -> Job:
         try:
-            task = wavespeed.submit_training(params.model, params.to_wavespeed(data_url), self.webhook_url(job.job_id))
+            task = wavespeed.submit_training(
+                params.model, params.to_wavespeed(data_url), hinted_webhook(self._settings.webhook_url, job=job.job_id)
+            )
         except TransientError as err:  # a 429, or no connection: nothing was created
             self._jobs.submission_deferred(job, f"not submitted, will retry: {err.message}")
             metrics.add_metric(name="SubmitDeferred", unit=MetricUnit.Count, value=1)
@@ -368,11 +371,6 @@ class Submitter:
         logger.info("WaveSpeed created a task", extra={"prediction_id": task.id, "job_id": job.job_id})
         metrics.add_metric(name="TasksSubmitted", unit=MetricUnit.Count, value=1)
         return self._record_task(job, task)
-
-    def webhook_url(self, job_id: str) -> str:
-        """The webhook URL with the job id as a hint (unsigned and maybe dropped: never the only clue)."""
-        url = self._settings.webhook_url
-        return f"{url}{'&' if '?' in url else '?'}job={job_id}"
 
     def _record_task(self, job: Job, task: Task) -> Job:
         for attempt in range(1, RECORD_TRIES + 1):

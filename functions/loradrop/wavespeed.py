@@ -40,6 +40,12 @@ def connect_timeout(submit_timeout: float) -> float:
     return min(SDK_CONNECT_TIMEOUT, submit_timeout)
 
 
+def hinted_webhook(url: str, **hints: object) -> str:
+    """The webhook URL WaveSpeed is given, with loradrop's hints (the job, a sample) in its query: unsigned and maybe
+    dropped on the way, so never the only clue."""
+    return url + ("&" if "?" in url else "?") + "&".join(f"{name}={value}" for name, value in hints.items())
+
+
 def longest_submit_seconds(submit_timeout: float) -> float:
     """How long one submit can wait: connecting, then the answer."""
     return connect_timeout(submit_timeout) + submit_timeout

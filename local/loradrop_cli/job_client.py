@@ -16,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
-from loradrop.job import Job, job_id_for
+from loradrop.job import Job, job_id_for, s3_location
 from loradrop.jobs import JobStore
 from loradrop.models import JobStatus
 from loradrop_cli.view import console_for, follow, transfer_bar
@@ -170,7 +170,7 @@ def download_verified(  # noqa: PLR0913 - what to fetch, where to, what it must 
 ) -> str:
     """Stream `uri` to `destination` (through a `.part` file, with a progress bar); keep it only if its SHA-256 is
     the one recorded."""
-    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    bucket, key = s3_location(uri)
     partial = destination.with_name(destination.name + ".part")
     digest = hashlib.sha256()
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -195,7 +195,7 @@ def download_card(target: Target, job: Job, weights: Path, console: Console) -> 
     """The model card beside downloaded weights: NAME.model-card.json and NAME.README.md."""
     if not job.model_card_uri:
         raise CliError(f"job {job.job_id} has no model card (it completed before loradrop wrote them)")
-    bucket, key = job.model_card_uri.removeprefix("s3://").split("/", 1)
+    bucket, key = s3_location(job.model_card_uri)
     written = []
     for source, suffix in ((key, ".model-card.json"), (key.rsplit("/", 1)[0] + "/README.md", ".README.md")):
         destination = weights.with_name(weights.stem + suffix)
